@@ -1,0 +1,73 @@
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include "base/result.h"
+
+namespace mb::fs {
+
+/// fsync(2) on an open descriptor; `what` names the file in the error.
+Status syncFd(int fd, std::string_view what);
+
+/// Opens a directory and fsyncs it, so that renames and creations inside it
+/// survive a power loss.
+Status syncDirectory(const std::filesystem::path& dir);
+
+/// Writes `data` to `path` so that after return either the old file or the
+/// complete new one exists, durably: write a temporary in the same directory,
+/// fsync it, rename it over `path`, fsync the directory.
+Status writeFileAtomic(const std::filesystem::path& path, std::string_view data);
+
+/// Same, but leaves the directory fsync to the caller (who may batch several).
+Status writeFileAtomicNoDirSync(const std::filesystem::path& path, std::string_view data);
+
+/// Reads a whole (small) file.
+Result<std::string> readFile(const std::filesystem::path& path);
+
+/// rename(2), reported as a Status.
+Status renameFile(const std::filesystem::path& from, const std::filesystem::path& to);
+
+/// unlink(2); a file that is already gone is not an error.
+Status removeFile(const std::filesystem::path& path);
+
+/// mkdir -p with the given mode for the directories it creates.
+Status makeDirectories(const std::filesystem::path& dir, unsigned mode = 0750);
+
+/// A file opened for writing with a user-space buffer, for streaming message
+/// content to disk without holding it in memory. Not thread-safe; one owner.
+/// The destructor closes the descriptor but never removes the file.
+class FileWriter {
+ public:
+  FileWriter() = default;
+  ~FileWriter();
+  FileWriter(const FileWriter&) = delete;
+  FileWriter& operator=(const FileWriter&) = delete;
+  FileWriter(FileWriter&& other) noexcept;
+  FileWriter& operator=(FileWriter&& other) noexcept;
+
+  /// Creates `path` exclusively (O_EXCL), mode 0640.
+  static Result<FileWriter> create(const std::filesystem::path& path);
+
+  /// Buffered write; errors (ENOSPC, EIO) surface here or at flush/sync.
+  Status write(std::string_view data);
+  Status flush();
+  /// flush() then fsync().
+  Status sync();
+  Status close();
+
+  bool isOpen() const { return fd_ >= 0; }
+  std::uint64_t bytesWritten() const { return written_ + buffer_.size(); }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  static constexpr std::size_t kBufferSize = 64 * 1024;
+  int fd_ = -1;
+  std::filesystem::path path_;
+  std::string buffer_;
+  std::uint64_t written_ = 0;
+};
+
+}  // namespace mb::fs

@@ -1,0 +1,52 @@
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include "queue/spool.h"
+
+namespace mb::queue {
+
+/// FileSpool: the Spool on a local file system. Files live in
+/// `<state_dir>/queue/`; invalid ones are moved to `<state_dir>/corrupt/`.
+/// A committer thread takes every commit that is waiting, fsyncs each
+/// content file, writes and fsyncs each envelope, renames them, fsyncs the
+/// directory once for the batch and then runs the callbacks (on that thread).
+class FileSpool final : public Spool {
+ public:
+  explicit FileSpool(std::filesystem::path state_dir);
+  ~FileSpool() override;   // finishes pending commits, stops the thread
+
+  /// Creates the directories; call once before use.
+  Status open();
+
+  // Spool
+  Result<std::unique_ptr<IncomingMessage>> create() override;
+  void commit(std::unique_ptr<IncomingMessage> msg, Envelope env, CommitCallback done) override;
+  Result<Envelope> load(const std::string& id) override;
+  Status update(const Envelope& env) override;
+  Status remove(const std::string& id) override;
+  std::filesystem::path contentPath(const std::string& id) const override;
+  Result<std::vector<Envelope>> recover() override;
+
+  const std::filesystem::path& queueDir() const { return queue_dir_; }
+  const std::filesystem::path& corruptDir() const { return corrupt_dir_; }
+
+ private:
+  struct PendingCommit;
+  void committerLoop();
+  void commitBatch(std::deque<PendingCommit>& batch);
+
+  std::filesystem::path queue_dir_;
+  std::filesystem::path corrupt_dir_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<PendingCommit> pending_;
+  bool stopping_ = false;
+  std::thread committer_;
+};
+
+}  // namespace mb::queue
