@@ -1,0 +1,786 @@
+#include "config/loader.h"
+
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <map>
+#include <optional>
+#include <utility>
+
+#include "base/durable_file.h"
+#include "base/text.h"
+#include "base/units.h"
+#include "config/yaml_support.h"
+#include "policy/network_list.h"
+
+namespace mb::config {
+namespace {
+
+using Keys = std::vector<std::string_view>;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+constexpr std::uint64_t kKiB = 1024;
+constexpr std::uint64_t kGiB = 1024 * 1024 * 1024;
+// No configured duration needs more than a year, and capping here keeps
+// "1000000w" from overflowing a timer deadline later on.
+constexpr milliseconds kMaxDuration = std::chrono::hours(24 * 365);
+constexpr std::string_view kAddressExample = "HOST:PORT such as 127.0.0.1:2525 or [::1]:2525";
+constexpr std::string_view kDefaultListenerAddress = "127.0.0.1:2525";
+
+std::string joinNames(const Keys& keys) {
+  std::string out;
+  for (const auto& k : keys) {
+    if (!out.empty()) out += ", ";
+    out += k;
+  }
+  return out;
+}
+
+// Optimal string alignment distance: Levenshtein plus adjacent transposition,
+// because "max_mesasge_size" is one slip of the fingers, not two.
+std::size_t editDistance(std::string_view a, std::string_view b) {
+  std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
+  for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    }
+  }
+  return d[a.size()][b.size()];
+}
+
+// The known key that `key` was probably meant to be: a case-insensitive match,
+// else the nearest within edit distance 2; empty when none is that close.
+std::string_view closestKey(std::string_view key, const Keys& known) {
+  for (const auto& k : known) {
+    if (iequals(k, key)) return k;
+  }
+  const std::string lower = asciiLower(key);
+  std::string_view best;
+  std::size_t best_distance = 3;
+  for (const auto& k : known) {
+    const std::size_t dist = editDistance(lower, k);
+    if (dist < best_distance) {
+      best = k;
+      best_distance = dist;
+    }
+  }
+  return best;
+}
+
+const char* kindOf(const YAML::Node& n) {
+  if (!n.IsDefined() || n.IsNull()) return "nothing";
+  if (n.IsSequence()) return "a list";
+  if (n.IsMap()) return "a mapping";
+  return "a scalar";
+}
+
+std::string inQuotes(std::string_view text) {
+  return "'" + printable(text, 80) + "'";
+}
+
+std::string indexKey(std::string_view path, std::size_t i) {
+  return std::string(path) + "[" + std::to_string(i) + "]";
+}
+
+struct Field {
+  YAML::Node key;
+  YAML::Node value;
+  YAML::Mark mark() const { return entryMark(key, value); }
+};
+
+/// The entries of one YAML mapping, checked against the keys it may hold:
+/// unknown, duplicate and non-scalar keys become issues as the map is read.
+/// Reports through the LoadContext it is given; single-threaded, one load.
+class Fields {
+ public:
+  Fields(LoadContext& ctx, const YAML::Node& map, std::string path, const Keys& known)
+      : ctx_(ctx), path_(std::move(path)), map_(map) {
+    if (!map.IsMap()) return;
+    std::map<std::string, int, std::less<>> first_line;
+    // Range-for keeps each entry alive for the body; it->first would name a
+    // temporary that yaml-cpp's iterator proxy destroys at once.
+    for (const auto& entry : map) {
+      const YAML::Node& k = entry.first;
+      if (!k.IsScalar()) {
+        ctx_.add(k, path_, "keys must be plain names, got " + std::string(kindOf(k)));
+        continue;
+      }
+      const std::string& name = k.Scalar();
+      if (std::find(known.begin(), known.end(), name) == known.end()) {
+        const std::string_view guess = closestKey(name, known);
+        if (guess.empty()) {
+          ctx_.add(k, joinKey(path_, name), "unknown key; valid keys are: " + joinNames(known));
+        } else {
+          ctx_.add(k, joinKey(path_, name),
+                   "unknown key; did you mean '" + std::string(guess) + "'?");
+          guessed_.emplace_back(guess);
+        }
+        continue;
+      }
+      if (auto seen = first_line.find(name); seen != first_line.end()) {
+        ctx_.add(k, joinKey(path_, name),
+                 "duplicate key; already given on line " + std::to_string(seen->second));
+        continue;
+      }
+      first_line.emplace(name, k.Mark().line + 1);
+      fields_.emplace_back(name, Field{k, entry.second});
+    }
+  }
+
+  const Field* find(std::string_view name) const {
+    for (const auto& [n, f] : fields_) {
+      if (n == name) return &f;
+    }
+    return nullptr;
+  }
+  std::string keyOf(std::string_view name) const { return joinKey(path_, name); }
+  const std::string& path() const { return path_; }
+  const YAML::Node& node() const { return map_; }
+  LoadContext& ctx() const { return ctx_; }
+
+  /// Reports a required key that is absent, at the map itself — unless a
+  /// misspelling of it was reported already, which says it better.
+  void missing(std::string_view name, const std::string& message) const {
+    if (!wasGuessed(name)) ctx_.add(map_, keyOf(name), message);
+  }
+  bool wasGuessed(std::string_view name) const {
+    return std::find(guessed_.begin(), guessed_.end(), name) != guessed_.end();
+  }
+
+  /// A problem with the value of `name`, placed at that value.
+  void bad(std::string_view name, std::string message) const {
+    const Field* f = find(name);
+    ctx_.add(f != nullptr ? f->mark() : map_.Mark(), keyOf(name), std::move(message));
+  }
+
+ private:
+  LoadContext& ctx_;
+  std::string path_;
+  YAML::Node map_;
+  std::vector<std::pair<std::string, Field>> fields_;
+  std::vector<std::string> guessed_;  // known keys suggested for unknown ones
+};
+
+// ---- typed values ---------------------------------------------------------
+// Each reader returns nothing when the key is absent or its value is bad (the
+// latter recorded as an issue), so callers keep the default and go on.
+
+std::optional<std::string> readScalar(const Fields& f, std::string_view name,
+                                      std::string_view expected) {
+  const Field* fld = f.find(name);
+  if (fld == nullptr) return std::nullopt;
+  if (!fld->value.IsScalar()) {
+    f.bad(name, "expected " + std::string(expected) + ", got " + kindOf(fld->value));
+    return std::nullopt;
+  }
+  return fld->value.Scalar();
+}
+
+std::optional<std::string> readString(const Fields& f, std::string_view name,
+                                      std::string_view expected) {
+  auto s = readScalar(f, name, expected);
+  if (s && s->empty()) {
+    f.bad(name, "expected " + std::string(expected) + ", got an empty string");
+    return std::nullopt;
+  }
+  return s;
+}
+
+std::optional<std::int64_t> readInt(const Fields& f, std::string_view name, std::int64_t min,
+                                    std::int64_t max) {
+  const std::string expected =
+      "an integer from " + std::to_string(min) + " to " + std::to_string(max);
+  auto s = readScalar(f, name, expected);
+  if (!s) return std::nullopt;
+  std::int64_t v = 0;
+  const char* end = s->data() + s->size();
+  const auto [ptr, ec] = std::from_chars(s->data(), end, v);
+  if (ec == std::errc::result_out_of_range) {
+    f.bad(name, "expected " + expected + ", got " + inQuotes(*s) + " (too large)");
+    return std::nullopt;
+  }
+  if (ec != std::errc() || ptr != end || s->empty()) {
+    f.bad(name, "expected " + expected + ", got " + inQuotes(*s));
+    return std::nullopt;
+  }
+  if (v < min || v > max) {
+    f.bad(name, "expected " + expected + ", got " + std::to_string(v));
+    return std::nullopt;
+  }
+  return v;
+}
+
+std::optional<std::uint64_t> readSize(const Fields& f, std::string_view name, std::uint64_t min,
+                                      std::uint64_t max) {
+  constexpr std::string_view kExpected = "a size such as 25MB";
+  auto s = readScalar(f, name, kExpected);
+  if (!s) return std::nullopt;
+  auto size = parseSize(*s);
+  if (!size) {
+    f.bad(name, "expected " + std::string(kExpected) + ", got " + inQuotes(*s) + " (" +
+                    size.error().message + ")");
+    return std::nullopt;
+  }
+  if (*size < min || *size > max) {
+    f.bad(name, "expected a size from " + formatSize(min) + " to " + formatSize(max) + ", got " +
+                    formatSize(*size));
+    return std::nullopt;
+  }
+  return *size;
+}
+
+std::optional<seconds> readSeconds(const Fields& f, std::string_view name, seconds min) {
+  constexpr std::string_view kExpected = "a duration such as 90s, 5m or 1h30m";
+  auto s = readScalar(f, name, kExpected);
+  if (!s) return std::nullopt;
+  auto d = parseDuration(*s);
+  if (!d) {
+    f.bad(name, "expected " + std::string(kExpected) + ", got " + inQuotes(*s) + " (" +
+                    d.error().message + ")");
+    return std::nullopt;
+  }
+  if (*d < min || *d > kMaxDuration) {
+    f.bad(name, "expected a duration from " + formatDuration(min) + " to " +
+                    formatDuration(kMaxDuration) + ", got " + formatDuration(*d));
+    return std::nullopt;
+  }
+  if (d->count() % 1000 != 0) {
+    f.bad(name, "expected whole seconds, got " + formatDuration(*d));
+    return std::nullopt;
+  }
+  return std::chrono::duration_cast<seconds>(*d);
+}
+
+std::optional<bool> readBool(const Fields& f, std::string_view name) {
+  const Field* fld = f.find(name);
+  if (fld == nullptr) return std::nullopt;
+  bool b = false;
+  // yaml-cpp's own reading: true/false, yes/no, on/off, y/n in the usual cases.
+  if (!fld->value.IsScalar() || !YAML::convert<bool>::decode(fld->value, b)) {
+    f.bad(name, "expected true or false, got " + (fld->value.IsScalar()
+                                                      ? inQuotes(fld->value.Scalar())
+                                                      : std::string(kindOf(fld->value))));
+    return std::nullopt;
+  }
+  return b;
+}
+
+template <typename E>
+using Choices = std::vector<std::pair<std::string_view, E>>;
+
+template <typename E>
+std::optional<E> readChoice(const Fields& f, std::string_view name, const Choices<E>& choices) {
+  Keys names;
+  for (const auto& c : choices) names.push_back(c.first);
+  const std::string expected = "one of: " + joinNames(names);
+  auto s = readScalar(f, name, expected);
+  if (!s) return std::nullopt;
+  for (const auto& [text, value] : choices) {
+    if (iequals(text, *s)) return value;
+  }
+  f.bad(name, "expected " + expected + "; got " + inQuotes(*s));
+  return std::nullopt;
+}
+
+std::optional<std::filesystem::path> readPath(const Fields& f, std::string_view name) {
+  auto s = readString(f, name, "a path");
+  if (!s) return std::nullopt;
+  return f.ctx().resolvePath(*s);
+}
+
+// ---- sections -------------------------------------------------------------
+
+// The mapping under `name` in `parent`, or nothing when absent, null (an
+// empty section is allowed) or of the wrong type (reported).
+std::optional<Fields> openSection(const Fields& parent, std::string_view name, const Keys& known) {
+  const Field* fld = parent.find(name);
+  const YAML::Node empty;
+  if (fld == nullptr) return std::nullopt;
+  if (fld->value.IsNull()) return Fields(parent.ctx(), empty, parent.keyOf(name), known);
+  if (!fld->value.IsMap()) {
+    parent.bad(name, "expected a mapping with the keys " + joinNames(known) + ", got " +
+                         kindOf(fld->value));
+    return std::nullopt;
+  }
+  return Fields(parent.ctx(), fld->value, parent.keyOf(name), known);
+}
+
+// The list under `name`, or nothing when absent or not a list (reported).
+std::optional<YAML::Node> openList(const Fields& parent, std::string_view name,
+                                   std::string_view what) {
+  const Field* fld = parent.find(name);
+  if (fld == nullptr) return std::nullopt;
+  if (!fld->value.IsSequence()) {
+    parent.bad(name, "expected a list of " + std::string(what) + ", got " + kindOf(fld->value));
+    return std::nullopt;
+  }
+  return fld->value;
+}
+
+std::string defaultHostname() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
+  return buf;
+}
+
+// Host names as they may appear in EHLO and Received: letters, digits, '-',
+// '.', and '_' (seen on real machines), or an address literal in brackets.
+bool isHostname(std::string_view h) {
+  if (h.empty() || h.size() > 253) return false;
+  if (h.front() == '[') return h.size() > 2 && h.back() == ']';
+  if (h.front() == '.' || h.front() == '-') return false;
+  return std::all_of(h.begin(), h.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_';
+  });
+}
+
+void readServer(const Fields& top, ServerConfig& out) {
+  auto f = openSection(top, "server", {"hostname", "state_dir"});
+  if (f) {
+    if (auto h = readString(*f, "hostname", "a host name such as mail.example.com")) {
+      if (isHostname(*h)) {
+        out.hostname = *h;
+      } else {
+        f->bad("hostname", "expected a host name such as mail.example.com, got " + inQuotes(*h));
+      }
+    }
+    if (auto p = readPath(*f, "state_dir")) out.state_dir = *p;
+  }
+  if (out.hostname.empty()) out.hostname = defaultHostname();
+}
+
+struct HostPort {
+  std::string host;
+  std::uint16_t port = 0;
+};
+
+Result<HostPort> parseHostPort(std::string_view text) {
+  auto fail = [](std::string m) { return Error{std::move(m), 0}; };
+  std::string_view host;
+  std::string_view rest;
+  if (!text.empty() && text.front() == '[') {
+    const std::size_t close = text.find(']');
+    if (close == std::string_view::npos) return fail("missing ']' after the IPv6 address");
+    host = text.substr(1, close - 1);
+    rest = text.substr(close + 1);
+    if (rest.empty() || rest.front() != ':') return fail("missing ':PORT' after ']'");
+  } else {
+    const std::size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos) return fail("missing ':PORT'");
+    host = text.substr(0, colon);
+    rest = text.substr(colon);
+    if (host.find(':') != std::string_view::npos) {
+      return fail("an IPv6 address needs brackets, e.g. [::1]:2525");
+    }
+  }
+  const std::string_view port_text = rest.substr(1);
+  unsigned port = 0;
+  const auto [ptr, ec] =
+      std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (port_text.empty() || ec != std::errc() || ptr != port_text.data() + port_text.size() ||
+      port > 65535) {
+    return fail("the port must be a number from 0 to 65535");
+  }
+
+  HostPort hp;
+  hp.port = static_cast<std::uint16_t>(port);
+  const bool v6 = text.front() == '[';
+  std::string h(host);
+  if (!v6 && iequals(h, "localhost")) h = "127.0.0.1";
+  // Normalise through inet_ntop so that "[::1]" and "[0::1]" compare equal
+  // in the duplicate check.
+  unsigned char bin[16];
+  char norm[INET6_ADDRSTRLEN] = {};
+  const int family = v6 ? AF_INET6 : AF_INET;
+  if (::inet_pton(family, h.c_str(), bin) != 1 ||
+      ::inet_ntop(family, bin, norm, sizeof norm) == nullptr) {
+    return fail(v6 ? inQuotes(host) + " is not an IPv6 address"
+                   : inQuotes(host) +
+                         " is not an IPv4 address or localhost (host names are not "
+                         "resolved)");
+  }
+  hp.host = norm;
+  return hp;
+}
+
+void readListeners(const Fields& top, std::vector<ListenerConfig>& out) {
+  const Field* fld = top.find("listeners");
+  if (fld == nullptr) {
+    ListenerConfig l;
+    l.name = std::string(kDefaultListenerAddress);
+    out.push_back(std::move(l));
+    return;
+  }
+  auto list = openList(top, "listeners", "listeners ('- address: HOST:PORT')");
+  if (!list) return;
+  if (list->size() == 0) {
+    top.bad("listeners", "at least one listener is required");
+    return;
+  }
+  std::map<std::string, std::string, std::less<>> names;      // name -> listeners[i]
+  std::map<std::string, std::string, std::less<>> addresses;  // host:port -> listeners[i]
+  const YAML::Node& seq = *list;
+  for (std::size_t i = 0; i < seq.size(); ++i) {
+    const YAML::Node item = seq[i];
+    const std::string path = indexKey("listeners", i);
+    if (!item.IsMap()) {
+      top.ctx().add(
+          item, path,
+          std::string("expected a mapping with address, name, tls and auth, got ") + kindOf(item));
+      continue;
+    }
+    Fields f(top.ctx(), item, path, {"name", "address", "tls", "auth"});
+    ListenerConfig l;
+    bool ok = true;
+
+    std::string address_text;
+    if (auto a = readString(f, "address", kAddressExample)) {
+      auto hp = parseHostPort(*a);
+      if (hp) {
+        address_text = *a;
+        l.host = hp->host;
+        l.port = hp->port;
+      } else {
+        f.bad("address", hp.error().message + "; expected " + std::string(kAddressExample));
+        ok = false;
+      }
+    } else {
+      ok = false;
+      if (f.find("address") == nullptr) {
+        f.missing("address", "required; expected " + std::string(kAddressExample));
+      }
+    }
+
+    const bool named = f.find("name") != nullptr;
+    if (auto n = readString(f, "name", "a listener name")) {
+      l.name = *n;
+    } else if (named) {
+      ok = false;
+    } else {
+      l.name = address_text;
+    }
+
+    if (auto t = readChoice<TlsMode>(f, "tls",
+                                     {{"none", TlsMode::None},
+                                      {"starttls", TlsMode::StartTls},
+                                      {"implicit", TlsMode::Implicit}})) {
+      if (*t != TlsMode::None) {
+        f.bad("tls", "TLS listeners are not supported yet; use tls: none");
+      }
+      l.tls = *t;
+    }
+    if (auto a = readChoice<AuthPolicy>(f, "auth",
+                                        {{"none", AuthPolicy::None},
+                                         {"optional", AuthPolicy::Optional},
+                                         {"required", AuthPolicy::Required}})) {
+      l.auth = *a;
+    }
+    if (!ok) continue;
+
+    // Port 0 asks the kernel for any free port, so two such listeners do
+    // not collide.
+    bool address_clash = false;
+    if (l.port != 0) {
+      const std::string where = l.host + "|" + std::to_string(l.port);
+      if (auto it = addresses.find(where); it != addresses.end()) {
+        f.bad("address", "duplicate listener address; " + it->second + " listens there too");
+        address_clash = true;
+      } else {
+        addresses.emplace(where, path);
+      }
+    }
+    if (auto it = names.find(l.name); it != names.end()) {
+      // A name taken from a clashing address has been reported already.
+      if (named) {
+        f.bad("name",
+              "duplicate listener name " + inQuotes(l.name) + "; " + it->second + " uses it too");
+      } else if (!address_clash) {
+        f.bad("address", "duplicate listener name " + inQuotes(l.name) +
+                             " (taken from the address); " + it->second +
+                             " uses it too; give each listener a name");
+      }
+    } else {
+      names.emplace(l.name, path);
+    }
+    out.push_back(std::move(l));
+  }
+}
+
+void readSmtp(const Fields& top, SmtpConfig& out) {
+  auto f = openSection(top, "smtp",
+                       {"max_message_size", "max_recipients", "max_connections", "idle_timeout",
+                        "data_timeout", "bare_lf"});
+  if (!f) return;
+  if (auto v = readSize(*f, "max_message_size", kKiB, kGiB)) out.max_message_size = *v;
+  if (auto v = readInt(*f, "max_recipients", 1, 100000)) {
+    out.max_recipients = static_cast<std::size_t>(*v);
+  }
+  if (auto v = readInt(*f, "max_connections", 1, 100000)) {
+    out.max_connections = static_cast<std::size_t>(*v);
+  }
+  if (auto v = readSeconds(*f, "idle_timeout", seconds(1))) out.idle_timeout = *v;
+  if (auto v = readSeconds(*f, "data_timeout", seconds(1))) out.data_timeout = *v;
+  if (auto v = readChoice<BareLfPolicy>(
+          *f, "bare_lf",
+          {{"normalize", BareLfPolicy::Normalize}, {"reject", BareLfPolicy::Reject}})) {
+    out.bare_lf = *v;
+  }
+}
+
+std::optional<std::vector<std::string>> readNetworks(const Fields& f, std::string_view name) {
+  auto list = openList(f, name, "networks such as 192.0.2.0/24");
+  if (!list) return std::nullopt;
+  std::vector<std::string> nets;
+  bool ok = true;
+  const YAML::Node& seq = *list;
+  for (std::size_t i = 0; i < seq.size(); ++i) {
+    const YAML::Node item = seq[i];
+    const std::string key = indexKey(f.keyOf(name), i);
+    if (!item.IsScalar()) {
+      f.ctx().add(item, key,
+                  std::string("expected a network such as 192.0.2.0/24, got ") + kindOf(item));
+      ok = false;
+      continue;
+    }
+    if (Status st = policy::NetworkList::validate(item.Scalar()); !st) {
+      f.ctx().add(item, key, st.error().message);
+      ok = false;
+      continue;
+    }
+    nets.push_back(item.Scalar());
+  }
+  if (!ok) return std::nullopt;
+  return nets;
+}
+
+void readAccess(const Fields& top, AccessConfig& out) {
+  auto f = openSection(top, "access", {"allowed_networks", "anonymous_networks", "open_relay"});
+  if (!f) return;
+  if (auto v = readNetworks(*f, "allowed_networks")) out.allowed_networks = std::move(*v);
+  if (auto v = readNetworks(*f, "anonymous_networks")) out.anonymous_networks = std::move(*v);
+  if (auto v = readBool(*f, "open_relay")) out.open_relay = *v;
+}
+
+void readQueue(const Fields& top, QueueConfig& out) {
+  auto f = openSection(top, "queue", {"retry_delay", "max_retry_delay", "max_in_flight"});
+  if (!f) return;
+  const auto retry = readSeconds(*f, "retry_delay", seconds(1));
+  const auto max_retry = readSeconds(*f, "max_retry_delay", seconds(1));
+  if (retry) out.retry_delay = *retry;
+  if (max_retry) out.max_retry_delay = *max_retry;
+  if ((retry || max_retry) && out.max_retry_delay < out.retry_delay) {
+    const milliseconds r = out.retry_delay;
+    const milliseconds m = out.max_retry_delay;
+    if (max_retry) {
+      f->bad("max_retry_delay",
+             "must be at least retry_delay (" + formatDuration(r) + "), got " + formatDuration(m));
+    } else {
+      f->bad("retry_delay", "must not exceed max_retry_delay (" + formatDuration(m) +
+                                " by default); raise max_retry_delay as well");
+    }
+  }
+  if (auto v = readInt(*f, "max_in_flight", 1, 1000)) {
+    out.max_in_flight = static_cast<std::size_t>(*v);
+  }
+}
+
+bool isProviderName(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
+  });
+}
+
+void readProviders(const Fields& top, std::vector<ProviderConfig>& out) {
+  const Keys kSupported{"outbox"};
+  const std::string supported = "supported types: " + joinNames(kSupported);
+  if (top.find("providers") == nullptr) {
+    if (top.wasGuessed("providers")) return;
+    top.ctx().addFileIssue("providers",
+                           "required; add at least one provider, e.g. "
+                           "'providers: [{name: outbox, type: outbox, directory: /var/lib/"
+                           "mailbridge/outbox}]'");
+    return;
+  }
+  auto list = openList(top, "providers", "providers ('- name: ...')");
+  if (!list) return;
+  if (list->size() == 0) {
+    top.bad("providers", "at least one provider is required");
+    return;
+  }
+  std::map<std::string, std::string, std::less<>> names;
+  const YAML::Node& seq = *list;
+  for (std::size_t i = 0; i < seq.size(); ++i) {
+    const YAML::Node item = seq[i];
+    const std::string path = indexKey("providers", i);
+    if (!item.IsMap()) {
+      top.ctx().add(
+          item, path,
+          std::string("expected a mapping with name, type and settings, got ") + kindOf(item));
+      continue;
+    }
+    // Every type shares name and type; the rest depends on the type. With
+    // one type so far the key list is the same for all.
+    Fields f(top.ctx(), item, path, {"name", "type", "directory"});
+    ProviderConfig p;
+    bool ok = true;
+
+    const bool has_name = f.find("name") != nullptr;
+    if (auto n = readString(f, "name", "a name of letters, digits, '_' and '-'")) {
+      if (!isProviderName(*n)) {
+        f.bad("name", "expected a name of letters, digits, '_' and '-', got " + inQuotes(*n));
+        ok = false;
+      } else if (auto it = names.find(*n); it != names.end()) {
+        f.bad("name",
+              "duplicate provider name " + inQuotes(*n) + "; " + it->second + " uses it too");
+        ok = false;
+      } else {
+        names.emplace(*n, path);
+        p.name = *n;
+      }
+    } else {
+      ok = false;
+      if (!has_name) f.missing("name", "required; a unique name of letters, digits, '_' and '-'");
+    }
+
+    std::optional<ProviderType> type;
+    if (auto t = readScalar(f, "type", "a provider type (" + supported + ")")) {
+      if (iequals(*t, "outbox")) {
+        type = ProviderType::Outbox;
+      } else {
+        f.bad("type", "unknown provider type " + inQuotes(*t) + "; " + supported);
+      }
+    } else if (f.find("type") == nullptr) {
+      f.missing("type", "required; " + supported);
+    }
+    if (!type) continue;
+    p.type = *type;
+
+    switch (*type) {
+      case ProviderType::Outbox:
+        if (auto d = readPath(f, "directory")) {
+          p.directory = *d;
+        } else {
+          ok = false;
+          if (f.find("directory") == nullptr) {
+            f.missing("directory",
+                      "required for type outbox: the directory that receives the "
+                      "messages as .eml files");
+          }
+        }
+        break;
+    }
+    if (ok) out.push_back(std::move(p));
+  }
+}
+
+void readLogging(const Fields& top, LoggingConfig& out) {
+  auto f = openSection(top, "logging", {"level", "format"});
+  if (!f) return;
+  const Keys levels{"trace", "debug", "info", "warn", "error", "critical", "off"};
+  if (auto s = readScalar(*f, "level", "one of: " + joinNames(levels))) {
+    const auto it = std::find_if(levels.begin(), levels.end(),
+                                 [&](std::string_view l) { return iequals(l, *s); });
+    if (it != levels.end()) {
+      out.level = std::string(*it);
+    } else {
+      f->bad("level", "expected one of: " + joinNames(levels) + "; got " + inQuotes(*s));
+    }
+  }
+  if (auto v = readChoice<LogFormat>(*f, "format",
+                                     {{"text", LogFormat::Text}, {"json", LogFormat::Json}})) {
+    out.format = *v;
+  }
+}
+
+Config readConfig(LoadContext& ctx, const YAML::Node& root) {
+  Config cfg;
+  cfg.source = ctx.file();
+  const Keys sections{"server", "listeners", "smtp", "access", "queue", "providers", "logging"};
+  if (!root.IsNull() && !root.IsMap()) {
+    ctx.add(root, "",
+            std::string("expected a mapping with the sections ") + joinNames(sections) + ", got " +
+                kindOf(root));
+    return cfg;
+  }
+  const Fields top(ctx, root, "", sections);
+  readServer(top, cfg.server);
+  readListeners(top, cfg.listeners);
+  readSmtp(top, cfg.smtp);
+  readAccess(top, cfg.access);
+  readQueue(top, cfg.queue);
+  readProviders(top, cfg.providers);
+  readLogging(top, cfg.logging);
+  return cfg;
+}
+
+std::string formatIssues(const std::vector<ConfigIssue>& issues) {
+  std::string out;
+  for (const auto& i : issues) {
+    if (!out.empty()) out += '\n';
+    out += i.format();
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string ConfigIssue::format() const {
+  std::string out = file;
+  if (line > 0) out += ":" + std::to_string(line) + ":" + std::to_string(column);
+  out += ": ";
+  if (!key.empty()) out += key + ": ";
+  out += message;
+  return out;
+}
+
+ConfigError::ConfigError(std::vector<ConfigIssue> issues)
+    : std::runtime_error(formatIssues(issues)), issues_(std::move(issues)) {}
+
+Config loadConfigText(std::string_view yaml, std::string_view name,
+                      const std::filesystem::path& base_dir) {
+  std::error_code ec;
+  std::filesystem::path base = base_dir.empty() ? std::filesystem::current_path(ec)
+                                                : std::filesystem::absolute(base_dir, ec);
+  if (ec) base = base_dir;
+  LoadContext ctx(std::string(name), base.lexically_normal());
+
+  std::vector<YAML::Node> docs;
+  try {
+    docs = YAML::LoadAll(std::string(yaml));
+  } catch (const YAML::Exception& e) {
+    ctx.add(e.mark, "", "YAML syntax error: " + e.msg);
+    throw ConfigError(ctx.takeIssues());
+  }
+  if (docs.size() > 1) {
+    ctx.add(docs[1], "", "only one YAML document is allowed; remove the second '---'");
+  }
+  Config cfg = readConfig(ctx, docs.empty() ? YAML::Node() : docs.front());
+  if (ctx.hasIssues()) throw ConfigError(ctx.takeIssues());
+  return cfg;
+}
+
+Config loadConfigFile(const std::filesystem::path& path) {
+  auto text = fs::readFile(path);
+  if (!text) {
+    ConfigIssue issue;
+    issue.file = path.string();
+    issue.message = "cannot read the configuration: " + text.error().message;
+    throw ConfigError({std::move(issue)});
+  }
+  std::error_code ec;
+  const std::filesystem::path absolute = std::filesystem::absolute(path, ec);
+  return loadConfigText(*text, path.string(), (ec ? path : absolute).parent_path());
+}
+
+}  // namespace mb::config

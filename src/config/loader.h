@@ -19,7 +19,8 @@ struct ConfigIssue {
   std::string key;     // dotted path, e.g. "listeners[0].address"
   std::string message; // e.g. "unknown key; did you mean 'max_message_size'?"
 
-  /// "FILE:LINE:COLUMN: KEY: MESSAGE"
+  /// "FILE:LINE:COLUMN: KEY: MESSAGE"; without ":LINE:COLUMN" when line is
+  /// 0 and without "KEY: " when key is empty (a YAML syntax error).
   std::string format() const;
 };
 
