@@ -1,0 +1,70 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace mb::smtp {
+
+/// DataReader: the DATA content reader (RFC 5321 §4.1.1.4, §4.5.2), a byte
+/// state machine fed the client's bytes in any split. It finds the end of
+/// data and emits the content dot-unstuffed, every line ending in CRLF.
+///
+/// The rules are those that defeat SMTP smuggling (CVE-2023-51764/5/6):
+///  - the end of data is only CR LF "." CR LF, where the first CR LF may be
+///    the end of the DATA command line (a "." CR LF at the very start ends an
+///    empty message);
+///  - a bare LF ends a line and is emitted as CR LF, and sawBareLf() becomes
+///    true (the session refuses the message with 550 5.5.2 in reject mode);
+///    the line after it is "soft": "." CR LF there is not the end but the
+///    literal line "." CR LF, and neither is CR LF "." LF;
+///  - a bare CR is emitted as a space and does not start a line;
+///  - a leading dot followed by anything but the line end is removed.
+/// Output does not depend on how the input was split.
+///
+/// Talks to: nobody; ServerSession feeds it and hands the output on.
+/// Threading: a value type, one session's.
+class DataReader {
+ public:
+  /// Reads from `in` up to and including the end of data, appending content
+  /// to `out`. Returns how many bytes of `in` it consumed: all of them, or
+  /// fewer when the end of data came first (the rest is the next command).
+  /// After done(), consumes nothing.
+  std::size_t feed(std::string_view in, std::string& out);
+
+  /// The final "." CR LF has been read.
+  bool done() const { return state_ == State::Done; }
+
+  /// A bare LF was seen (and emitted as CR LF).
+  bool sawBareLf() const { return bare_lf_; }
+
+  /// A bare CR was seen (and emitted as a space).
+  bool sawBareCr() const { return bare_cr_; }
+
+  /// Content bytes emitted so far (after unstuffing and normalising).
+  std::uint64_t emitted() const { return emitted_; }
+
+  /// Ready for the next message.
+  void reset() { *this = DataReader(); }
+
+ private:
+  enum class State {
+    LineStart,      // after CR LF (or at the start): "." CR LF here ends data
+    SoftLineStart,  // after a bare LF: "." CR LF here is content
+    Middle,         // inside a line
+    Cr,             // a CR, not yet known to be part of CR LF
+    Dot,            // a leading "." on a line that began after CR LF
+    DotCr,          // "." CR on such a line: LF now ends the data
+    SoftDot,        // a leading "." on a soft line
+    SoftDotCr,      // "." CR on a soft line
+    Done,
+  };
+
+  State state_ = State::LineStart;
+  bool bare_lf_ = false;
+  bool bare_cr_ = false;
+  std::uint64_t emitted_ = 0;
+};
+
+}  // namespace mb::smtp
