@@ -1,0 +1,360 @@
+#include "queue/file_spool.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <optional>
+#include <set>
+#include <system_error>
+#include <utility>
+
+#include "base/durable_file.h"
+#include "base/log.h"
+#include "base/text.h"
+
+namespace mb::queue {
+namespace {
+
+namespace stdfs = std::filesystem;
+
+constexpr std::string_view kContentExt = ".msg";
+constexpr std::string_view kEnvelopeExt = ".env";
+
+bool endsWith(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+// writeFileAtomicNoDirSync() names its temporaries `<path>.tmp.<random>`;
+// anything else of ours in flight ends in `.tmp`.
+bool isTemporary(std::string_view name) {
+  return endsWith(name, ".tmp") || name.find(".tmp.") != std::string_view::npos;
+}
+
+/// The spool's IncomingMessage: a content file being written. Owned by one
+/// session, then handed to the committer thread with commit(); whoever holds
+/// it last removes the file unless the commit succeeded.
+class FileIncomingMessage final : public IncomingMessage {
+ public:
+  FileIncomingMessage(std::string id, fs::FileWriter writer)
+      : id_(std::move(id)), writer_(std::move(writer)) {}
+
+  ~FileIncomingMessage() override {
+    if (committed_) return;
+    const stdfs::path path = writer_.path();
+    // Close before unlinking so no descriptor keeps the data alive.
+    (void)writer_.close();
+    if (Status st = fs::removeFile(path); !st) {
+      spdlog::error("spool: cannot remove abandoned content file: {}", st.error().message);
+    }
+  }
+
+  const std::string& id() const override { return id_; }
+
+  Status write(std::string_view bytes) override {
+    if (error_) return *error_;
+    Status st = writer_.write(bytes);
+    if (!st) error_ = st.error();
+    return st;
+  }
+
+  std::uint64_t size() const override { return writer_.bytesWritten(); }
+
+  // For the committer thread.
+  const std::optional<Error>& stickyError() const { return error_; }
+  const stdfs::path& path() const { return writer_.path(); }
+
+  /// Flushes, fsyncs and closes the content, then checks that the file in
+  /// the directory is still the one written: a file removed or replaced
+  /// underneath must not be committed as a message without its content.
+  Status finish() {
+    if (error_) return *error_;
+    Status st = writer_.sync();
+    if (st) st = writer_.close();
+    if (!st) {
+      error_ = st.error();
+      return st;
+    }
+    struct stat info {};
+    if (::stat(writer_.path().c_str(), &info) != 0) {
+      error_ = Error::fromErrno("content file " + writer_.path().string() + " vanished before commit", errno);
+      return *error_;
+    }
+    if (static_cast<std::uint64_t>(info.st_size) != writer_.bytesWritten()) {
+      error_ = Error{"content file " + writer_.path().string() + " has " + std::to_string(info.st_size) +
+                     " bytes, " + std::to_string(writer_.bytesWritten()) + " were written"};
+      return *error_;
+    }
+    return {};
+  }
+
+  void markCommitted() { committed_ = true; }
+
+ private:
+  std::string id_;
+  fs::FileWriter writer_;
+  std::optional<Error> error_;
+  bool committed_ = false;
+};
+
+}  // namespace
+
+struct FileSpool::PendingCommit {
+  std::unique_ptr<IncomingMessage> msg;
+  Envelope env;
+  CommitCallback done;
+};
+
+FileSpool::FileSpool(stdfs::path state_dir)
+    : queue_dir_(state_dir / "queue"),
+      corrupt_dir_(state_dir / "corrupt"),
+      committer_([this] { committerLoop(); }) {}
+
+FileSpool::~FileSpool() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (committer_.joinable()) committer_.join();
+}
+
+Status FileSpool::open() {
+  if (Status st = fs::makeDirectories(queue_dir_); !st) return st;
+  return fs::makeDirectories(corrupt_dir_);
+}
+
+Result<std::unique_ptr<IncomingMessage>> FileSpool::create() {
+  // Ids are unique by construction; the retry only covers a leftover file
+  // with the same name, which O_EXCL refuses rather than overwrites.
+  constexpr int kAttempts = 3;
+  Error last;
+  for (int i = 0; i < kAttempts; ++i) {
+    std::string id = newQueueId();
+    auto writer = fs::FileWriter::create(contentPath(id));
+    if (writer) {
+      return std::unique_ptr<IncomingMessage>(
+          std::make_unique<FileIncomingMessage>(std::move(id), std::move(writer).value()));
+    }
+    last = writer.error();
+    if (last.sys_errno != EEXIST) break;
+  }
+  return last;
+}
+
+void FileSpool::commit(std::unique_ptr<IncomingMessage> msg, Envelope env, CommitCallback done) {
+  {
+    std::lock_guard lock(mutex_);
+    pending_.push_back(PendingCommit{std::move(msg), std::move(env), std::move(done)});
+  }
+  cv_.notify_one();
+}
+
+void FileSpool::committerLoop() {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    cv_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
+    if (pending_.empty()) return;  // stopping, and nothing left to finish
+    std::deque<PendingCommit> batch;
+    batch.swap(pending_);
+    lock.unlock();
+    commitBatch(batch);
+    lock.lock();
+  }
+}
+
+void FileSpool::commitBatch(std::deque<PendingCommit>& batch) {
+  // Callbacks run only after the files they report on are settled, and never
+  // under mutex_, so a callback may commit again.
+  const auto discard = [this](PendingCommit& c, bool envelope_written) {
+    if (envelope_written) {
+      (void)fs::removeFile(queue_dir_ / (c.env.id + std::string(kEnvelopeExt)));
+    }
+    c.msg.reset();  // removes the content file
+  };
+  const auto fail = [&discard](PendingCommit& c, const Error& error, bool envelope_written) {
+    discard(c, envelope_written);
+    if (c.done) c.done(error);
+  };
+
+  std::vector<PendingCommit*> written;
+  written.reserve(batch.size());
+  for (auto& c : batch) {
+    auto* msg = dynamic_cast<FileIncomingMessage*>(c.msg.get());
+    if (msg == nullptr) {
+      fail(c, Error{"commit of a message that was not created by this spool"}, false);
+      continue;
+    }
+    if (Status st = msg->finish(); !st) {
+      spdlog::error("spool: {}: content not committed: {}", msg->id(), st.error().message);
+      fail(c, st.error(), false);
+      continue;
+    }
+    c.env.id = msg->id();
+    c.env.size = msg->size();
+    if (Status st = fs::writeFileAtomicNoDirSync(queue_dir_ / (c.env.id + std::string(kEnvelopeExt)),
+                                                 serialize(c.env));
+        !st) {
+      spdlog::error("spool: {}: envelope not written: {}", c.env.id, st.error().message);
+      fail(c, st.error(), false);
+      continue;
+    }
+    written.push_back(&c);
+  }
+  if (written.empty()) return;
+
+  // The one directory fsync that makes every rename of the batch durable.
+  if (Status st = fs::syncDirectory(queue_dir_); !st) {
+    spdlog::error("spool: directory fsync failed, {} message(s) not committed: {}", written.size(),
+                  st.error().message);
+    for (auto* c : written) discard(*c, true);
+    // Best effort to make the removals durable before the client hears of the
+    // failure: a message it was told failed should not come back after a crash.
+    (void)fs::syncDirectory(queue_dir_);
+    for (auto* c : written) {
+      if (c->done) c->done(st.error());
+    }
+    return;
+  }
+  for (auto* c : written) {
+    static_cast<FileIncomingMessage*>(c->msg.get())->markCommitted();
+    c->msg.reset();
+    if (c->done) c->done(Status{});
+  }
+}
+
+Result<Envelope> FileSpool::load(const std::string& id) {
+  if (!isValidQueueId(id)) return Error{"invalid queue id '" + printable(id) + "'"};
+  auto text = fs::readFile(queue_dir_ / (id + std::string(kEnvelopeExt)));
+  if (!text) return text.error();
+  auto env = parse(*text);
+  if (!env) return Error{id + std::string(kEnvelopeExt) + ": " + env.error().message};
+  if (env->id != id) return Error{id + std::string(kEnvelopeExt) + ": holds the envelope of " + env->id};
+  return env;
+}
+
+Status FileSpool::update(const Envelope& env) {
+  if (!isValidQueueId(env.id)) return Error{"invalid queue id '" + printable(env.id) + "'"};
+  // An envelope without content would be moved to corrupt/ at the next start;
+  // refuse to recreate one for a message that is already gone.
+  struct stat info {};
+  if (::stat(contentPath(env.id).c_str(), &info) != 0) {
+    return Error::fromErrno("update of " + env.id + ": content " + contentPath(env.id).string(), errno);
+  }
+  return fs::writeFileAtomic(queue_dir_ / (env.id + std::string(kEnvelopeExt)), serialize(env));
+}
+
+Status FileSpool::remove(const std::string& id) {
+  if (!isValidQueueId(id)) return Error{"invalid queue id '" + printable(id) + "'"};
+  // Envelope first: a crash between the two leaves content without an
+  // envelope, which recover() deletes, never an envelope without content.
+  if (Status st = fs::removeFile(queue_dir_ / (id + std::string(kEnvelopeExt))); !st) return st;
+  if (Status st = fs::removeFile(contentPath(id)); !st) return st;
+  return fs::syncDirectory(queue_dir_);
+}
+
+stdfs::path FileSpool::contentPath(const std::string& id) const {
+  return queue_dir_ / (id + std::string(kContentExt));
+}
+
+Result<std::vector<Envelope>> FileSpool::recover() {
+  if (Status st = open(); !st) return st.error();
+
+  std::error_code ec;
+  std::vector<std::string> names;
+  for (stdfs::directory_iterator it(queue_dir_, ec), end; !ec && it != end; it.increment(ec)) {
+    names.push_back(it->path().filename().string());
+  }
+  if (ec) return Error{"list " + queue_dir_.string() + ": " + ec.message(), ec.value()};
+  std::sort(names.begin(), names.end());
+
+  bool changed_queue = false;
+  bool changed_corrupt = false;
+  std::set<std::string> content_stems;
+  std::vector<std::string> envelope_stems;
+  for (const auto& name : names) {
+    const stdfs::path path = queue_dir_ / name;
+    if (isTemporary(name)) {
+      spdlog::info("spool: removing temporary file {}", path.string());
+      if (Status st = fs::removeFile(path); !st) spdlog::error("spool: {}", st.error().message);
+      changed_queue = true;
+    } else if (endsWith(name, kContentExt)) {
+      content_stems.insert(name.substr(0, name.size() - kContentExt.size()));
+    } else if (endsWith(name, kEnvelopeExt)) {
+      envelope_stems.push_back(name.substr(0, name.size() - kEnvelopeExt.size()));
+    } else {
+      spdlog::warn("spool: ignoring unexpected file {}", path.string());
+    }
+  }
+
+  // Moves a bad envelope and its content aside for a person to look at. A
+  // name already taken in corrupt/ gets a numbered suffix rather than being
+  // overwritten.
+  const auto quarantine = [&](const std::string& stem, const std::string& reason) {
+    spdlog::warn("spool: moving {} to {}: {}", (queue_dir_ / (stem + std::string(kEnvelopeExt))).string(),
+                 corrupt_dir_.string(), reason);
+    for (std::string_view ext : {kEnvelopeExt, kContentExt}) {
+      const stdfs::path from = queue_dir_ / (stem + std::string(ext));
+      if (ext == kContentExt && content_stems.count(stem) == 0) continue;
+      stdfs::path to = corrupt_dir_ / from.filename();
+      for (int n = 1; stdfs::exists(to, ec) && n < 1000; ++n) {
+        to = corrupt_dir_ / (from.filename().string() + "." + std::to_string(n));
+      }
+      if (Status st = fs::renameFile(from, to); !st) {
+        spdlog::error("spool: cannot quarantine: {}", st.error().message);
+      }
+    }
+    content_stems.erase(stem);
+    changed_queue = true;
+    changed_corrupt = true;
+  };
+
+  std::vector<Envelope> valid;
+  for (const auto& stem : envelope_stems) {
+    const stdfs::path path = queue_dir_ / (stem + std::string(kEnvelopeExt));
+    if (!isValidQueueId(stem)) {
+      quarantine(stem, "file name is not a queue id");
+      continue;
+    }
+    auto text = fs::readFile(path);
+    if (!text) {
+      quarantine(stem, text.error().message);
+      continue;
+    }
+    auto env = parse(*text);
+    if (!env) {
+      quarantine(stem, env.error().message);
+      continue;
+    }
+    if (env->id != stem) {
+      quarantine(stem, "holds the envelope of " + env->id);
+      continue;
+    }
+    if (content_stems.count(stem) == 0) {
+      quarantine(stem, "content file " + contentPath(stem).string() + " is missing");
+      continue;
+    }
+    content_stems.erase(stem);
+    valid.push_back(std::move(env).value());
+  }
+
+  // What is left is content whose envelope never reached its rename: a
+  // message that was never acknowledged.
+  for (const auto& stem : content_stems) {
+    spdlog::info("spool: removing content without envelope {}", contentPath(stem).string());
+    if (Status st = fs::removeFile(contentPath(stem)); !st) spdlog::error("spool: {}", st.error().message);
+    changed_queue = true;
+  }
+
+  if (changed_queue) {
+    if (Status st = fs::syncDirectory(queue_dir_); !st) spdlog::error("spool: {}", st.error().message);
+  }
+  if (changed_corrupt) {
+    if (Status st = fs::syncDirectory(corrupt_dir_); !st) spdlog::error("spool: {}", st.error().message);
+  }
+  std::sort(valid.begin(), valid.end(), [](const Envelope& a, const Envelope& b) { return a.id < b.id; });
+  spdlog::info("spool: recovered {} message(s) from {}", valid.size(), queue_dir_.string());
+  return valid;
+}
+
+}  // namespace mb::queue

@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <string>
@@ -34,7 +35,7 @@ class QueueManager {
   QueueManager(const config::QueueConfig& config, Spool& spool, DeliveryAgent& agent, Clock& clock);
   ~QueueManager();  // stop()
 
-  /// Adds recovered messages and starts the delivery thread.
+  /// Adds recovered messages, all due at once, and starts the delivery thread.
   void start(const std::vector<Envelope>& recovered);
 
   /// A newly committed message: attempt it now.
@@ -56,6 +57,15 @@ class QueueManager {
   void loop();
   void startAttemptLocked(const std::string& id, std::unique_lock<std::mutex>& lock);
   void onAttemptDone(std::string id, DeliveryJob job, DeliveryResult result);
+  std::size_t runDueLocked(std::unique_lock<std::mutex>& lock);
+  std::int64_t nowSeconds() const;
+  std::chrono::seconds backoff(int attempts) const;
+  std::size_t maxInFlight() const;
+
+  // Lets a DeliveryAgent callback that arrives after the manager is gone (an
+  // attempt still running when stop()'s grace ran out) find that out instead
+  // of touching freed memory.
+  struct LifeGuard;
 
   config::QueueConfig config_;
   Spool& spool_;
@@ -71,6 +81,10 @@ class QueueManager {
   bool stopping_ = false;
   bool started_ = false;
   std::thread thread_;
+  // Envelopes whose spool.update() failed: the next attempt starts from these
+  // rather than from the stale file, so a delivered recipient is not sent again.
+  std::map<std::string, Envelope> unsaved_;
+  std::shared_ptr<LifeGuard> guard_;
 };
 
 }  // namespace mb::queue

@@ -1,0 +1,518 @@
+#include "queue/queue_manager.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "base/durable_file.h"
+#include "queue/file_spool.h"
+
+namespace mb::queue {
+namespace {
+
+namespace stdfs = std::filesystem;
+using namespace std::chrono_literals;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = "/tmp/mb-queue-test-XXXXXX";
+    const char* made = ::mkdtemp(tmpl.data());
+    if (made != nullptr) path_ = made;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    if (!path_.empty()) stdfs::remove_all(path_, ec);
+  }
+  const stdfs::path& path() const { return path_; }
+
+ private:
+  stdfs::path path_;
+};
+
+RecipientResult delivered() { return {Outcome::Delivered, 250, "2.0.0", "ok", std::nullopt}; }
+RecipientResult temporary(std::optional<std::chrono::seconds> retry_after = std::nullopt) {
+  return {Outcome::TemporaryFailure, 451, "4.3.0", "try later", retry_after};
+}
+RecipientResult permanent() { return {Outcome::PermanentFailure, 550, "5.1.1", "no such user", std::nullopt}; }
+
+DeliveryResult allWith(const DeliveryJob& job, const RecipientResult& r) {
+  DeliveryResult out;
+  out.results.assign(job.recipients.size(), r);
+  out.provider = "fake";
+  return out;
+}
+
+/// A DeliveryAgent driven by the test: answers inline from a script (or with
+/// a default), or holds the callbacks for the test to complete later from
+/// any thread.
+class FakeAgent final : public DeliveryAgent {
+ public:
+  using Script = std::function<DeliveryResult(const DeliveryJob&)>;
+
+  void deliver(const DeliveryJob& job, DoneCallback done) override {
+    std::unique_lock lock(mutex_);
+    jobs_.push_back(job);
+    if (hold_) {
+      held_.push_back(std::move(done));
+      held_jobs_.push_back(job);
+      cv_.notify_all();
+      return;
+    }
+    Script script = fallback_;
+    if (!script_.empty()) {
+      script = std::move(script_.front());
+      script_.pop_front();
+    }
+    cv_.notify_all();
+    lock.unlock();
+    done(script(job));
+  }
+
+  void push(Script s) {
+    std::lock_guard lock(mutex_);
+    script_.push_back(std::move(s));
+  }
+  void setFallback(Script s) {
+    std::lock_guard lock(mutex_);
+    fallback_ = std::move(s);
+  }
+  void setHold(bool hold) {
+    std::lock_guard lock(mutex_);
+    hold_ = hold;
+  }
+  bool waitForJobs(std::size_t n, std::chrono::milliseconds timeout = 5s) {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, timeout, [&] { return jobs_.size() >= n; });
+  }
+  bool waitForHeld(std::size_t n, std::chrono::milliseconds timeout = 5s) {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, timeout, [&] { return held_.size() >= n; });
+  }
+  /// Completes the oldest held attempt with what `make` returns for its job.
+  void completeHeld(const Script& make) {
+    std::unique_lock lock(mutex_);
+    if (held_.empty()) return;
+    DoneCallback done = std::move(held_.front());
+    DeliveryJob job = std::move(held_jobs_.front());
+    held_.pop_front();
+    held_jobs_.pop_front();
+    lock.unlock();
+    done(make(job));
+  }
+  std::pair<DoneCallback, DeliveryJob> takeHeld() {
+    std::lock_guard lock(mutex_);
+    if (held_.empty()) return {};
+    std::pair<DoneCallback, DeliveryJob> out{std::move(held_.front()), std::move(held_jobs_.front())};
+    held_.pop_front();
+    held_jobs_.pop_front();
+    return out;
+  }
+  std::vector<DeliveryJob> jobs() {
+    std::lock_guard lock(mutex_);
+    return jobs_;
+  }
+  std::size_t heldCount() {
+    std::lock_guard lock(mutex_);
+    return held_.size();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::vector<DeliveryJob> jobs_;
+  std::deque<Script> script_;
+  Script fallback_ = [](const DeliveryJob& job) { return allWith(job, delivered()); };
+  bool hold_ = false;
+  std::deque<DoneCallback> held_;
+  std::deque<DeliveryJob> held_jobs_;
+};
+
+class QueueManagerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(spool_.open().ok()); }
+
+  /// Puts a message into the spool the way a session would.
+  Envelope commit(std::vector<std::string> rcpts = {"a@example.org"}) {
+    auto msg = spool_.create();
+    EXPECT_TRUE(msg.ok());
+    if (!msg) return {};
+    EXPECT_TRUE((*msg)->write("Subject: test\r\n\r\nbody\r\n").ok());
+    Envelope env;
+    env.sender = "scanner@example.com";
+    for (auto& r : rcpts) env.recipients.push_back({std::move(r), RecipientState::Pending, 0, "", ""});
+    env.arrival = std::chrono::duration_cast<std::chrono::seconds>(clock_.wallNow().time_since_epoch()).count();
+    std::promise<Status> done;
+    const std::string id = (*msg)->id();
+    spool_.commit(std::move(msg).value(), env, [&done](Status st) { done.set_value(std::move(st)); });
+    EXPECT_TRUE(done.get_future().get().ok());
+    auto loaded = spool_.load(id);
+    EXPECT_TRUE(loaded.ok());
+    return loaded ? *loaded : Envelope{};
+  }
+
+  std::int64_t now() const {
+    return std::chrono::duration_cast<std::chrono::seconds>(clock_.wallNow().time_since_epoch()).count();
+  }
+
+  bool inSpool(const std::string& id) const {
+    return stdfs::exists(spool_.queueDir() / (id + ".env")) || stdfs::exists(spool_.contentPath(id));
+  }
+
+  TempDir dir_;
+  FileSpool spool_{dir_.path()};
+  ManualClock clock_;
+  FakeAgent agent_;
+  config::QueueConfig config_;
+};
+
+TEST_F(QueueManagerTest, DeliveredMessageIsRemoved) {
+  QueueManager qm(config_, spool_, agent_, clock_);
+  const Envelope env = commit({"a@example.org", "b@example.org"});
+  qm.enqueue(env);
+  EXPECT_EQ(qm.queuedCount(), 1u);
+  EXPECT_EQ(qm.runDue(), 1u);
+  ASSERT_EQ(agent_.jobs().size(), 1u);
+  const DeliveryJob job = agent_.jobs()[0];
+  EXPECT_EQ(job.envelope.id, env.id);
+  EXPECT_EQ(job.envelope.attempts, 1);
+  EXPECT_EQ(job.recipients, (std::vector<std::size_t>{0, 1}));
+  EXPECT_EQ(job.content, spool_.contentPath(env.id));
+  EXPECT_FALSE(inSpool(env.id));
+  EXPECT_EQ(qm.queuedCount(), 0u);
+  EXPECT_EQ(qm.inFlightCount(), 0u);
+  EXPECT_EQ(qm.runDue(), 0u);
+}
+
+TEST_F(QueueManagerTest, TemporaryFailureBacksOffExponentiallyToTheCap) {
+  agent_.setFallback([](const DeliveryJob& job) { return allWith(job, temporary()); });
+  QueueManager qm(config_, spool_, agent_, clock_);
+  const Envelope env = commit();
+  qm.enqueue(env);
+  const std::vector<std::int64_t> expected = {60, 120, 240, 480, 960, 1800, 1800, 1800};
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    ASSERT_EQ(qm.runDue(), 1u) << "attempt " << i + 1;
+    auto stored = spool_.load(env.id);
+    ASSERT_TRUE(stored.ok());
+    EXPECT_EQ(stored->attempts, static_cast<int>(i + 1));
+    EXPECT_EQ(stored->next_attempt - now(), expected[i]) << "attempt " << i + 1;
+    EXPECT_EQ(stored->recipients[0].state, RecipientState::Pending);
+    EXPECT_EQ(stored->recipients[0].smtp_code, 451);
+    EXPECT_EQ(stored->recipients[0].last_error, "try later");
+    EXPECT_EQ(stored->last_error, "try later");
+    EXPECT_EQ(stored->route, "fake");
+    // Not a second early.
+    clock_.advance(std::chrono::seconds(expected[i] - 1));
+    EXPECT_EQ(qm.runDue(), 0u);
+    clock_.advance(1s);
+  }
+  EXPECT_EQ(qm.queuedCount(), 1u);
+}
+
+TEST_F(QueueManagerTest, LongerRetryAfterWins) {
+  QueueManager qm(config_, spool_, agent_, clock_);
+  const Envelope env = commit({"a@example.org", "b@example.org"});
+  agent_.push([](const DeliveryJob&) {
+    DeliveryResult r;
+    r.results = {temporary(300s), temporary(10s)};
+    return r;
+  });
+  agent_.push([](const DeliveryJob& job) { return allWith(job, temporary(10s)); });
+  qm.enqueue(env);
+  ASSERT_EQ(qm.runDue(), 1u);
+  EXPECT_EQ(spool_.load(env.id)->next_attempt - now(), 300);
+  clock_.advance(300s);
+  ASSERT_EQ(qm.runDue(), 1u);
+  EXPECT_EQ(spool_.load(env.id)->next_attempt - now(), 120);  // backoff beats a shorter Retry-After
+}
+
+TEST_F(QueueManagerTest, MixedResultsAreRecordedAndDeliveredRecipientsNotRetried) {
+  QueueManager qm(config_, spool_, agent_, clock_);
+  const Envelope env = commit({"ok@example.org", "later@example.org", "bad@example.org"});
+  agent_.push([](const DeliveryJob&) {
+    DeliveryResult r;
+    r.results = {delivered(), temporary(), permanent()};
+    return r;
+  });
+  qm.enqueue(env);
+  ASSERT_EQ(qm.runDue(), 1u);
+
+  auto stored = spool_.load(env.id);
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->recipients[0].state, RecipientState::Delivered);
+  EXPECT_EQ(stored->recipients[0].smtp_code, 250);
+  EXPECT_EQ(stored->recipients[1].state, RecipientState::Pending);
+  EXPECT_EQ(stored->recipients[2].state, RecipientState::Failed);
+  EXPECT_EQ(stored->recipients[2].smtp_code, 550);
+  EXPECT_EQ(stored->recipients[2].enhanced, "5.1.1");
+  EXPECT_EQ(stored->recipients[2].last_error, "no such user");
+
+  clock_.advance(60s);
+  ASSERT_EQ(qm.runDue(), 1u);
+  const auto jobs = agent_.jobs();
+  ASSERT_EQ(jobs.size(), 2u);
+  EXPECT_EQ(jobs[1].recipients, std::vector<std::size_t>{1});
+  EXPECT_EQ(jobs[1].envelope.attempts, 2);
+  EXPECT_FALSE(inSpool(env.id));
+  EXPECT_EQ(qm.queuedCount(), 0u);
+}
+
+TEST_F(QueueManagerTest, DeliveredRecipientSurvivesRestart) {
+  const Envelope env = commit({"ok@example.org", "later@example.org"});
+  {
+    QueueManager qm(config_, spool_, agent_, clock_);
+    agent_.push([](const DeliveryJob&) {
+      DeliveryResult r;
+      r.results = {delivered(), temporary()};
+      return r;
+    });
+    qm.enqueue(env);
+    ASSERT_EQ(qm.runDue(), 1u);
+    qm.stop(0ms);
+  }
+  auto recovered = spool_.recover();
+  ASSERT_TRUE(recovered.ok());
+  ASSERT_EQ(recovered->size(), 1u);
+  clock_.advance(60s);
+  agent_.setHold(true);
+  QueueManager qm(config_, spool_, agent_, clock_);
+  qm.start(*recovered);
+  ASSERT_TRUE(agent_.waitForHeld(1));
+  EXPECT_EQ(agent_.jobs().back().recipients, std::vector<std::size_t>{1});
+  agent_.completeHeld([](const DeliveryJob& job) { return allWith(job, delivered()); });
+  qm.stop(5s);
+  EXPECT_FALSE(inSpool(env.id));
+}
+
+TEST_F(QueueManagerTest, PermanentFailureRemovesMessage) {
+  agent_.setFallback([](const DeliveryJob& job) { return allWith(job, permanent()); });
+  QueueManager qm(config_, spool_, agent_, clock_);
+  const Envelope env = commit({"x@example.org", "y@example.org"});
+  qm.enqueue(env);
+  ASSERT_EQ(qm.runDue(), 1u);
+  EXPECT_FALSE(inSpool(env.id));
+  EXPECT_EQ(qm.queuedCount(), 0u);
+}
+
+TEST_F(QueueManagerTest, WrongResultCountIsTemporaryForEveryone) {
+  QueueManager qm(config_, spool_, agent_, clock_);
+  const Envelope env = commit({"x@example.org", "y@example.org"});
+  agent_.push([](const DeliveryJob&) {
+    DeliveryResult r;
+    r.results = {delivered()};
+    return r;
+  });
+  qm.enqueue(env);
+  ASSERT_EQ(qm.runDue(), 1u);
+  auto stored = spool_.load(env.id);
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->recipients[0].state, RecipientState::Pending);
+  EXPECT_EQ(stored->recipients[1].state, RecipientState::Pending);
+  EXPECT_EQ(stored->next_attempt - now(), 60);
+}
+
+TEST_F(QueueManagerTest, MaxInFlightIsRespected) {
+  config_.max_in_flight = 2;
+  agent_.setHold(true);
+  QueueManager qm(config_, spool_, agent_, clock_);
+  std::vector<Envelope> envs;
+  for (int i = 0; i < 5; ++i) envs.push_back(commit());
+  for (const auto& env : envs) qm.enqueue(env);
+  EXPECT_EQ(qm.runDue(), 2u);
+  EXPECT_EQ(qm.inFlightCount(), 2u);
+  EXPECT_EQ(qm.runDue(), 0u);
+
+  // Completed from another thread, as a provider would.
+  std::thread([&] { agent_.completeHeld([](const DeliveryJob& job) { return allWith(job, delivered()); }); })
+      .join();
+  EXPECT_EQ(qm.inFlightCount(), 1u);
+  EXPECT_EQ(qm.runDue(), 1u);
+  EXPECT_EQ(qm.inFlightCount(), 2u);
+  while (agent_.heldCount() > 0) {
+    agent_.completeHeld([](const DeliveryJob& job) { return allWith(job, delivered()); });
+    qm.runDue();
+    EXPECT_LE(qm.inFlightCount(), 2u);
+  }
+  EXPECT_EQ(qm.queuedCount(), 0u);
+  EXPECT_EQ(agent_.jobs().size(), 5u);
+}
+
+TEST_F(QueueManagerTest, ThreadedModeRespectsMaxInFlight) {
+  config_.max_in_flight = 3;
+  agent_.setHold(true);
+  QueueManager qm(config_, spool_, agent_, clock_);
+  qm.start({});
+  for (int i = 0; i < 10; ++i) qm.enqueue(commit());
+  ASSERT_TRUE(agent_.waitForHeld(3));
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(agent_.heldCount(), 3u);
+  for (int done = 0; done < 10; ++done) {
+    ASSERT_TRUE(agent_.waitForHeld(1));
+    EXPECT_LE(qm.inFlightCount(), 3u);
+    agent_.completeHeld([](const DeliveryJob& job) { return allWith(job, delivered()); });
+  }
+  qm.stop(5s);
+  EXPECT_EQ(qm.queuedCount(), 0u);
+}
+
+TEST_F(QueueManagerTest, RecoveredMessagesAreAttemptedAtStart) {
+  // Even one whose stored next attempt lies in the future: a restart moves
+  // the whole queue at once.
+  const Envelope due = commit({"due@example.org"});
+  Envelope later = commit({"later@example.org"});
+  later.next_attempt = now() + 600;
+  ASSERT_TRUE(spool_.update(later).ok());
+  auto recovered = spool_.recover();
+  ASSERT_TRUE(recovered.ok());
+  ASSERT_EQ(recovered->size(), 2u);
+
+  QueueManager qm(config_, spool_, agent_, clock_);
+  qm.start(*recovered);
+  ASSERT_TRUE(agent_.waitForJobs(2, 3s));
+  std::vector<std::string> ids{agent_.jobs()[0].envelope.id, agent_.jobs()[1].envelope.id};
+  std::sort(ids.begin(), ids.end());
+  std::vector<std::string> expected{due.id, later.id};
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(ids, expected);
+  qm.stop(1s);
+  EXPECT_FALSE(inSpool(due.id));
+  EXPECT_FALSE(inSpool(later.id));
+}
+
+TEST_F(QueueManagerTest, StopWaitsForAttemptInFlight) {
+  agent_.setHold(true);
+  QueueManager qm(config_, spool_, agent_, clock_);
+  qm.start({});
+  const Envelope env = commit();
+  qm.enqueue(env);
+  ASSERT_TRUE(agent_.waitForHeld(1));
+  auto stopped = std::async(std::launch::async, [&] { qm.stop(10s); });
+  EXPECT_EQ(stopped.wait_for(200ms), std::future_status::timeout);
+  agent_.completeHeld([](const DeliveryJob& job) { return allWith(job, delivered()); });
+  EXPECT_EQ(stopped.wait_for(5s), std::future_status::ready);
+  EXPECT_FALSE(inSpool(env.id));
+  // Stopped: nothing new starts.
+  qm.enqueue(commit());
+  EXPECT_EQ(qm.runDue(), 0u);
+}
+
+TEST_F(QueueManagerTest, StopGiveUpAfterGraceAndLateResultIsSafe) {
+  agent_.setHold(true);
+  const Envelope env = commit();
+  {
+    QueueManager qm(config_, spool_, agent_, clock_);
+    qm.enqueue(env);
+    ASSERT_EQ(qm.runDue(), 1u);
+    const auto t0 = std::chrono::steady_clock::now();
+    qm.stop(50ms);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+    EXPECT_EQ(qm.inFlightCount(), 1u);
+  }
+  // The manager is gone; the late callback must notice, not crash.
+  agent_.completeHeld([](const DeliveryJob& job) { return allWith(job, delivered()); });
+  EXPECT_TRUE(inSpool(env.id));  // retried at the next start
+}
+
+TEST_F(QueueManagerTest, LateResultBeforeDestructionIsRecorded) {
+  agent_.setHold(true);
+  QueueManager qm(config_, spool_, agent_, clock_);
+  const Envelope env = commit();
+  qm.enqueue(env);
+  ASSERT_EQ(qm.runDue(), 1u);
+  qm.stop(10ms);
+  agent_.completeHeld([](const DeliveryJob& job) { return allWith(job, delivered()); });
+  EXPECT_FALSE(inSpool(env.id));
+}
+
+TEST_F(QueueManagerTest, ThreadedModeDeliversPromptly) {
+  QueueManager qm(config_, spool_, agent_, SystemClock::instance());
+  qm.start({});
+  std::this_thread::sleep_for(20ms);  // let the loop go to sleep first
+  const Envelope env = commit();
+  const auto t0 = std::chrono::steady_clock::now();
+  qm.enqueue(env);
+  ASSERT_TRUE(agent_.waitForJobs(1, 500ms));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 500ms);
+  qm.stop(1s);
+  EXPECT_FALSE(inSpool(env.id));
+}
+
+TEST_F(QueueManagerTest, UnloadableMessageIsDropped) {
+  QueueManager qm(config_, spool_, agent_, clock_);
+  const Envelope env = commit();
+  ASSERT_TRUE(fs::writeFileAtomic(spool_.queueDir() / (env.id + ".env"), "garbage").ok());
+  qm.enqueue(env);
+  EXPECT_EQ(qm.runDue(), 1u);
+  EXPECT_TRUE(agent_.jobs().empty());
+  EXPECT_EQ(qm.queuedCount(), 0u);
+  EXPECT_EQ(qm.inFlightCount(), 0u);
+}
+
+TEST_F(QueueManagerTest, FailedUpdateStillReschedulesFromMemory) {
+  QueueManager qm(config_, spool_, agent_, clock_);
+  const Envelope env = commit({"ok@example.org", "later@example.org"});
+  // With its content gone, FileSpool refuses update(): a stand-in for a
+  // failing disk.
+  const std::string content = *fs::readFile(spool_.contentPath(env.id));
+  ASSERT_TRUE(fs::removeFile(spool_.contentPath(env.id)).ok());
+  agent_.push([](const DeliveryJob&) {
+    DeliveryResult r;
+    r.results = {delivered(), temporary()};
+    return r;
+  });
+  qm.enqueue(env);
+  ASSERT_EQ(qm.runDue(), 1u);
+  EXPECT_EQ(qm.queuedCount(), 1u);
+  EXPECT_EQ(spool_.load(env.id)->recipients[0].state, RecipientState::Pending);  // stale on disk
+
+  ASSERT_TRUE(fs::writeFileAtomic(spool_.contentPath(env.id), content).ok());
+  clock_.advance(60s);
+  ASSERT_EQ(qm.runDue(), 1u);
+  const auto jobs = agent_.jobs();
+  ASSERT_EQ(jobs.size(), 2u);
+  EXPECT_EQ(jobs[1].recipients, std::vector<std::size_t>{1});  // from memory, not the stale file
+  EXPECT_EQ(jobs[1].envelope.attempts, 2);
+  EXPECT_FALSE(inSpool(env.id));
+}
+
+TEST_F(QueueManagerTest, SettledEnvelopeIsCleanedUpWithoutDelivery) {
+  QueueManager qm(config_, spool_, agent_, clock_);
+  Envelope env = commit();
+  env.recipients[0].state = RecipientState::Delivered;
+  ASSERT_TRUE(spool_.update(env).ok());
+  qm.enqueue(env);
+  EXPECT_EQ(qm.runDue(), 1u);
+  EXPECT_TRUE(agent_.jobs().empty());
+  EXPECT_FALSE(inSpool(env.id));
+}
+
+TEST_F(QueueManagerTest, DuplicateCallbackIsIgnored) {
+  agent_.setHold(true);
+  QueueManager qm(config_, spool_, agent_, clock_);
+  const Envelope env = commit();
+  qm.enqueue(env);
+  ASSERT_EQ(qm.runDue(), 1u);
+  auto [done, job] = agent_.takeHeld();
+  ASSERT_TRUE(done);
+  done(allWith(job, temporary()));
+  EXPECT_EQ(qm.queuedCount(), 1u);
+  EXPECT_EQ(qm.inFlightCount(), 0u);
+  done(allWith(job, delivered()));  // a buggy agent reporting twice
+  EXPECT_EQ(qm.queuedCount(), 1u);
+  EXPECT_TRUE(inSpool(env.id));
+  EXPECT_EQ(spool_.load(env.id)->recipients[0].state, RecipientState::Pending);
+}
+
+}  // namespace
+}  // namespace mb::queue

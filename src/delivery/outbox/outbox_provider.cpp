@@ -1,0 +1,128 @@
+#include "delivery/outbox/outbox_provider.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <utility>
+#include <vector>
+
+#include "base/durable_file.h"
+#include "base/log.h"
+
+namespace mb::delivery {
+namespace {
+
+constexpr std::size_t kCopyBlock = 64 * 1024;
+
+// Some errors (makeDirectories' "not a directory") carry an errno without
+// its text; the operator reading the log wants both the path and the reason.
+std::string describe(const Error& error) {
+  std::string out = error.message;
+  if (error.sys_errno != 0) {
+    const char* text = std::strerror(error.sys_errno);
+    if (out.find(text) == std::string::npos) {
+      out += ": ";
+      out += text;
+    }
+  }
+  return out;
+}
+
+/// Streams `from` into a new file `to` (which must not exist) and fsyncs it.
+Status copyFile(const std::filesystem::path& from, const std::filesystem::path& to) {
+  const int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) return Error::fromErrno("open " + from.string(), errno);
+  auto writer = fs::FileWriter::create(to);
+  if (!writer) {
+    ::close(in);
+    return writer.error();
+  }
+  std::vector<char> block(kCopyBlock);
+  Status st;
+  for (;;) {
+    const ssize_t n = ::read(in, block.data(), block.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      st = Error::fromErrno("read " + from.string(), errno);
+      break;
+    }
+    if (n == 0) break;
+    st = writer->write(std::string_view(block.data(), static_cast<std::size_t>(n)));
+    if (!st) break;
+  }
+  ::close(in);
+  if (st) st = writer->sync();
+  if (st) st = writer->close();
+  return st;
+}
+
+}  // namespace
+
+OutboxProvider::OutboxProvider(std::string name, std::filesystem::path directory)
+    : name_(std::move(name)), directory_(std::move(directory)) {}
+
+void OutboxProvider::deliver(const queue::DeliveryJob& job, queue::DeliveryAgent::DoneCallback done) {
+  queue::DeliveryResult result;
+  result.provider = name_;
+  const auto fail = [&](const std::string& detail) {
+    spdlog::warn("{} outbox {}: {}", job.envelope.id, name_, detail);
+    queue::RecipientResult r;
+    r.outcome = queue::Outcome::TemporaryFailure;
+    r.smtp_code = 451;
+    r.enhanced = "4.3.0";
+    r.detail = detail;
+    result.results.assign(job.recipients.size(), r);
+    done(std::move(result));
+  };
+
+  // The id becomes a file name here; the queue only makes valid ones, but a
+  // path separator must never get this far.
+  if (!queue::isValidQueueId(job.envelope.id)) return fail("invalid queue id");
+  if (Status st = fs::makeDirectories(directory_); !st) return fail(describe(st.error()));
+
+  nlohmann::json recipients = nlohmann::json::array();
+  for (std::size_t index : job.recipients) {
+    if (index < job.envelope.recipients.size()) recipients.push_back(job.envelope.recipients[index].address);
+  }
+  const nlohmann::json meta{{"id", job.envelope.id},
+                            {"sender", job.envelope.sender},
+                            {"recipients", std::move(recipients)},
+                            {"arrival", job.envelope.arrival},
+                            {"client_address", job.envelope.client_address},
+                            {"helo", job.envelope.helo}};
+  // HELO and addresses come from clients and may not be UTF-8; replace
+  // rather than throw.
+  const std::string json_text = meta.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  const auto json_path = directory_ / (job.envelope.id + ".json");
+  const auto eml_path = directory_ / (job.envelope.id + ".eml");
+  // A fixed temporary name: one left by a crash is replaced on the next
+  // delivery of the same message instead of piling up. The queue never runs
+  // two attempts of one message at once.
+  const auto eml_tmp = directory_ / (job.envelope.id + ".eml.tmp");
+
+  // The .json goes first so that a watcher that sees the .eml finds it.
+  if (Status st = fs::writeFileAtomicNoDirSync(json_path, json_text); !st) return fail(describe(st.error()));
+  if (Status st = fs::removeFile(eml_tmp); !st) return fail(describe(st.error()));
+  Status st = copyFile(job.content, eml_tmp);
+  if (st) st = fs::renameFile(eml_tmp, eml_path);
+  if (!st) {
+    (void)fs::removeFile(eml_tmp);
+    return fail(describe(st.error()));
+  }
+  // One directory fsync makes both renames durable.
+  if (st = fs::syncDirectory(directory_); !st) return fail(describe(st.error()));
+
+  queue::RecipientResult ok;
+  ok.outcome = queue::Outcome::Delivered;
+  ok.smtp_code = 250;
+  ok.enhanced = "2.0.0";
+  ok.detail = "written to " + eml_path.string();
+  result.results.assign(job.recipients.size(), ok);
+  result.remote_id = eml_path.string();
+  done(std::move(result));
+}
+
+}  // namespace mb::delivery
