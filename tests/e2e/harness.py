@@ -1,0 +1,224 @@
+"""Test harness: runs the real mailbridge binary on a free port with a
+temporary state directory and an outbox, and reads what it delivered.
+
+Hermetic: every relay gets its own temporary directory and port 0; the
+listening port is read from the relay's log. Nothing here talks to anything
+but 127.0.0.1.
+"""
+
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+BINARY = os.environ.get("MAILBRIDGE_BIN") or str(
+    Path(__file__).resolve().parents[2] / "build" / "dev" / "src" / "cli" / "mailbridge")
+
+LISTEN_RE = re.compile(r"listening on (\S+):(\d+) ")
+
+
+def base_config(state_dir, outbox, **overrides):
+    """A configuration dict; overrides are merged one level deep."""
+    cfg = {
+        "server": {"hostname": "relay.test", "state_dir": str(state_dir)},
+        "listeners": [{"name": "test", "address": "127.0.0.1:0", "tls": "none", "auth": "none"}],
+        "smtp": {"max_message_size": "10MB", "max_recipients": 100, "max_connections": 50},
+        "access": {"allowed_networks": ["127.0.0.0/8", "::1/128"],
+                   "anonymous_networks": ["127.0.0.0/8", "::1/128"]},
+        "providers": [{"name": "outbox", "type": "outbox", "directory": str(outbox)}],
+        "logging": {"level": "debug", "format": "text"},
+    }
+    for section, value in overrides.items():
+        if isinstance(value, dict) and isinstance(cfg.get(section), dict):
+            cfg[section].update(value)
+        else:
+            cfg[section] = value
+    return cfg
+
+
+def to_yaml(cfg):
+    # JSON is valid YAML; it keeps the harness free of a YAML dependency.
+    return json.dumps(cfg, indent=2)
+
+
+class Relay:
+    """One mailbridge process. Use as a context manager or call start()/stop()."""
+
+    def __init__(self, workdir=None, **overrides):
+        self._own_dir = workdir is None
+        self.dir = Path(workdir or tempfile.mkdtemp(prefix="mb-e2e-"))
+        self.state_dir = self.dir / "state"
+        self.outbox = self.dir / "outbox"
+        self.config_path = self.dir / "mailbridge.yaml"
+        self.config = base_config(self.state_dir, self.outbox, **overrides)
+        self.proc = None
+        self.port = None
+        self.lines = []
+        self._lines_q = queue.Queue()
+
+    def write_config(self):
+        self.config_path.write_text(to_yaml(self.config))
+
+    def start(self, timeout=30):
+        self.write_config()
+        self.lines = []
+        self._lines_q = queue.Queue()
+        self.proc = subprocess.Popen(
+            [BINARY, "serve", "--config", str(self.config_path)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace")
+        threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
+        deadline = time.monotonic() + timeout
+        self.port = None
+        while time.monotonic() < deadline:
+            try:
+                line = self._lines_q.get(timeout=0.2)
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    raise RuntimeError("mailbridge exited early:\n" + self.log())
+                continue
+            m = LISTEN_RE.search(line)
+            if m and self.port is None:
+                self.port = int(m.group(2))
+            if line.rstrip().endswith(" ready"):
+                return self
+        raise RuntimeError("mailbridge did not become ready:\n" + self.log())
+
+    def _pump(self, proc):
+        for line in proc.stderr:
+            self.lines.append(line)
+            self._lines_q.put(line)
+
+    def log(self):
+        return "".join(self.lines)
+
+    def wait_log(self, pattern, timeout=10):
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(rx.search(l) for l in list(self.lines)):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def stop(self, timeout=30):
+        """SIGTERM and wait; returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+            raise RuntimeError("mailbridge did not stop on SIGTERM:\n" + self.log())
+        self.proc.stderr.close()
+        self.proc = None
+        return rc
+
+    def cleanup(self):
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc.stderr.close()
+            self.proc = None
+        if self._own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        try:
+            rc = self.stop()
+            if exc[0] is None and rc != 0:
+                raise AssertionError(f"mailbridge exited with {rc}:\n" + self.log())
+        finally:
+            self.cleanup()
+
+    # --- what was delivered -------------------------------------------------
+
+    def outbox_files(self):
+        if not self.outbox.is_dir():
+            return []
+        return sorted(self.outbox.glob("*.eml"))
+
+    def wait_outbox(self, count, timeout=15):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.outbox_files()) >= count:
+                return self.delivered()
+            time.sleep(0.05)
+        raise AssertionError(
+            f"expected {count} messages in the outbox, found {len(self.outbox_files())}:\n"
+            + self.log())
+
+    def delivered(self):
+        """[(eml bytes, envelope dict)] in queue-id order."""
+        out = []
+        for eml in self.outbox_files():
+            meta = json.loads(eml.with_suffix(".json").read_text())
+            out.append((eml.read_bytes(), meta))
+        return out
+
+    def queued_ids(self):
+        qdir = self.state_dir / "queue"
+        return sorted(p.stem for p in qdir.glob("*.env")) if qdir.is_dir() else []
+
+
+def split_received(eml):
+    """Splits our Received: header (with its folded lines) from the rest."""
+    assert eml.startswith(b"Received: "), eml[:80]
+    pos = 0
+    while True:
+        end = eml.index(b"\r\n", pos) + 2
+        if eml[end:end + 1] in (b"\t", b" "):
+            pos = end
+            continue
+        return eml[:end], eml[end:]
+
+
+class RawClient:
+    """A plain socket for exact bytes (smtplib fixes line ends and stuffs dots)."""
+
+    def __init__(self, port, timeout=10):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buf = b""
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def reply(self):
+        """One complete (possibly multi-line) reply: (code, [lines])."""
+        lines = []
+        while True:
+            while b"\r\n" not in self.buf:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("closed; got " + repr(self.buf))
+                self.buf += chunk
+            line, self.buf = self.buf.split(b"\r\n", 1)
+            lines.append(line.decode("utf-8", "replace"))
+            if len(line) < 4 or line[3:4] != b"-":
+                return int(line[:3]), lines
+
+    def code(self):
+        return self.reply()[0]
+
+    def closed(self, timeout=5):
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recv(1) == b""
+        except (ConnectionResetError, socket.timeout):
+            return False
+
+    def close(self):
+        self.sock.close()
