@@ -1,16 +1,23 @@
 // mailbridge: the command line. Each subcommand loads what it needs and
-// hands over to app/ (serve) or prints a result (check-config, version).
+// hands over to app/ (serve) or prints a result (check-config,
+// hash-password, version).
+
+#include <sodium.h>
+#include <termios.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
-
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <string>
 
 #include "app/app.h"
 #include "config/loader.h"
 #include "demo_config.h"
+#include "policy/user_store.h"
 
 namespace {
 
@@ -20,6 +27,101 @@ int printConfigError(const mb::config::ConfigError& e) {
             << " in the configuration\n";
   return 1;
 }
+
+// ---- hash-password ----------------------------------------------------------
+
+// The terminal settings to put back if the user interrupts a prompt, which
+// would otherwise leave the shell without echo.
+struct termios g_saved_termios;
+volatile std::sig_atomic_t g_echo_off = 0;
+
+extern "C" void restoreEchoAndDie(int sig) {
+  if (g_echo_off != 0) ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &g_saved_termios);
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+
+void wipe(std::string& s) {
+  if (!s.empty()) ::sodium_memzero(s.data(), s.size());
+  s.clear();
+}
+
+// One line from standard input, without its line end (LF or CRLF); nothing
+// at end of input before any character.
+std::optional<std::string> readLine() {
+  std::string line;
+  if (!std::getline(std::cin, line) && line.empty()) return std::nullopt;
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  return line;
+}
+
+// Prompts on standard error and reads a line with echo turned off.
+std::optional<std::string> promptHidden(const char* prompt) {
+  std::cerr << prompt << std::flush;
+  struct termios quiet = g_saved_termios;
+  quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+  quiet.c_lflag |= ICANON;
+  g_echo_off = 1;
+  ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+  auto line = readLine();
+  ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &g_saved_termios);
+  g_echo_off = 0;
+  std::cerr << '\n';
+  return line;
+}
+
+int hashPassword() {
+  std::string password;
+  if (::isatty(STDIN_FILENO) != 0 && ::tcgetattr(STDIN_FILENO, &g_saved_termios) == 0) {
+    std::signal(SIGINT, restoreEchoAndDie);
+    std::signal(SIGTERM, restoreEchoAndDie);
+    std::signal(SIGHUP, restoreEchoAndDie);
+    auto first = promptHidden("Password: ");
+    if (!first) {
+      std::cerr << "hash-password: no password given\n";
+      return 1;
+    }
+    auto second = promptHidden("Repeat the password: ");
+    const bool same = second && *first == *second;
+    if (second) wipe(*second);
+    if (!same) {
+      wipe(*first);
+      std::cerr << "hash-password: the passwords do not match\n";
+      return 1;
+    }
+    password = std::move(*first);
+  } else if (auto line = readLine()) {
+    password = std::move(*line);
+  }
+  if (password.empty()) {
+    std::cerr << "hash-password: refusing an empty password\n";
+    return 1;
+  }
+  auto hash = mb::policy::UserStore::hashPassword(password);
+  wipe(password);
+  if (!hash) {
+    std::cerr << "hash-password: " << hash.error().message << '\n';
+    return 1;
+  }
+  std::cout << *hash << '\n';
+  return 0;
+}
+
+constexpr const char* kHashPasswordHelp = R"(
+Reads a password from standard input and prints its argon2id hash (libsodium,
+"interactive" cost: 64 MiB, about 0.1 s) on standard output. On a terminal it
+asks twice without echo; otherwise it reads one line (the line end is not part
+of the password). An empty password is refused.
+
+Put the hash into the configuration (or the auth.users_file), in single quotes:
+
+  auth:
+    users:
+      - name: scanner
+        password_hash: '$argon2id$v=19$m=65536,t=2,p=1$...'
+
+For example:  mailbridge hash-password < password.txt >> hashes.txt
+)";
 
 }  // namespace
 
@@ -49,6 +151,10 @@ int main(int argc, char** argv) {
       "Validate a configuration file; prints every problem with its line and exits non-zero.");
   check->add_option("-c,--config", check_path, "Configuration file (YAML)")->required();
 
+  auto* hash = cli.add_subcommand(
+      "hash-password", "Hash a password for auth.users[].password_hash (reads standard input).");
+  hash->footer(kHashPasswordHelp);
+
   auto* version = cli.add_subcommand("version", "Print the version and exit.");
 
   CLI11_PARSE(cli, argc, argv);
@@ -58,6 +164,8 @@ int main(int argc, char** argv) {
     return 0;
   }
 
+  if (hash->parsed()) return hashPassword();
+
   if (check->parsed()) {
     try {
       const auto config = mb::config::loadConfigFile(check_path);
@@ -66,6 +174,13 @@ int main(int argc, char** argv) {
                 << " provider" << (config.providers.size() == 1 ? "" : "s") << ")\n";
       if (config.access.open_relay) {
         std::cout << "warning: access.open_relay is true: any client that can connect may relay\n";
+      }
+      for (const auto& l : config.listeners) {
+        if (l.auth == mb::config::AuthPolicy::Required && config.auth.users.empty()) {
+          std::cout << "warning: listener " << l.name
+                    << " requires AUTH but no users are configured (auth.users, "
+                       "auth.users_file): every client will be refused\n";
+        }
       }
       return 0;
     } catch (const mb::config::ConfigError& e) {

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "config/secret.h"
+
 namespace mb::config {
 
 /// The plain configuration structs, one per module. The YAML loader
@@ -29,9 +31,22 @@ struct ListenerConfig {
   std::uint16_t port = 2525;            // 0 = any free port (tests)
   TlsMode tls = TlsMode::None;
   AuthPolicy auth = AuthPolicy::Optional;
+  bool allow_plaintext_auth = false;    // offer AUTH before TLS (loopback, trusted LAN)
+};
+
+/// `tls:` — the server certificate for every TLS listener (and later the
+/// admin server). With neither cert_file nor pkcs12_file, a self-signed
+/// certificate for server.hostname is generated once (10 years) and kept in
+/// `<state_dir>/tls/`.
+struct TlsConfig {
+  std::filesystem::path cert_file;      // PEM: certificate, then the chain
+  std::filesystem::path key_file;       // PEM private key (default: cert_file)
+  std::filesystem::path pkcs12_file;    // instead of the two above
+  Secret pkcs12_password;               // pkcs12_password / _file / _credential / ${ENV}
 };
 
 enum class BareLfPolicy { Normalize, Reject };
+enum class LongLinePolicy { Reject, Accept };
 
 /// `smtp:` — limits that apply to every listener.
 struct SmtpConfig {
@@ -41,6 +56,12 @@ struct SmtpConfig {
   std::chrono::seconds idle_timeout{300};   // RFC 5321 §4.5.3.2: 5 minutes
   std::chrono::seconds data_timeout{600};   // final dot
   BareLfPolicy bare_lf = BareLfPolicy::Normalize;
+  std::size_t max_line_length = 1000;       // octets with CRLF, RFC 5321 §4.5.3.1.6
+  LongLinePolicy long_lines = LongLinePolicy::Reject;
+  std::size_t max_connections_per_ip = 20;  // 421 4.7.0 beyond
+  std::uint64_t min_data_rate = 500;        // bytes/s that extend data_timeout; 0 = off
+  std::chrono::milliseconds greeting_delay{0};  // input before the greeting → 554 5.5.0
+  std::size_t max_errors = 20;              // then 421 4.7.0
 };
 
 /// `access:` — who may connect and who may relay without AUTH.
@@ -55,6 +76,38 @@ struct QueueConfig {
   std::chrono::seconds retry_delay{60};        // first retry
   std::chrono::seconds max_retry_delay{1800};  // backoff cap
   std::size_t max_in_flight = 8;               // deliveries at once
+};
+
+/// One entry of `auth.users:` (or of the users file).
+struct UserConfig {
+  std::string name;                     // the SMTP AUTH user name
+  std::string password_hash;            // argon2id, from `mailbridge hash-password`
+  std::vector<std::string> allowed_senders;           // addresses or @domain; empty = global rule
+  std::vector<std::string> allowed_recipient_domains;  // empty = global rule
+  std::string sender_override;          // always send as this address
+};
+
+/// `auth:` — SMTP AUTH users and brute-force protection.
+struct AuthConfig {
+  std::vector<UserConfig> users;
+  std::filesystem::path users_file;     // YAML: a list of users, same keys as above
+  std::size_t max_failures_per_ip = 5;  // within failure_window, then lockout
+  std::size_t max_failures_per_user = 10;
+  std::chrono::seconds failure_window{900};
+  std::chrono::seconds lockout{900};
+  std::size_t max_parallel_verifications = 2;  // argon2id takes 64 MiB each
+};
+
+/// `senders:` — MAIL FROM rules for everyone (users may narrow them).
+struct SenderConfig {
+  std::vector<std::string> allowed;     // addresses or @domain; empty = any
+  std::string override_address;         // `override`: always send as this
+  std::string default_address;          // `default`: for <> and addresses without a domain
+};
+
+/// `recipients:`
+struct RecipientConfig {
+  std::vector<std::string> allowed_domains;  // empty = any
 };
 
 enum class ProviderType { Outbox };
@@ -80,8 +133,12 @@ struct Config {
   std::string source;                   // file name, for messages
   ServerConfig server;
   std::vector<ListenerConfig> listeners;
+  TlsConfig tls;
   SmtpConfig smtp;
   AccessConfig access;
+  AuthConfig auth;
+  SenderConfig senders;
+  RecipientConfig recipients;
   QueueConfig queue;
   std::vector<ProviderConfig> providers;
   LoggingConfig logging;

@@ -1,9 +1,12 @@
 #include "config/loader.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <map>
 #include <optional>
@@ -14,6 +17,9 @@
 #include "base/units.h"
 #include "config/yaml_support.h"
 #include "policy/network_list.h"
+#include "policy/recipient_policy.h"
+#include "policy/sender_policy.h"
+#include "policy/user_store.h"
 
 namespace mb::config {
 namespace {
@@ -220,13 +226,20 @@ std::optional<std::int64_t> readInt(const Fields& f, std::string_view name, std:
 }
 
 std::optional<std::uint64_t> readSize(const Fields& f, std::string_view name, std::uint64_t min,
-                                      std::uint64_t max) {
-  constexpr std::string_view kExpected = "a size such as 25MB";
-  auto s = readScalar(f, name, kExpected);
+                                      std::uint64_t max,
+                                      std::string_view expected = "a size such as 25MB",
+                                      std::string_view suffix = "") {
+  auto s = readScalar(f, name, expected);
   if (!s) return std::nullopt;
-  auto size = parseSize(*s);
+  // A rate may say what it is ("500B/s"); the number is the same.
+  std::string_view text = *s;
+  if (!suffix.empty() && text.size() > suffix.size() &&
+      text.substr(text.size() - suffix.size()) == suffix) {
+    text.remove_suffix(suffix.size());
+  }
+  auto size = parseSize(text);
   if (!size) {
-    f.bad(name, "expected " + std::string(kExpected) + ", got " + inQuotes(*s) + " (" +
+    f.bad(name, "expected " + std::string(expected) + ", got " + inQuotes(*s) + " (" +
                     size.error().message + ")");
     return std::nullopt;
   }
@@ -238,7 +251,10 @@ std::optional<std::uint64_t> readSize(const Fields& f, std::string_view name, st
   return *size;
 }
 
-std::optional<seconds> readSeconds(const Fields& f, std::string_view name, seconds min) {
+// A duration from `min` to `max`; in whole seconds unless `whole_seconds` is
+// false (only for the few keys that need finer steps).
+std::optional<milliseconds> readDuration(const Fields& f, std::string_view name, milliseconds min,
+                                         milliseconds max, bool whole_seconds) {
   constexpr std::string_view kExpected = "a duration such as 90s, 5m or 1h30m";
   auto s = readScalar(f, name, kExpected);
   if (!s) return std::nullopt;
@@ -248,15 +264,21 @@ std::optional<seconds> readSeconds(const Fields& f, std::string_view name, secon
                     d.error().message + ")");
     return std::nullopt;
   }
-  if (*d < min || *d > kMaxDuration) {
-    f.bad(name, "expected a duration from " + formatDuration(min) + " to " +
-                    formatDuration(kMaxDuration) + ", got " + formatDuration(*d));
+  if (*d < min || *d > max) {
+    f.bad(name, "expected a duration from " + formatDuration(min) + " to " + formatDuration(max) +
+                    ", got " + formatDuration(*d));
     return std::nullopt;
   }
-  if (d->count() % 1000 != 0) {
+  if (whole_seconds && d->count() % 1000 != 0) {
     f.bad(name, "expected whole seconds, got " + formatDuration(*d));
     return std::nullopt;
   }
+  return *d;
+}
+
+std::optional<seconds> readSeconds(const Fields& f, std::string_view name, seconds min) {
+  auto d = readDuration(f, name, min, kMaxDuration, true);
+  if (!d) return std::nullopt;
   return std::chrono::duration_cast<seconds>(*d);
 }
 
@@ -439,7 +461,7 @@ void readListeners(const Fields& top, std::vector<ListenerConfig>& out) {
           std::string("expected a mapping with address, name, tls and auth, got ") + kindOf(item));
       continue;
     }
-    Fields f(top.ctx(), item, path, {"name", "address", "tls", "auth"});
+    Fields f(top.ctx(), item, path, {"name", "address", "tls", "auth", "allow_plaintext_auth"});
     ListenerConfig l;
     bool ok = true;
 
@@ -470,20 +492,31 @@ void readListeners(const Fields& top, std::vector<ListenerConfig>& out) {
       l.name = address_text;
     }
 
-    if (auto t = readChoice<TlsMode>(f, "tls",
-                                     {{"none", TlsMode::None},
-                                      {"starttls", TlsMode::StartTls},
-                                      {"implicit", TlsMode::Implicit}})) {
-      if (*t != TlsMode::None) {
-        f.bad("tls", "TLS listeners are not supported yet; use tls: none");
-      }
-      l.tls = *t;
-    }
-    if (auto a = readChoice<AuthPolicy>(f, "auth",
-                                        {{"none", AuthPolicy::None},
-                                         {"optional", AuthPolicy::Optional},
-                                         {"required", AuthPolicy::Required}})) {
-      l.auth = *a;
+    const auto tls = readChoice<TlsMode>(f, "tls",
+                                         {{"none", TlsMode::None},
+                                          {"starttls", TlsMode::StartTls},
+                                          {"implicit", TlsMode::Implicit}});
+    if (tls) l.tls = *tls;
+    const auto auth = readChoice<AuthPolicy>(f, "auth",
+                                             {{"none", AuthPolicy::None},
+                                              {"optional", AuthPolicy::Optional},
+                                              {"required", AuthPolicy::Required}});
+    if (auth) l.auth = *auth;
+    const auto plaintext = readBool(f, "allow_plaintext_auth");
+    if (plaintext) l.allow_plaintext_auth = *plaintext;
+    // AUTH is offered only under TLS unless plaintext is allowed, so on such
+    // a listener "required" would refuse every client. Judged only when the
+    // keys involved read cleanly, so that a typo is not reported twice.
+    auto clean = [&f](bool read, std::string_view key) {
+      return read || (f.find(key) == nullptr && !f.wasGuessed(key));
+    };
+    const bool tls_clean = clean(tls.has_value(), "tls");
+    const bool plaintext_clean = clean(plaintext.has_value(), "allow_plaintext_auth");
+    if (auth == AuthPolicy::Required && l.tls == TlsMode::None && !l.allow_plaintext_auth &&
+        tls_clean && plaintext_clean) {
+      f.bad("auth",
+            "clients could never authenticate: AUTH is only offered under TLS; use tls: "
+            "starttls, or allow_plaintext_auth: true on a trusted network");
     }
     if (!ok) continue;
 
@@ -519,7 +552,8 @@ void readListeners(const Fields& top, std::vector<ListenerConfig>& out) {
 void readSmtp(const Fields& top, SmtpConfig& out) {
   auto f = openSection(top, "smtp",
                        {"max_message_size", "max_recipients", "max_connections", "idle_timeout",
-                        "data_timeout", "bare_lf"});
+                        "data_timeout", "bare_lf", "max_line_length", "long_lines",
+                        "max_connections_per_ip", "min_data_rate", "greeting_delay", "max_errors"});
   if (!f) return;
   if (auto v = readSize(*f, "max_message_size", kKiB, kGiB)) out.max_message_size = *v;
   if (auto v = readInt(*f, "max_recipients", 1, 100000)) {
@@ -535,32 +569,151 @@ void readSmtp(const Fields& top, SmtpConfig& out) {
           {{"normalize", BareLfPolicy::Normalize}, {"reject", BareLfPolicy::Reject}})) {
     out.bare_lf = *v;
   }
+  // 78 is the shortest line RFC 5322 §2.1.1 asks senders to keep to; below
+  // that ordinary mail would be refused.
+  if (auto v = readInt(*f, "max_line_length", 78, 100000)) {
+    out.max_line_length = static_cast<std::size_t>(*v);
+  }
+  if (auto v = readChoice<LongLinePolicy>(
+          *f, "long_lines",
+          {{"reject", LongLinePolicy::Reject}, {"accept", LongLinePolicy::Accept}})) {
+    out.long_lines = *v;
+  }
+  if (auto v = readInt(*f, "max_connections_per_ip", 1, 100000)) {
+    out.max_connections_per_ip = static_cast<std::size_t>(*v);
+  }
+  if (auto v = readSize(*f, "min_data_rate", 0, kGiB,
+                        "a rate in bytes per second such as 500B or 1KB, or 0 (off)", "/s")) {
+    out.min_data_rate = *v;
+  }
+  // Sub-second steps matter here: a delay is about catching clients that
+  // talk first, and every millisecond of it is paid by honest ones.
+  if (auto v =
+          readDuration(*f, "greeting_delay", milliseconds(0), std::chrono::seconds(30), false)) {
+    out.greeting_delay = *v;
+  }
+  if (auto v = readInt(*f, "max_errors", 1, 1000)) out.max_errors = static_cast<std::size_t>(*v);
 }
 
-std::optional<std::vector<std::string>> readNetworks(const Fields& f, std::string_view name) {
-  auto list = openList(f, name, "networks such as 192.0.2.0/24");
+// open(2) instead of reading: a certificate path that names a FIFO or a
+// device must not hang or fill the loader.
+Status checkReadableFile(const std::filesystem::path& p) {
+  const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) return Error::fromErrno("open " + p.string(), errno);
+  struct stat st {};
+  const int rc = ::fstat(fd, &st);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) return Error::fromErrno("stat " + p.string(), err);
+  if (S_ISDIR(st.st_mode)) return Error::fromErrno("open " + p.string(), EISDIR);
+  if (!S_ISREG(st.st_mode)) return Error{p.string() + " is not a regular file", 0};
+  return {};
+}
+
+void readTls(const Fields& top, TlsConfig& out) {
+  const auto password = secretKeyNames("pkcs12_password");
+  auto f = openSection(
+      top, "tls", {"cert_file", "key_file", "pkcs12_file", password[0], password[1], password[2]});
+  if (!f) return;
+  auto given = [&f](std::string_view key) { return f->find(key) != nullptr; };
+  auto meant = [&f, &given](std::string_view key) { return given(key) || f->wasGuessed(key); };
+
+  auto readTlsFile = [&f](std::string_view key) -> std::optional<std::filesystem::path> {
+    auto p = readPath(*f, key);
+    if (!p) return std::nullopt;
+    if (Status st = checkReadableFile(*p); !st) {
+      f->bad(key, "cannot read the file: " + st.error().message);
+      return std::nullopt;
+    }
+    return p;
+  };
+  const auto cert = readTlsFile("cert_file");
+  const auto key = readTlsFile("key_file");
+  const auto pkcs12 = readTlsFile("pkcs12_file");
+
+  if (given("cert_file") && given("pkcs12_file")) {
+    f->bad("pkcs12_file",
+           "cert_file and pkcs12_file exclude each other; give a PEM certificate (cert_file, "
+           "key_file) or a PKCS#12 file, not both");
+  } else if (given("key_file") && !meant("cert_file")) {
+    f->bad("key_file", std::string("key_file needs cert_file") +
+                           (given("pkcs12_file") ? "; a PKCS#12 file holds its key itself" : ""));
+  }
+
+  std::string password_key;
+  for (const auto& k : password) {
+    if (given(k)) password_key = k;
+  }
+  if (!password_key.empty() && !meant("pkcs12_file")) {
+    f->bad(password_key, password_key + " needs pkcs12_file");
+  } else if (given("pkcs12_file")) {
+    if (auto secret = resolveSecret(f->ctx(), f->node(), f->path(), "pkcs12_password", false)) {
+      out.pkcs12_password = std::move(*secret);
+    }
+  }
+
+  if (cert) {
+    out.cert_file = *cert;
+    out.key_file = key ? *key : *cert;
+  }
+  if (pkcs12) out.pkcs12_file = *pkcs12;
+}
+
+// A list of strings under `name`, each checked by `validate` (whose error
+// message becomes the issue, at the entry). Nothing when absent or when any
+// entry is bad, so that a half-read list never replaces the default.
+std::optional<std::vector<std::string>> readList(const Fields& f, std::string_view name,
+                                                 std::string_view items, std::string_view item,
+                                                 Status (*validate)(std::string_view)) {
+  auto list = openList(f, name, items);
   if (!list) return std::nullopt;
-  std::vector<std::string> nets;
+  std::vector<std::string> out;
   bool ok = true;
   const YAML::Node& seq = *list;
   for (std::size_t i = 0; i < seq.size(); ++i) {
-    const YAML::Node item = seq[i];
+    const YAML::Node entry = seq[i];
     const std::string key = indexKey(f.keyOf(name), i);
-    if (!item.IsScalar()) {
-      f.ctx().add(item, key,
-                  std::string("expected a network such as 192.0.2.0/24, got ") + kindOf(item));
+    if (!entry.IsScalar()) {
+      f.ctx().add(entry, key, "expected " + std::string(item) + ", got " + kindOf(entry));
       ok = false;
       continue;
     }
-    if (Status st = policy::NetworkList::validate(item.Scalar()); !st) {
-      f.ctx().add(item, key, st.error().message);
+    if (Status st = validate(entry.Scalar()); !st) {
+      f.ctx().add(entry, key, st.error().message);
       ok = false;
       continue;
     }
-    nets.push_back(item.Scalar());
+    out.push_back(entry.Scalar());
   }
   if (!ok) return std::nullopt;
-  return nets;
+  return out;
+}
+
+std::optional<std::vector<std::string>> readNetworks(const Fields& f, std::string_view name) {
+  return readList(f, name, "networks such as 192.0.2.0/24", "a network such as 192.0.2.0/24",
+                  &policy::NetworkList::validate);
+}
+
+std::optional<std::vector<std::string>> readSenderPatterns(const Fields& f, std::string_view name) {
+  return readList(f, name, "sender addresses or @domains such as scanner@example.com",
+                  "an address or @domain such as scanner@example.com",
+                  &policy::SenderPolicy::validatePattern);
+}
+
+std::optional<std::vector<std::string>> readDomains(const Fields& f, std::string_view name) {
+  return readList(f, name, "domains such as example.com", "a domain such as example.com",
+                  &policy::RecipientPolicy::validateDomain);
+}
+
+// A whole address (override, default, sender_override).
+std::optional<std::string> readAddress(const Fields& f, std::string_view name) {
+  auto a = readString(f, name, "an address such as noreply@example.com");
+  if (!a) return std::nullopt;
+  if (Status st = policy::SenderPolicy::validateAddress(*a); !st) {
+    f.bad(name, st.error().message);
+    return std::nullopt;
+  }
+  return a;
 }
 
 void readAccess(const Fields& top, AccessConfig& out) {
@@ -569,6 +722,165 @@ void readAccess(const Fields& top, AccessConfig& out) {
   if (auto v = readNetworks(*f, "allowed_networks")) out.allowed_networks = std::move(*v);
   if (auto v = readNetworks(*f, "anonymous_networks")) out.anonymous_networks = std::move(*v);
   if (auto v = readBool(*f, "open_relay")) out.open_relay = *v;
+}
+
+// ---- auth -----------------------------------------------------------------
+
+constexpr std::string_view kHashHint = "create one with `mailbridge hash-password`";
+constexpr std::size_t kMaxUserName = 256;
+
+// Printable ASCII without spaces: the name travels base64-encoded in AUTH
+// and into log lines, where anything else only causes trouble.
+bool isUserName(std::string_view n) {
+  return !n.empty() && n.size() <= kMaxUserName &&
+         std::all_of(n.begin(), n.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+}
+
+// Where each user name was first given, for the duplicate check across the
+// configuration and the users file.
+struct UserOrigin {
+  std::string where;  // "auth.users[0]", or "entry [0]" in a users file
+  std::string file;
+};
+using UserOrigins = std::map<std::string, UserOrigin, std::less<>>;
+
+// The user entries of `seq`; `path` is "auth.users" in the configuration and
+// "" in a users file (whose top level is the list itself).
+void readUsers(LoadContext& ctx, const YAML::Node& seq, std::string_view path, UserOrigins& origins,
+               std::vector<UserConfig>& out) {
+  for (std::size_t i = 0; i < seq.size(); ++i) {
+    const YAML::Node item = seq[i];
+    const std::string item_path = indexKey(path, i);
+    if (!item.IsMap()) {
+      ctx.add(item, item_path,
+              std::string("expected a mapping with name and password_hash, got ") + kindOf(item));
+      continue;
+    }
+    Fields f(ctx, item, item_path,
+             {"name", "password_hash", "allowed_senders", "allowed_recipient_domains",
+              "sender_override"});
+    UserConfig u;
+    bool ok = true;
+
+    if (auto n = readString(f, "name", "a user name")) {
+      if (!isUserName(*n)) {
+        f.bad("name",
+              "expected a user name of printable ASCII characters without spaces, at most 256, "
+              "got " +
+                  inQuotes(*n));
+        ok = false;
+      } else if (auto it = origins.find(*n); it != origins.end()) {
+        std::string where = it->second.where;
+        if (it->second.file != ctx.file()) where += " in " + it->second.file;
+        f.bad("name", "duplicate user name " + inQuotes(*n) + "; " + where + " has it too");
+        ok = false;
+      } else {
+        origins.emplace(*n,
+                        UserOrigin{path.empty() ? "entry " + item_path : item_path, ctx.file()});
+        u.name = *n;
+      }
+    } else {
+      ok = false;
+      if (f.find("name") == nullptr) {
+        f.missing("name", "required; the user name that clients give to AUTH");
+      }
+    }
+
+    // Never quote this value: a plain password pasted here by mistake must
+    // not end up in a message.
+    if (auto h = readString(f, "password_hash", "an argon2id hash")) {
+      if (Status st = policy::UserStore::validateHash(*h); !st) {
+        f.bad("password_hash", st.error().message + "; " + std::string(kHashHint));
+        ok = false;
+      } else {
+        u.password_hash = *h;
+      }
+    } else {
+      ok = false;
+      if (f.find("password_hash") == nullptr) {
+        f.missing("password_hash", "required; " + std::string(kHashHint));
+      }
+    }
+
+    if (auto v = readSenderPatterns(f, "allowed_senders")) u.allowed_senders = std::move(*v);
+    if (auto v = readDomains(f, "allowed_recipient_domains")) {
+      u.allowed_recipient_domains = std::move(*v);
+    }
+    if (auto v = readAddress(f, "sender_override")) u.sender_override = std::move(*v);
+    if (ok) out.push_back(std::move(u));
+  }
+}
+
+// The users file: a YAML list of users with the same keys as auth.users. Its
+// issues carry its own name and lines.
+void readUsersFile(const Fields& auth, const std::filesystem::path& file, UserOrigins& origins,
+                   std::vector<UserConfig>& out) {
+  Status readable = checkReadableFile(file);
+  auto text = readable ? fs::readFile(file) : Result<std::string>(readable.error());
+  if (!text) {
+    auth.bad("users_file", "cannot read the users file: " + text.error().message);
+    return;
+  }
+  LoadContext ctx(file.string(), file.parent_path());
+  std::vector<YAML::Node> docs;
+  try {
+    docs = YAML::LoadAll(*text);
+  } catch (const YAML::Exception& e) {
+    ctx.add(e.mark, "", "YAML syntax error: " + e.msg);
+  }
+  if (docs.size() > 1) {
+    ctx.add(docs[1], "", "only one YAML document is allowed; remove the second '---'");
+  }
+  if (!docs.empty() && !docs.front().IsNull()) {
+    const YAML::Node& root = docs.front();
+    if (root.IsSequence()) {
+      readUsers(ctx, root, "", origins, out);
+    } else {
+      ctx.add(root, "",
+              std::string("expected a list of users ('- name: ...'), got ") + kindOf(root));
+    }
+  }
+  auth.ctx().addIssues(ctx.takeIssues());
+}
+
+void readAuth(const Fields& top, AuthConfig& out) {
+  auto f = openSection(top, "auth",
+                       {"users", "users_file", "max_failures_per_ip", "max_failures_per_user",
+                        "failure_window", "lockout", "max_parallel_verifications"});
+  if (!f) return;
+  UserOrigins origins;
+  if (auto list = openList(*f, "users", "users ('- name: ...')")) {
+    readUsers(f->ctx(), *list, f->keyOf("users"), origins, out.users);
+  }
+  if (auto p = readPath(*f, "users_file")) {
+    out.users_file = *p;
+    readUsersFile(*f, *p, origins, out.users);
+  }
+  if (auto v = readInt(*f, "max_failures_per_ip", 1, 1000)) {
+    out.max_failures_per_ip = static_cast<std::size_t>(*v);
+  }
+  if (auto v = readInt(*f, "max_failures_per_user", 1, 1000)) {
+    out.max_failures_per_user = static_cast<std::size_t>(*v);
+  }
+  if (auto v = readSeconds(*f, "failure_window", seconds(1))) out.failure_window = *v;
+  if (auto v = readSeconds(*f, "lockout", seconds(1))) out.lockout = *v;
+  if (auto v = readInt(*f, "max_parallel_verifications", 1, 64)) {
+    out.max_parallel_verifications = static_cast<std::size_t>(*v);
+  }
+}
+
+void readSenders(const Fields& top, SenderConfig& out) {
+  auto f = openSection(top, "senders", {"allowed", "override", "default"});
+  if (!f) return;
+  if (auto v = readSenderPatterns(*f, "allowed")) out.allowed = std::move(*v);
+  if (auto v = readAddress(*f, "override")) out.override_address = std::move(*v);
+  if (auto v = readAddress(*f, "default")) out.default_address = std::move(*v);
+}
+
+void readRecipients(const Fields& top, RecipientConfig& out) {
+  auto f = openSection(top, "recipients", {"allowed_domains"});
+  if (!f) return;
+  if (auto v = readDomains(*f, "allowed_domains")) out.allowed_domains = std::move(*v);
 }
 
 void readQueue(const Fields& top, QueueConfig& out) {
@@ -706,7 +1018,8 @@ void readLogging(const Fields& top, LoggingConfig& out) {
 Config readConfig(LoadContext& ctx, const YAML::Node& root) {
   Config cfg;
   cfg.source = ctx.file();
-  const Keys sections{"server", "listeners", "smtp", "access", "queue", "providers", "logging"};
+  const Keys sections{"server",  "listeners",  "tls",   "smtp",      "access", "auth",
+                      "senders", "recipients", "queue", "providers", "logging"};
   if (!root.IsNull() && !root.IsMap()) {
     ctx.add(root, "",
             std::string("expected a mapping with the sections ") + joinNames(sections) + ", got " +
@@ -716,8 +1029,12 @@ Config readConfig(LoadContext& ctx, const YAML::Node& root) {
   const Fields top(ctx, root, "", sections);
   readServer(top, cfg.server);
   readListeners(top, cfg.listeners);
+  readTls(top, cfg.tls);
   readSmtp(top, cfg.smtp);
   readAccess(top, cfg.access);
+  readAuth(top, cfg.auth);
+  readSenders(top, cfg.senders);
+  readRecipients(top, cfg.recipients);
   readQueue(top, cfg.queue);
   readProviders(top, cfg.providers);
   readLogging(top, cfg.logging);

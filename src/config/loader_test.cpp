@@ -14,6 +14,10 @@ namespace stdfs = std::filesystem;
 using std::chrono::seconds;
 
 constexpr const char* kName = "test.yaml";
+// A real argon2id hash (of "test-password"); the loader only parses it.
+constexpr const char* kHash =
+    "$argon2id$v=19$m=65536,t=2,p=1$1zKVJ4mhin3VpaO5FCwfHQ$6CF3TiRMGwFtbbOVo4kkUZ8ivxHOgJLL2V+"
+    "mJfegkVs";
 constexpr const char* kProviders =
     "providers:\n"
     "  - {name: out, type: outbox, directory: /srv/out}\n";
@@ -71,8 +75,12 @@ listeners:
     address: 0.0.0.0:25
     tls: none
     auth: required
+    allow_plaintext_auth: true
   - address: "[::1]:2526"
     auth: none
+  - address: 127.0.0.1:465
+    tls: implicit
+    auth: required
 smtp:
   max_message_size: 1.5MB
   max_recipients: 1000
@@ -80,10 +88,36 @@ smtp:
   idle_timeout: 2m
   data_timeout: 1h30m
   bare_lf: reject
+  max_line_length: 2000
+  long_lines: accept
+  max_connections_per_ip: 7
+  min_data_rate: 1KB
+  greeting_delay: 1s500ms
+  max_errors: 5
 access:
   allowed_networks: [10.0.0.0/8, "2001:db8::/32"]
   anonymous_networks: [10.1.0.0/16]
   open_relay: yes
+auth:
+  users:
+    - name: scanner
+      password_hash: $argon2id$v=19$m=65536,t=2,p=1$1zKVJ4mhin3VpaO5FCwfHQ$6CF3TiRMGwFtbbOVo4kkUZ8ivxHOgJLL2V+mJfegkVs
+      allowed_senders: [scanner@example.com, "@scans.example.com"]
+      allowed_recipient_domains: [example.com, partner.test]
+      sender_override: scanner@example.com
+    - name: erp@example.com
+      password_hash: '$argon2id$v=19$m=65536,t=2,p=1$1zKVJ4mhin3VpaO5FCwfHQ$6CF3TiRMGwFtbbOVo4kkUZ8ivxHOgJLL2V+mJfegkVs'
+  max_failures_per_ip: 3
+  max_failures_per_user: 4
+  failure_window: 10m
+  lockout: 1h
+  max_parallel_verifications: 4
+senders:
+  allowed: ["@example.com", boss@partner.test]
+  override: relay@example.com
+  default: noreply@example.com
+recipients:
+  allowed_domains: [example.com, Example.ORG]
 queue:
   retry_delay: 30s
   max_retry_delay: 2h
@@ -103,16 +137,20 @@ logging:
   EXPECT_EQ(c.server.hostname, "relay.example.com");
   EXPECT_EQ(c.server.state_dir, "/var/lib/mb");
 
-  ASSERT_EQ(c.listeners.size(), 2u);
+  ASSERT_EQ(c.listeners.size(), 3u);
   EXPECT_EQ(c.listeners[0].name, "inside");
   EXPECT_EQ(c.listeners[0].host, "0.0.0.0");
   EXPECT_EQ(c.listeners[0].port, 25);
   EXPECT_EQ(c.listeners[0].tls, TlsMode::None);
   EXPECT_EQ(c.listeners[0].auth, AuthPolicy::Required);
+  EXPECT_TRUE(c.listeners[0].allow_plaintext_auth);
   EXPECT_EQ(c.listeners[1].name, "[::1]:2526");
   EXPECT_EQ(c.listeners[1].host, "::1");
   EXPECT_EQ(c.listeners[1].port, 2526);
   EXPECT_EQ(c.listeners[1].auth, AuthPolicy::None);
+  EXPECT_FALSE(c.listeners[1].allow_plaintext_auth);
+  EXPECT_EQ(c.listeners[2].tls, TlsMode::Implicit);
+  EXPECT_EQ(c.listeners[2].auth, AuthPolicy::Required);
 
   EXPECT_EQ(c.smtp.max_message_size, 1572864u);
   EXPECT_EQ(c.smtp.max_recipients, 1000u);
@@ -120,10 +158,41 @@ logging:
   EXPECT_EQ(c.smtp.idle_timeout, seconds(120));
   EXPECT_EQ(c.smtp.data_timeout, seconds(5400));
   EXPECT_EQ(c.smtp.bare_lf, BareLfPolicy::Reject);
+  EXPECT_EQ(c.smtp.max_line_length, 2000u);
+  EXPECT_EQ(c.smtp.long_lines, LongLinePolicy::Accept);
+  EXPECT_EQ(c.smtp.max_connections_per_ip, 7u);
+  EXPECT_EQ(c.smtp.min_data_rate, 1024u);
+  EXPECT_EQ(c.smtp.greeting_delay, std::chrono::milliseconds(1500));
+  EXPECT_EQ(c.smtp.max_errors, 5u);
 
   EXPECT_EQ(c.access.allowed_networks, (std::vector<std::string>{"10.0.0.0/8", "2001:db8::/32"}));
   EXPECT_EQ(c.access.anonymous_networks, (std::vector<std::string>{"10.1.0.0/16"}));
   EXPECT_TRUE(c.access.open_relay);
+
+  ASSERT_EQ(c.auth.users.size(), 2u);
+  EXPECT_EQ(c.auth.users[0].name, "scanner");
+  EXPECT_EQ(c.auth.users[0].password_hash, kHash);
+  EXPECT_EQ(c.auth.users[0].allowed_senders,
+            (std::vector<std::string>{"scanner@example.com", "@scans.example.com"}));
+  EXPECT_EQ(c.auth.users[0].allowed_recipient_domains,
+            (std::vector<std::string>{"example.com", "partner.test"}));
+  EXPECT_EQ(c.auth.users[0].sender_override, "scanner@example.com");
+  EXPECT_EQ(c.auth.users[1].name, "erp@example.com");
+  EXPECT_EQ(c.auth.users[1].password_hash, kHash);
+  EXPECT_TRUE(c.auth.users[1].allowed_senders.empty());
+  EXPECT_TRUE(c.auth.users[1].allowed_recipient_domains.empty());
+  EXPECT_EQ(c.auth.users[1].sender_override, "");
+  EXPECT_TRUE(c.auth.users_file.empty());
+  EXPECT_EQ(c.auth.max_failures_per_ip, 3u);
+  EXPECT_EQ(c.auth.max_failures_per_user, 4u);
+  EXPECT_EQ(c.auth.failure_window, seconds(600));
+  EXPECT_EQ(c.auth.lockout, seconds(3600));
+  EXPECT_EQ(c.auth.max_parallel_verifications, 4u);
+
+  EXPECT_EQ(c.senders.allowed, (std::vector<std::string>{"@example.com", "boss@partner.test"}));
+  EXPECT_EQ(c.senders.override_address, "relay@example.com");
+  EXPECT_EQ(c.senders.default_address, "noreply@example.com");
+  EXPECT_EQ(c.recipients.allowed_domains, (std::vector<std::string>{"example.com", "Example.ORG"}));
 
   EXPECT_EQ(c.queue.retry_delay, seconds(30));
   EXPECT_EQ(c.queue.max_retry_delay, seconds(7200));
@@ -157,6 +226,28 @@ TEST(ConfigLoader, DefaultsWhenOnlyProvidersAreGiven) {
   EXPECT_EQ(c.smtp.idle_timeout, seconds(300));
   EXPECT_EQ(c.smtp.data_timeout, seconds(600));
   EXPECT_EQ(c.smtp.bare_lf, BareLfPolicy::Normalize);
+  EXPECT_EQ(c.smtp.max_line_length, 1000u);
+  EXPECT_EQ(c.smtp.long_lines, LongLinePolicy::Reject);
+  EXPECT_EQ(c.smtp.max_connections_per_ip, 20u);
+  EXPECT_EQ(c.smtp.min_data_rate, 500u);
+  EXPECT_EQ(c.smtp.greeting_delay, std::chrono::milliseconds(0));
+  EXPECT_EQ(c.smtp.max_errors, 20u);
+  EXPECT_FALSE(c.listeners[0].allow_plaintext_auth);
+  EXPECT_TRUE(c.tls.cert_file.empty());
+  EXPECT_TRUE(c.tls.key_file.empty());
+  EXPECT_TRUE(c.tls.pkcs12_file.empty());
+  EXPECT_TRUE(c.tls.pkcs12_password.empty());
+  EXPECT_TRUE(c.auth.users.empty());
+  EXPECT_TRUE(c.auth.users_file.empty());
+  EXPECT_EQ(c.auth.max_failures_per_ip, 5u);
+  EXPECT_EQ(c.auth.max_failures_per_user, 10u);
+  EXPECT_EQ(c.auth.failure_window, seconds(900));
+  EXPECT_EQ(c.auth.lockout, seconds(900));
+  EXPECT_EQ(c.auth.max_parallel_verifications, 2u);
+  EXPECT_TRUE(c.senders.allowed.empty());
+  EXPECT_TRUE(c.senders.override_address.empty());
+  EXPECT_TRUE(c.senders.default_address.empty());
+  EXPECT_TRUE(c.recipients.allowed_domains.empty());
   EXPECT_EQ(c.access.allowed_networks, defaults.access.allowed_networks);
   EXPECT_EQ(c.access.anonymous_networks, defaults.access.anonymous_networks);
   EXPECT_FALSE(c.access.open_relay);
@@ -168,7 +259,10 @@ TEST(ConfigLoader, DefaultsWhenOnlyProvidersAreGiven) {
 }
 
 TEST(ConfigLoader, EmptySectionsKeepDefaults) {
-  const Config c = load(std::string("server:\nsmtp:\naccess:\nqueue:\nlogging:\n") + kProviders);
+  const Config c =
+      load(std::string(
+               "server:\ntls:\nsmtp:\naccess:\nauth:\nsenders:\nrecipients:\nqueue:\nlogging:\n") +
+           kProviders);
   EXPECT_EQ(c.smtp.max_recipients, 500u);
   EXPECT_EQ(c.server.state_dir, "/var/lib/mailbridge");
 }
@@ -269,10 +363,6 @@ TEST(ConfigLoader, BareNumbersAreBytesAndSeconds) {
 
 TEST(ConfigLoader, ListenerErrors) {
   const std::string p = kProviders;
-  expectIssue("listeners:\n  - address: 127.0.0.1:2525\n    tls: starttls\n" + p, 3, 10,
-              "listeners[0].tls", "TLS listeners are not supported yet; use tls: none");
-  expectIssue("listeners:\n  - address: 127.0.0.1:2525\n    tls: implicit\n" + p, 3, 10,
-              "listeners[0].tls", "TLS listeners are not supported yet; use tls: none");
   expectIssue("listeners:\n  - address: 127.0.0.1:2525\n    tls: ssl\n" + p, 3, 10,
               "listeners[0].tls", "one of: none, starttls, implicit");
   expectIssue("listeners:\n  - address: 127.0.0.1:2525\n    auth: maybe\n" + p, 3, 11,
@@ -298,6 +388,221 @@ TEST(ConfigLoader, ListenerErrors) {
   expectIssue("listeners: []\n" + p, 1, 12, "listeners", "at least one listener is required");
   expectIssue("listeners:\n  - 127.0.0.1:25\n" + p, 2, 5, "listeners[0]",
               "expected a mapping with address, name, tls and auth, got a scalar");
+}
+
+TEST(ConfigLoader, TlsListenersAndPlaintextAuth) {
+  const std::string p = kProviders;
+  const Config c = load(R"(listeners:
+  - {name: a, address: 127.0.0.1:25, tls: starttls, auth: required}
+  - {name: b, address: 127.0.0.1:465, tls: Implicit}
+  - {name: c, address: 127.0.0.1:26, auth: required, allow_plaintext_auth: yes}
+  - {name: d, address: 127.0.0.1:27, allow_plaintext_auth: false}
+)" + p);
+  ASSERT_EQ(c.listeners.size(), 4u);
+  EXPECT_EQ(c.listeners[0].tls, TlsMode::StartTls);
+  EXPECT_EQ(c.listeners[0].auth, AuthPolicy::Required);
+  EXPECT_FALSE(c.listeners[0].allow_plaintext_auth);
+  EXPECT_EQ(c.listeners[1].tls, TlsMode::Implicit);
+  EXPECT_EQ(c.listeners[2].tls, TlsMode::None);
+  EXPECT_TRUE(c.listeners[2].allow_plaintext_auth);
+  EXPECT_FALSE(c.listeners[3].allow_plaintext_auth);
+}
+
+TEST(ConfigLoader, AuthRequiredWithoutTlsNeedsPlaintextAuth) {
+  const std::string p = kProviders;
+  expectIssue("listeners:\n  - address: 127.0.0.1:2525\n    auth: required\n" + p, 3, 11,
+              "listeners[0].auth",
+              "clients could never authenticate: AUTH is only offered under TLS; use tls: "
+              "starttls, or allow_plaintext_auth: true on a trusted network");
+  expectIssue(
+      "listeners:\n  - address: 127.0.0.1:2525\n    tls: none\n    auth: REQUIRED\n"
+      "    allow_plaintext_auth: false\n" +
+          p,
+      4, 11, "listeners[0].auth", "clients could never authenticate");
+  // A bad or misspelt tls / allow_plaintext_auth is reported alone.
+  expectIssue("listeners:\n  - address: 127.0.0.1:2525\n    auth: required\n    tls: ssl\n" + p, 4,
+              10, "listeners[0].tls", "one of: none, starttls, implicit");
+  expectIssue(
+      "listeners:\n  - address: 127.0.0.1:2525\n    auth: required\n    tsl: starttls\n" + p, 4, 5,
+      "listeners[0].tsl", "did you mean 'tls'?");
+  expectIssue(
+      "listeners:\n  - address: 127.0.0.1:2525\n    auth: required\n"
+      "    allow_plaintext_auth: maybe\n" +
+          p,
+      4, 27, "listeners[0].allow_plaintext_auth", "expected true or false, got 'maybe'");
+  expectIssue(
+      "listeners:\n  - address: 127.0.0.1:2525\n    auth: required\n"
+      "    allow_plaintxt_auth: true\n" +
+          p,
+      4, 5, "listeners[0].allow_plaintxt_auth", "did you mean 'allow_plaintext_auth'?");
+}
+
+TEST(ConfigLoader, SmtpLimits) {
+  const std::string p = kProviders;
+  Config c =
+      load("smtp:\n  min_data_rate: 0\n  greeting_delay: 250ms\n  max_line_length: 78\n" + p);
+  EXPECT_EQ(c.smtp.min_data_rate, 0u);
+  EXPECT_EQ(c.smtp.greeting_delay, std::chrono::milliseconds(250));
+  EXPECT_EQ(c.smtp.max_line_length, 78u);
+  c = load("smtp:\n  min_data_rate: 2KB/s\n  greeting_delay: 30s\n  max_line_length: 100000\n" + p);
+  EXPECT_EQ(c.smtp.min_data_rate, 2048u);
+  EXPECT_EQ(c.smtp.greeting_delay, std::chrono::milliseconds(30000));
+  EXPECT_EQ(c.smtp.max_line_length, 100000u);
+  c = load("smtp:\n  min_data_rate: 500\n  greeting_delay: 0\n  long_lines: Reject\n" + p);
+  EXPECT_EQ(c.smtp.min_data_rate, 500u);
+  EXPECT_EQ(c.smtp.greeting_delay, std::chrono::milliseconds(0));
+  EXPECT_EQ(c.smtp.long_lines, LongLinePolicy::Reject);
+
+  expectIssue("smtp:\n  max_line_length: 77\n" + p, 2, 20, "smtp.max_line_length",
+              "expected an integer from 78 to 100000, got 77");
+  expectIssue("smtp:\n  max_line_length: 100001\n" + p, 2, 20, "smtp.max_line_length",
+              "got 100001");
+  expectIssue("smtp:\n  long_lines: wrap\n" + p, 2, 15, "smtp.long_lines",
+              "expected one of: reject, accept; got 'wrap'");
+  expectIssue("smtp:\n  max_connections_per_ip: 0\n" + p, 2, 27, "smtp.max_connections_per_ip",
+              "expected an integer from 1 to 100000, got 0");
+  expectIssue("smtp:\n  min_data_rate: fast\n" + p, 2, 18, "smtp.min_data_rate",
+              "expected a rate in bytes per second such as 500B or 1KB, or 0 (off), got 'fast'");
+  expectIssue("smtp:\n  min_data_rate: 2GB\n" + p, 2, 18, "smtp.min_data_rate",
+              "expected a size from 0B to 1GB, got 2GB");
+  expectIssue("smtp:\n  min_data_rate: 1KB/m\n" + p, 2, 18, "smtp.min_data_rate",
+              "got '1KB/m' (unknown unit 'KB/m'");
+  expectIssue("smtp:\n  greeting_delay: 31s\n" + p, 2, 19, "smtp.greeting_delay",
+              "expected a duration from 0s to 30s, got 31s");
+  expectIssue("smtp:\n  greeting_delay: soon\n" + p, 2, 19, "smtp.greeting_delay",
+              "expected a duration such as 90s, 5m or 1h30m, got 'soon'");
+  expectIssue("smtp:\n  max_errors: 0\n" + p, 2, 15, "smtp.max_errors",
+              "expected an integer from 1 to 1000, got 0");
+  expectIssue("smtp:\n  max_errors: 1001\n" + p, 2, 15, "smtp.max_errors", "got 1001");
+  expectIssue("smtp:\n  greting_delay: 1s\n" + p, 2, 3, "smtp.greting_delay",
+              "did you mean 'greeting_delay'?");
+}
+
+std::string userYaml(const std::string& extra) {
+  return std::string("auth:\n  users:\n    - name: scanner\n      password_hash: '") + kHash +
+         "'\n" + extra + kProviders;
+}
+
+TEST(ConfigLoader, AuthSettings) {
+  const std::string p = kProviders;
+  const Config c = load(
+      "auth:\n  users: []\n  max_failures_per_ip: 1000\n"
+      "  max_failures_per_user: 1\n  failure_window: 1s\n  lockout: 1w\n"
+      "  max_parallel_verifications: 64\n" +
+      p);
+  EXPECT_TRUE(c.auth.users.empty());
+  EXPECT_EQ(c.auth.max_failures_per_ip, 1000u);
+  EXPECT_EQ(c.auth.max_failures_per_user, 1u);
+  EXPECT_EQ(c.auth.failure_window, seconds(1));
+  EXPECT_EQ(c.auth.lockout, seconds(7 * 24 * 3600));
+  EXPECT_EQ(c.auth.max_parallel_verifications, 64u);
+
+  expectIssue("auth:\n  max_failures_per_ip: 0\n" + p, 2, 24, "auth.max_failures_per_ip",
+              "expected an integer from 1 to 1000, got 0");
+  expectIssue("auth:\n  max_failures_per_user: 1001\n" + p, 2, 26, "auth.max_failures_per_user",
+              "expected an integer from 1 to 1000, got 1001");
+  expectIssue("auth:\n  failure_window: 0\n" + p, 2, 19, "auth.failure_window",
+              "expected a duration from 1s to 52w1d, got 0s");
+  expectIssue("auth:\n  lockout: 1500ms\n" + p, 2, 12, "auth.lockout",
+              "expected whole seconds, got 1s500ms");
+  expectIssue("auth:\n  max_parallel_verifications: 65\n" + p, 2, 31,
+              "auth.max_parallel_verifications", "expected an integer from 1 to 64, got 65");
+  expectIssue("auth:\n  max_parallel_verifications: 0\n" + p, 2, 31,
+              "auth.max_parallel_verifications", "got 0");
+  expectIssue("auth:\n  users: {name: a}\n" + p, 2, 10, "auth.users",
+              "expected a list of users ('- name: ...'), got a mapping");
+  expectIssue("auth:\n  users:\n" + p, 2, 3, "auth.users", "got nothing");
+  expectIssue("auth:\n  user: []\n" + p, 2, 3, "auth.user", "did you mean 'users'?");
+  expectIssue("auth:\n  users_file: ''\n" + p, 2, 15, "auth.users_file",
+              "expected a path, got an empty string");
+  expectIssue("auth:\n  users_file: /nonexistent/mb-users.yaml\n" + p, 2, 15, "auth.users_file",
+              "cannot read the users file: open /nonexistent/mb-users.yaml: No such file or "
+              "directory");
+}
+
+TEST(ConfigLoader, UserErrors) {
+  const std::string p = kProviders;
+  // The value is never quoted: it may be a password pasted by mistake.
+  const ConfigIssue plain =
+      issueOf("auth:\n  users:\n    - name: scanner\n      password_hash: hunter2\n" + p);
+  EXPECT_EQ(plain.format(),
+            "test.yaml:4:22: auth.users[0].password_hash: not an argon2id hash; create one with "
+            "`mailbridge hash-password`");
+  expectIssue(
+      "auth:\n  users:\n    - name: scanner\n      password_hash: '$argon2id$v=19$junk'\n" + p, 4,
+      22, "auth.users[0].password_hash",
+      "not a valid argon2id hash (it does not parse); create one with `mailbridge "
+      "hash-password`");
+  expectIssue("auth:\n  users:\n    - name: scanner\n      password_hash: ''\n" + p, 4, 22,
+              "auth.users[0].password_hash", "expected an argon2id hash, got an empty string");
+  expectIssue("auth:\n  users:\n    - name: scanner\n" + p, 3, 7, "auth.users[0].password_hash",
+              "required; create one with `mailbridge hash-password`");
+  expectIssue("auth:\n  users:\n    - name: scanner\n      pasword_hash: x\n" + p, 4, 7,
+              "auth.users[0].pasword_hash", "did you mean 'password_hash'?");
+  expectIssue(std::string("auth:\n  users:\n    - password_hash: '") + kHash + "'\n" + p, 3, 7,
+              "auth.users[0].name", "required; the user name that clients give to AUTH");
+  expectIssue(std::string("auth:\n  users:\n    - name: 'my scanner'\n      password_hash: '") +
+                  kHash + "'\n" + p,
+              3, 13, "auth.users[0].name",
+              "expected a user name of printable ASCII characters without spaces, at most 256, "
+              "got 'my scanner'");
+  expectIssue(std::string("auth:\n  users:\n    - name: '") + std::string(257, 'a') +
+                  "'\n      password_hash: '" + kHash + "'\n" + p,
+              3, 13, "auth.users[0].name", "at most 256");
+  expectIssue(std::string("auth:\n  users:\n    - name: \"a\\tb\"\n      password_hash: '") +
+                  kHash + "'\n" + p,
+              3, 13, "auth.users[0].name", "got 'a\\x09b'");
+  expectIssue(std::string("auth:\n  users:\n    - name: a\n      password_hash: '") + kHash +
+                  "'\n    - name: a\n      password_hash: '" + kHash + "'\n" + p,
+              5, 13, "auth.users[1].name", "duplicate user name 'a'; auth.users[0] has it too");
+  expectIssue("auth:\n  users:\n    - scanner\n" + p, 3, 7, "auth.users[0]",
+              "expected a mapping with name and password_hash, got a scalar");
+  expectIssue(userYaml("      allowed_senders: ['@example.com', 'bad pattern']\n"), 5, 41,
+              "auth.users[0].allowed_senders[1]",
+              "invalid sender pattern 'bad pattern': expected an address such as "
+              "scanner@example.com");
+  expectIssue(userYaml("      allowed_senders: '@example.com'\n"), 5, 24,
+              "auth.users[0].allowed_senders",
+              "expected a list of sender addresses or @domains such as scanner@example.com, got "
+              "a scalar");
+  expectIssue(userYaml("      allowed_recipient_domains: [example.com, 'ex ample.com']\n"), 5, 48,
+              "auth.users[0].allowed_recipient_domains[1]",
+              "invalid domain 'ex ample.com': only letters, digits, '-' and '.' are allowed");
+  expectIssue(userYaml("      sender_override: '@example.com'\n"), 5, 24,
+              "auth.users[0].sender_override",
+              "invalid address '@example.com': the part before '@' is empty");
+  expectIssue(userYaml("      sender_override: scanner\n"), 5, 24, "auth.users[0].sender_override",
+              "invalid address 'scanner': expected an address such as scanner@example.com");
+}
+
+TEST(ConfigLoader, SendersAndRecipients) {
+  const std::string p = kProviders;
+  const Config c = load("senders:\n  allowed: []\nrecipients:\n  allowed_domains: []\n" + p);
+  EXPECT_TRUE(c.senders.allowed.empty());
+  EXPECT_TRUE(c.recipients.allowed_domains.empty());
+
+  expectIssue("senders:\n  allowed: [x]\n" + p, 2, 13, "senders.allowed[0]",
+              "invalid sender pattern 'x': expected an address such as scanner@example.com");
+  expectIssue("senders:\n  allowed:\n    - '@exa_mple.com'\n" + p, 3, 7, "senders.allowed[0]",
+              "invalid sender pattern '@exa_mple.com': invalid domain 'exa_mple.com'");
+  expectIssue("senders:\n  allowed: [{a: b}]\n" + p, 2, 13, "senders.allowed[0]",
+              "expected an address or @domain such as scanner@example.com, got a mapping");
+  expectIssue("senders:\n  override: nobody\n" + p, 2, 13, "senders.override",
+              "invalid address 'nobody': expected an address such as scanner@example.com");
+  expectIssue("senders:\n  default: '@example.com'\n" + p, 2, 12, "senders.default",
+              "invalid address '@example.com'");
+  expectIssue("senders:\n  default: ''\n" + p, 2, 12, "senders.default",
+              "expected an address such as noreply@example.com, got an empty string");
+  expectIssue("senders:\n  overide: a@example.com\n" + p, 2, 3, "senders.overide",
+              "did you mean 'override'?");
+  expectIssue("recipients:\n  allowed_domains: ['@example.com']\n" + p, 2, 21,
+              "recipients.allowed_domains[0]",
+              "invalid domain '@example.com': write the domain without '@'");
+  expectIssue("recipients:\n  allowed_domains: example.com\n" + p, 2, 20,
+              "recipients.allowed_domains",
+              "expected a list of domains such as example.com, got a scalar");
+  expectIssue("recipients:\n  domains: [example.com]\n" + p, 2, 3, "recipients.domains",
+              "unknown key; valid keys are: allowed_domains");
 }
 
 TEST(ConfigLoader, DuplicateListeners) {
@@ -389,8 +694,12 @@ TEST(ConfigLoader, UnknownKeysSuggestTheNearestKnownOne) {
 TEST(ConfigLoader, UnknownKeysFarFromAnyListTheValidOnes) {
   expectIssue(std::string("queue:\n  parallelism: 3\n") + kProviders, 2, 3, "queue.parallelism",
               "unknown key; valid keys are: retry_delay, max_retry_delay, max_in_flight");
-  expectIssue(std::string("tls:\n  cert: x\n") + kProviders, 1, 1, "tls",
-              "valid keys are: server, listeners, smtp, access, queue, providers, logging");
+  expectIssue(std::string("metrics:\n  port: 9090\n") + kProviders, 1, 1, "metrics",
+              "valid keys are: server, listeners, tls, smtp, access, auth, senders, recipients, "
+              "queue, providers, logging");
+  expectIssue(std::string("tls:\n  cert: x\n") + kProviders, 2, 3, "tls.cert",
+              "valid keys are: cert_file, key_file, pkcs12_file, pkcs12_password, "
+              "pkcs12_password_file, pkcs12_password_credential");
 }
 
 TEST(ConfigLoader, DuplicateKeys) {
@@ -425,7 +734,7 @@ smtp:
   max_mesage_size: 1MB
 listeners:
   - address: 127.0.0.1:99999
-    tls: starttls
+    tls: ssl
 )";
   const auto issues = issuesOf(yaml);
   ASSERT_EQ(issues.size(), 5u);
@@ -447,7 +756,7 @@ listeners:
     std::string expected;
     for (const auto& i : issues) expected += (expected.empty() ? "" : "\n") + i.format();
     EXPECT_EQ(what, expected);
-    EXPECT_NE(what.find("\ntest.yaml:9:10: listeners[0].tls: TLS listeners"), std::string::npos);
+    EXPECT_NE(what.find("\ntest.yaml:9:10: listeners[0].tls: expected one of"), std::string::npos);
   }
 }
 
@@ -497,8 +806,199 @@ class ConfigFileTest : public ::testing::Test {
     std::error_code ec;
     stdfs::remove_all(dir_, ec);
   }
+  stdfs::path write(const std::string& name, const std::string& content) {
+    const auto file = dir_ / name;
+    std::ofstream(file) << content;
+    return file;
+  }
+  // Loads `yaml` as if it were the file test.yaml in dir_.
+  Config loadHere(const std::string& yaml) {
+    return loadConfigText(yaml + kProviders, kName, dir_);
+  }
+  std::vector<ConfigIssue> issuesHere(const std::string& yaml) {
+    try {
+      loadHere(yaml);
+    } catch (const ConfigError& e) {
+      return e.issues();
+    }
+    ADD_FAILURE() << "loaded without issues:\n" << yaml;
+    return {};
+  }
+  ConfigIssue issueHere(const std::string& yaml) {
+    auto issues = issuesHere(yaml);
+    EXPECT_EQ(issues.size(), 1u) << [&] {
+      std::string all;
+      for (const auto& i : issues) all += i.format() + "\n";
+      return all;
+    }();
+    return issues.empty() ? ConfigIssue{} : issues.front();
+  }
   stdfs::path dir_;
 };
+
+TEST_F(ConfigFileTest, TlsPemFiles) {
+  write("cert.pem", "-----BEGIN CERTIFICATE-----\n");
+  write("key.pem", "-----BEGIN PRIVATE KEY-----\n");
+  Config c = loadHere("tls:\n  cert_file: cert.pem\n");
+  EXPECT_EQ(c.tls.cert_file, dir_ / "cert.pem");
+  EXPECT_EQ(c.tls.key_file, dir_ / "cert.pem");  // key and chain in one file
+  EXPECT_TRUE(c.tls.pkcs12_file.empty());
+  c = loadHere("tls:\n  cert_file: " + (dir_ / "cert.pem").string() + "\n  key_file: key.pem\n");
+  EXPECT_EQ(c.tls.cert_file, dir_ / "cert.pem");
+  EXPECT_EQ(c.tls.key_file, dir_ / "key.pem");
+}
+
+TEST_F(ConfigFileTest, TlsPkcs12File) {
+  write("server.p12", "binary");
+  write("p12.pass", "s3cret\n");
+  Config c = loadHere("tls:\n  pkcs12_file: server.p12\n");
+  EXPECT_EQ(c.tls.pkcs12_file, dir_ / "server.p12");
+  EXPECT_TRUE(c.tls.cert_file.empty());
+  EXPECT_TRUE(c.tls.key_file.empty());
+  EXPECT_TRUE(c.tls.pkcs12_password.empty());
+  c = loadHere("tls:\n  pkcs12_file: server.p12\n  pkcs12_password: inline-pw\n");
+  EXPECT_EQ(c.tls.pkcs12_password.reveal(), "inline-pw");
+  c = loadHere("tls:\n  pkcs12_file: server.p12\n  pkcs12_password_file: p12.pass\n");
+  EXPECT_EQ(c.tls.pkcs12_password.reveal(), "s3cret");
+  EXPECT_EQ(c.tls.pkcs12_password.source(), Secret::Source::File);
+}
+
+TEST_F(ConfigFileTest, TlsErrors) {
+  write("cert.pem", "x");
+  write("server.p12", "x");
+  ConfigIssue i = issueHere("tls:\n  cert_file: cert.pem\n  pkcs12_file: server.p12\n");
+  EXPECT_EQ(i.line, 3);
+  EXPECT_EQ(i.column, 16);
+  EXPECT_EQ(i.key, "tls.pkcs12_file");
+  EXPECT_EQ(i.message,
+            "cert_file and pkcs12_file exclude each other; give a PEM certificate (cert_file, "
+            "key_file) or a PKCS#12 file, not both");
+
+  i = issueHere("tls:\n  key_file: cert.pem\n");
+  EXPECT_EQ(i.line, 2);
+  EXPECT_EQ(i.column, 13);
+  EXPECT_EQ(i.key, "tls.key_file");
+  EXPECT_EQ(i.message, "key_file needs cert_file");
+  i = issueHere("tls:\n  pkcs12_file: server.p12\n  key_file: cert.pem\n");
+  EXPECT_EQ(i.key, "tls.key_file");
+  EXPECT_EQ(i.message, "key_file needs cert_file; a PKCS#12 file holds its key itself");
+
+  i = issueHere("tls:\n  cert_file: cert.pem\n  pkcs12_password: pw\n");
+  EXPECT_EQ(i.line, 3);
+  EXPECT_EQ(i.column, 20);
+  EXPECT_EQ(i.key, "tls.pkcs12_password");
+  EXPECT_EQ(i.message, "pkcs12_password needs pkcs12_file");
+  i = issueHere("tls:\n  pkcs12_password_credential: p12\n");
+  EXPECT_EQ(i.key, "tls.pkcs12_password_credential");
+  EXPECT_EQ(i.message, "pkcs12_password_credential needs pkcs12_file");
+
+  i = issueHere(
+      "tls:\n  pkcs12_file: server.p12\n  pkcs12_password: a\n  pkcs12_password_file: b\n");
+  EXPECT_EQ(i.line, 4);
+  EXPECT_EQ(i.key, "tls.pkcs12_password_file");
+  EXPECT_NE(i.message.find("set only one of"), std::string::npos);
+
+  i = issueHere("tls:\n  cert_file: missing.pem\n");
+  EXPECT_EQ(i.line, 2);
+  EXPECT_EQ(i.column, 14);
+  EXPECT_EQ(i.key, "tls.cert_file");
+  EXPECT_EQ(i.message, "cannot read the file: open " + (dir_ / "missing.pem").string() +
+                           ": No such file or directory");
+  i = issueHere("tls:\n  cert_file: cert.pem\n  key_file: .\n");
+  EXPECT_EQ(i.key, "tls.key_file");
+  EXPECT_EQ(i.message, "cannot read the file: open " + dir_.string() + ": Is a directory");
+  i = issueHere("tls:\n  pkcs12_file: /dev/null\n");
+  EXPECT_EQ(i.message, "cannot read the file: /dev/null is not a regular file");
+  if (::geteuid() != 0) {  // root reads anything
+    stdfs::permissions(write("secret.pem", "x"), stdfs::perms::none);
+    i = issueHere("tls:\n  cert_file: secret.pem\n");
+    EXPECT_NE(i.message.find("Permission denied"), std::string::npos) << i.message;
+  }
+
+  i = issueHere("tls:\n  cert_flie: cert.pem\n");
+  EXPECT_EQ(i.key, "tls.cert_flie");
+  EXPECT_EQ(i.message, "unknown key; did you mean 'cert_file'?");
+  // A misspelt cert_file is not also "key_file needs cert_file".
+  EXPECT_EQ(issuesHere("tls:\n  cert_flie: cert.pem\n  key_file: cert.pem\n").size(), 1u);
+}
+
+TEST_F(ConfigFileTest, UsersFile) {
+  write("users.yaml", std::string("# the users\n- name: printer\n  password_hash: '") + kHash +
+                          "'\n  allowed_recipient_domains: [example.com]\n"
+                          "- name: erp\n  password_hash: '" +
+                          kHash + "'\n");
+  const Config c = loadHere(std::string("auth:\n  users:\n    - name: scanner\n"
+                                        "      password_hash: '") +
+                            kHash + "'\n  users_file: users.yaml\n");
+  EXPECT_EQ(c.auth.users_file, dir_ / "users.yaml");
+  ASSERT_EQ(c.auth.users.size(), 3u);
+  EXPECT_EQ(c.auth.users[0].name, "scanner");
+  EXPECT_EQ(c.auth.users[1].name, "printer");
+  EXPECT_EQ(c.auth.users[1].allowed_recipient_domains, std::vector<std::string>{"example.com"});
+  EXPECT_EQ(c.auth.users[2].name, "erp");
+  EXPECT_EQ(c.auth.users[2].password_hash, kHash);
+}
+
+TEST_F(ConfigFileTest, EmptyUsersFile) {
+  write("users.yaml", "# nobody yet\n");
+  EXPECT_TRUE(loadHere("auth:\n  users_file: users.yaml\n").auth.users.empty());
+  write("users.yaml", "[]\n");
+  EXPECT_TRUE(loadHere("auth:\n  users_file: users.yaml\n").auth.users.empty());
+}
+
+TEST_F(ConfigFileTest, UsersFileIssuesCarryItsNameAndLines) {
+  const auto users =
+      write("users.yaml", std::string("- name: printer\n  password_hash: '") + kHash +
+                              "'\n- name: scanner\n  password_hash: x\n"
+                              "- name: 'bad name'\n  password_hash: '" +
+                              kHash + "'\n");
+  const auto issues = issuesHere(std::string("smtp:\n  max_errors: 0\nauth:\n  users:\n"
+                                             "    - name: scanner\n      password_hash: '") +
+                                 kHash + "'\n  users_file: users.yaml\n");
+  ASSERT_EQ(issues.size(), 4u);
+  // The configuration's own issues first, then the users file's, each in line order.
+  EXPECT_EQ(issues[0].format(),
+            "test.yaml:2:15: smtp.max_errors: expected an integer from 1 to 1000, got 0");
+  EXPECT_EQ(issues[1].format(), users.string() +
+                                    ":3:9: [1].name: duplicate user name 'scanner'; auth.users[0] "
+                                    "in test.yaml has it too");
+  EXPECT_EQ(issues[2].format(), users.string() +
+                                    ":4:18: [1].password_hash: not an argon2id hash; create one "
+                                    "with `mailbridge hash-password`");
+  EXPECT_EQ(issues[3].file, users.string());
+  EXPECT_EQ(issues[3].line, 5);
+  EXPECT_EQ(issues[3].column, 9);
+  EXPECT_EQ(issues[3].key, "[2].name");
+}
+
+TEST_F(ConfigFileTest, UsersFileDuplicatesInsideIt) {
+  const auto users = write("users.yaml", std::string("- name: a\n  password_hash: '") + kHash +
+                                             "'\n- name: a\n  password_hash: '" + kHash + "'\n");
+  const ConfigIssue i = issueHere("auth:\n  users_file: users.yaml\n");
+  EXPECT_EQ(i.format(),
+            users.string() + ":3:9: [1].name: duplicate user name 'a'; entry [0] has it too");
+}
+
+TEST_F(ConfigFileTest, UsersFileShapeErrors) {
+  const auto users = write("users.yaml", "users:\n  - name: a\n");
+  ConfigIssue i = issueHere("auth:\n  users_file: users.yaml\n");
+  EXPECT_EQ(i.format(),
+            users.string() + ":1:1: expected a list of users ('- name: ...'), got a mapping");
+  write("users.yaml", "- name: a\n  password_hash: [x\n");
+  i = issueHere("auth:\n  users_file: users.yaml\n");
+  EXPECT_EQ(i.file, users.string());
+  EXPECT_NE(i.message.find("YAML syntax error"), std::string::npos);
+  write("users.yaml", "- {name: a, password_hash: 'x'}\n---\n- {name: b}\n");
+  const auto issues = issuesHere("auth:\n  users_file: users.yaml\n");
+  ASSERT_EQ(issues.size(), 2u);
+  EXPECT_EQ(issues[0].line, 1);
+  EXPECT_EQ(issues[0].key, "[0].password_hash");
+  EXPECT_EQ(issues[1].line, 3);
+  EXPECT_NE(issues[1].message.find("only one YAML document"), std::string::npos);
+  i = issueHere("auth:\n  users_file: .\n");
+  EXPECT_EQ(i.format(), "test.yaml:2:15: auth.users_file: cannot read the users file: open " +
+                            dir_.string() + ": Is a directory");
+}
 
 TEST_F(ConfigFileTest, PathsResolveAgainstTheFilesDirectory) {
   stdfs::create_directories(dir_ / "etc");
@@ -571,7 +1071,28 @@ TEST(ConfigLoader, ExampleFileLoadsWithoutIssues) {
   EXPECT_EQ(c.queue.max_retry_delay, defaults.queue.max_retry_delay);
   EXPECT_EQ(c.queue.max_in_flight, defaults.queue.max_in_flight);
   EXPECT_EQ(c.listeners[0].auth, ListenerConfig{}.auth);
+  EXPECT_EQ(c.listeners[0].tls, ListenerConfig{}.tls);
+  EXPECT_EQ(c.listeners[0].allow_plaintext_auth, ListenerConfig{}.allow_plaintext_auth);
   EXPECT_EQ(c.logging.level, defaults.logging.level);
+  EXPECT_EQ(c.smtp.max_line_length, defaults.smtp.max_line_length);
+  EXPECT_EQ(c.smtp.long_lines, defaults.smtp.long_lines);
+  EXPECT_EQ(c.smtp.max_connections_per_ip, defaults.smtp.max_connections_per_ip);
+  EXPECT_EQ(c.smtp.min_data_rate, defaults.smtp.min_data_rate);
+  EXPECT_EQ(c.smtp.greeting_delay, defaults.smtp.greeting_delay);
+  EXPECT_EQ(c.smtp.max_errors, defaults.smtp.max_errors);
+  EXPECT_TRUE(c.tls.cert_file.empty());
+  EXPECT_TRUE(c.tls.pkcs12_file.empty());
+  EXPECT_TRUE(c.auth.users.empty());
+  EXPECT_TRUE(c.auth.users_file.empty());
+  EXPECT_EQ(c.auth.max_failures_per_ip, defaults.auth.max_failures_per_ip);
+  EXPECT_EQ(c.auth.max_failures_per_user, defaults.auth.max_failures_per_user);
+  EXPECT_EQ(c.auth.failure_window, defaults.auth.failure_window);
+  EXPECT_EQ(c.auth.lockout, defaults.auth.lockout);
+  EXPECT_EQ(c.auth.max_parallel_verifications, defaults.auth.max_parallel_verifications);
+  EXPECT_TRUE(c.senders.allowed.empty());
+  EXPECT_TRUE(c.senders.override_address.empty());
+  EXPECT_TRUE(c.senders.default_address.empty());
+  EXPECT_TRUE(c.recipients.allowed_domains.empty());
   ASSERT_EQ(c.providers.size(), 1u);
 }
 

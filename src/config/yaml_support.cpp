@@ -23,6 +23,10 @@ void LoadContext::addFileIssue(std::string key, std::string message) {
   add(YAML::Mark::null_mark(), std::move(key), std::move(message));
 }
 
+void LoadContext::addIssues(std::vector<ConfigIssue> issues) {
+  for (auto& i : issues) issues_.push_back(std::move(i));
+}
+
 std::filesystem::path LoadContext::resolvePath(const std::filesystem::path& p) const {
   std::filesystem::path out = (p.is_absolute() ? p : base_dir_ / p).lexically_normal();
   // "data/" normalises to "data/"; drop the empty last element so that
@@ -33,9 +37,14 @@ std::filesystem::path LoadContext::resolvePath(const std::filesystem::path& p) c
 
 std::vector<ConfigIssue> LoadContext::takeIssues() {
   // The loader walks the schema, not the file, so sort to read top to bottom.
-  std::stable_sort(issues_.begin(), issues_.end(), [](const ConfigIssue& a, const ConfigIssue& b) {
-    return a.line != b.line ? a.line < b.line : a.column < b.column;
-  });
+  std::stable_sort(issues_.begin(), issues_.end(),
+                   [this](const ConfigIssue& a, const ConfigIssue& b) {
+                     const bool a_other = a.file != file_;
+                     const bool b_other = b.file != file_;
+                     if (a_other != b_other) return b_other;
+                     if (a.file != b.file) return a.file < b.file;
+                     return a.line != b.line ? a.line < b.line : a.column < b.column;
+                   });
   std::vector<ConfigIssue> out;
   out.swap(issues_);
   return out;

@@ -34,6 +34,9 @@ class LoadContext {
   }
   /// An issue with the file as a whole (line 0), e.g. a missing section.
   void addFileIssue(std::string key, std::string message);
+  /// Issues found in another file this one refers to (auth.users_file),
+  /// read with a LoadContext of its own; they keep their file name.
+  void addIssues(std::vector<ConfigIssue> issues);
 
   /// `p` if absolute, else base_dir/p; lexically normal, without a trailing
   /// separator.
@@ -44,7 +47,8 @@ class LoadContext {
   bool hasIssues() const { return !issues_.empty(); }
   const std::vector<ConfigIssue>& issues() const { return issues_; }
 
-  /// The issues in file order (line, then column; line 0 first).
+  /// The issues in file order (line, then column; line 0 first), this
+  /// file's first, then those of each file added with addIssues().
   std::vector<ConfigIssue> takeIssues();
 
  private:
