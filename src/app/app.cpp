@@ -11,6 +11,7 @@
 #include "delivery/outbox/outbox_provider.h"
 #include "delivery/router.h"
 #include "net/asio.h"
+#include "net/tls_context_holder.h"
 #include "queue/file_spool.h"
 #include "queue/queue_manager.h"
 #include "server/smtp_server.h"
@@ -50,6 +51,31 @@ asio::awaitable<void> drainSessions(asio::io_context& io, server::SmtpServer& se
   io.stop();
 }
 
+bool anyTlsListener(const config::Config& config) {
+  for (const auto& l : config.listeners) {
+    if (l.tls != config::TlsMode::None) return true;
+  }
+  return false;
+}
+
+net::TlsSource tlsSource(const config::Config& config) {
+  net::TlsSource source;
+  if (!config.tls.pkcs12_file.empty()) {
+    source.kind = net::TlsSource::Kind::Pkcs12;
+    source.pkcs12 = config.tls.pkcs12_file;
+    source.password = config.tls.pkcs12_password.reveal();
+  } else if (!config.tls.cert_file.empty()) {
+    source.kind = net::TlsSource::Kind::Pem;
+    source.cert_chain = config.tls.cert_file;
+    source.key = config.tls.key_file.empty() ? config.tls.cert_file : config.tls.key_file;
+  } else {
+    source.kind = net::TlsSource::Kind::SelfSigned;
+    source.dir = config.server.state_dir / "tls";
+    source.hostname = config.server.hostname;
+  }
+  return source;
+}
+
 }  // namespace
 
 App::App(config::Config config, Clock& clock) : config_(std::move(config)), clock_(clock) {}
@@ -82,13 +108,24 @@ int App::run() {
                  spool.queueDir().string());
   }
 
+  std::shared_ptr<net::TlsContextHolder> tls;
+  if (anyTlsListener(config_)) {
+    auto ctx = net::load(tlsSource(config_));
+    if (!ctx) {
+      spdlog::critical("TLS certificate: {}", ctx.error().message);
+      return 1;
+    }
+    spdlog::info("TLS certificate: {}", (*ctx)->describe());
+    tls = std::make_shared<net::TlsContextHolder>(std::move(ctx).value());
+  }
+
   delivery::Router router(makeProviders(config_));
   queue::QueueManager queue_manager(config_.queue, spool, router, clock_);
 
   asio::io_context io(1);
   server::SmtpServer server(
       io, config_, spool, [&queue_manager](const queue::Envelope& env) { queue_manager.enqueue(env); },
-      clock_);
+      clock_, tls);
   if (Status st = server.start(); !st) {
     spdlog::critical("{}", st.error().message);
     return 1;
@@ -100,9 +137,21 @@ int App::run() {
       [&](const boost::system::error_code& ec, int signo) {
         if (ec) return;
         if (signo == SIGHUP) {
-          // Reload arrives with the queue work; until then say so instead of
-          // dying, which is SIGHUP's default.
-          spdlog::warn("SIGHUP: configuration reload is not supported yet; restart to apply");
+          // Certificates are renewed in place (certbot, an internal CA);
+          // new connections get the new one, open ones keep theirs. Reading
+          // the rest of the configuration again arrives with the queue work.
+          if (tls) {
+            auto ctx = net::load(tlsSource(config_));
+            if (ctx) {
+              spdlog::info("SIGHUP: TLS certificate reloaded: {}", (*ctx)->describe());
+              tls->replace(std::move(ctx).value());
+            } else {
+              spdlog::error("SIGHUP: TLS certificate not reloaded, keeping the old one: {}",
+                            ctx.error().message);
+            }
+          }
+          spdlog::warn("SIGHUP: only TLS certificates are reloaded; restart to apply other "
+                       "configuration changes");
           signals.async_wait(on_signal);
           return;
         }

@@ -1,5 +1,8 @@
 #include "server/smtp_server.h"
 
+#include <sodium.h>
+
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <exception>
@@ -8,9 +11,17 @@
 
 #include "base/log.h"
 #include "base/text.h"
+#include "base/worker_pool.h"
 #include "net/asio.h"
+#include "net/stream.h"
 #include "net/tcp_listener.h"
+#include "net/tls_context_holder.h"
+#include "policy/auth_guard.h"
+#include "policy/connection_counter.h"
 #include "policy/network_list.h"
+#include "policy/recipient_policy.h"
+#include "policy/sender_policy.h"
+#include "policy/user_store.h"
 #include "queue/spool.h"
 #include "smtp/server_session.h"
 
@@ -20,6 +31,7 @@ namespace {
 namespace asio = net::asio;
 using net::tcp;
 using boost::system::error_code;
+using SteadyClock = std::chrono::steady_clock;
 
 // Collects the session's replies between two writes, so that pipelined
 // replies leave in one segment and in order.
@@ -38,6 +50,9 @@ smtp::SessionLimits limitsFrom(const config::Config& cfg) {
   limits.hostname = cfg.server.hostname;
   limits.max_message_size = cfg.smtp.max_message_size;
   limits.max_recipients = cfg.smtp.max_recipients;
+  limits.max_errors = cfg.smtp.max_errors;
+  limits.max_line_length = cfg.smtp.max_line_length;
+  limits.reject_long_lines = cfg.smtp.long_lines == config::LongLinePolicy::Reject;
   limits.bare_lf = cfg.smtp.bare_lf == config::BareLfPolicy::Reject ? smtp::BareLf::Reject
                                                                     : smtp::BareLf::Normalize;
   return limits;
@@ -58,6 +73,16 @@ std::int64_t unixSeconds(Clock::WallTime t) {
   return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
 }
 
+const char* problemText(smtp::DataProblem why) {
+  switch (why) {
+    case smtp::DataProblem::TooBig: return "message too big";
+    case smtp::DataProblem::BareLf: return "bare LF refused";
+    case smtp::DataProblem::LineTooLong: return "line too long";
+    case smtp::DataProblem::None: break;
+  }
+  return "aborted";
+}
+
 }  // namespace
 
 class Connection;
@@ -65,15 +90,27 @@ class Connection;
 class SmtpServer::Impl : public std::enable_shared_from_this<SmtpServer::Impl> {
  public:
   Impl(asio::io_context& io, const config::Config& config, queue::Spool& spool,
-       CommittedCallback on_committed, Clock& clock)
+       CommittedCallback on_committed, Clock& clock, std::shared_ptr<net::TlsContextHolder> tls)
       : io_(io),
         config_(config),
         spool_(spool),
         on_committed_(std::move(on_committed)),
         clock_(clock),
+        tls_(std::move(tls)),
         limits_(limitsFrom(config)),
         allowed_(networksOrEmpty(config.access.allowed_networks, "access.allowed_networks")),
-        anonymous_(networksOrEmpty(config.access.anonymous_networks, "access.anonymous_networks")) {}
+        anonymous_(networksOrEmpty(config.access.anonymous_networks, "access.anonymous_networks")),
+        users_(config.auth.users),
+        guard_(policy::AuthGuard::Params{config.auth.max_failures_per_ip,
+                                         config.auth.max_failures_per_user,
+                                         config.auth.failure_window, config.auth.lockout},
+               clock),
+        per_ip_(config.smtp.max_connections_per_ip),
+        senders_(config.senders),
+        recipients_(config.recipients),
+        verifiers_(std::max<std::size_t>(1, config.auth.max_parallel_verifications)) {}
+
+  ~Impl() { verifiers_.stop(); }
 
   Status start();
   void stop();
@@ -96,9 +133,16 @@ class SmtpServer::Impl : public std::enable_shared_from_this<SmtpServer::Impl> {
   queue::Spool& spool_;
   CommittedCallback on_committed_;
   Clock& clock_;
+  const std::shared_ptr<net::TlsContextHolder> tls_;
   const smtp::SessionLimits limits_;
   const policy::NetworkList allowed_;
   const policy::NetworkList anonymous_;
+  const policy::UserStore users_;
+  policy::AuthGuard guard_;
+  policy::ConnectionCounter per_ip_;
+  const policy::SenderPolicy senders_;
+  const policy::RecipientPolicy recipients_;
+  WorkerPool verifiers_;
   std::vector<Listener> listeners_;
   std::unordered_set<Connection*> connections_;
   bool stopping_ = false;
@@ -112,9 +156,9 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   Connection(std::shared_ptr<SmtpServer::Impl> server, tcp::socket socket,
              const config::ListenerConfig& listener)
       : server_(std::move(server)),
-        socket_(std::move(socket)),
-        deadline_(socket_.get_executor()),
-        commit_wakeup_(socket_.get_executor()),
+        stream_(std::move(socket)),
+        deadline_(stream_.socket().get_executor()),
+        wakeup_(stream_.socket().get_executor()),
         listener_(listener),
         session_(server_->limits_, *this, sink_) {}
 
@@ -124,17 +168,19 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   // after the current commit otherwise.
   void stop() {
     stopping_ = true;
-    if (reading_) {
-      error_code ignored;
-      socket_.cancel(ignored);
-    }
+    if (reading_) stream_.cancel();
   }
 
  private:
   asio::awaitable<void> serve();
+  asio::awaitable<bool> admit();
   asio::awaitable<bool> flush();
-  void armDeadline(std::chrono::seconds timeout);
+  asio::awaitable<bool> handshake();
+  void armDeadline(SteadyClock::duration timeout);
+  SteadyClock::duration readTimeout();
   void onCommitted(const Status& status, const std::string& id);
+  void onVerified(bool ok, const std::string& user);
+  smtp::SessionFeatures features() const;
 
   // smtp::SessionHandler
   std::optional<smtp::Reply> onMail(const smtp::Transaction& txn) override;
@@ -144,21 +190,30 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   void onDataChunk(std::string_view bytes) override;
   void onDataEnd(const smtp::Transaction& txn) override;
   void onDataAbort(smtp::DataProblem why) override;
+  void onAuth(const smtp::AuthRequest& request) override;
 
   static smtp::Reply localError() { return {451, "4.3.0", "Local error in processing"}; }
 
   std::shared_ptr<SmtpServer::Impl> server_;
-  tcp::socket socket_;
+  net::Stream stream_;
   asio::steady_timer deadline_;
-  asio::steady_timer commit_wakeup_;
+  asio::steady_timer wakeup_;  // cancelled when a commit or a verification completes
   config::ListenerConfig listener_;
   BufferSink sink_;
   smtp::ServerSession session_;
   std::string peer_;
+  bool counted_ = false;  // holds a slot in the per-IP counter
 
   std::unique_ptr<queue::IncomingMessage> message_;
   bool write_failed_ = false;
+  std::string effective_sender_;  // MAIL FROM after the sender rules
   std::optional<smtp::Reply> commit_reply_;
+  std::optional<smtp::AuthResult> auth_result_;
+
+  // Minimum data rate: the content deadline grows with what arrived.
+  bool in_data_ = false;
+  SteadyClock::time_point data_start_{};
+  std::uint64_t data_bytes_ = 0;
 
   bool reading_ = false;
   bool timed_out_ = false;
@@ -174,72 +229,176 @@ asio::awaitable<void> Connection::run(std::shared_ptr<Connection> self) {
     spdlog::error("session with {} failed: {}", self->peer_, e.what());
   }
   self->session_.disconnected();
-  error_code ignored;
   self->deadline_.cancel();
-  self->socket_.shutdown(tcp::socket::shutdown_both, ignored);
-  self->socket_.close(ignored);
+  self->wakeup_.cancel();
+  if (self->stream_.tls()) {
+    self->armDeadline(std::chrono::seconds(2));
+    co_await self->stream_.shutdown();
+    self->deadline_.cancel();
+  }
+  self->stream_.close();
+  if (self->counted_) server.per_ip_.release(self->peer_);
   server.connections_.erase(self.get());
   spdlog::debug("disconnect from {}", self->peer_);
 }
 
-asio::awaitable<void> Connection::serve() {
-  peer_ = net::peerAddress(socket_);
-  if (!server_->mayConnect(peer_)) {
+// Decides whether the client gets a greeting, and sends either it or the
+// refusal. False when the connection is to end.
+asio::awaitable<bool> Connection::admit() {
+  peer_ = net::peerAddress(stream_.socket());
+  auto& server = *server_;
+  if (!server.mayConnect(peer_)) {
     spdlog::warn("refused connection from {} on {}: not in access.allowed_networks", peer_,
                  listener_.name);
     session_.refuse({554, "5.7.1", "Access denied"});
-  } else if (server_->connections_.size() > server_->config_.smtp.max_connections) {
-    spdlog::warn("refused connection from {} on {}: smtp.max_connections ({}) reached", peer_,
-                 listener_.name, server_->config_.smtp.max_connections);
-    session_.refuse({421, "4.7.0", "Too many connections, try again later"});
-  } else if (server_->stopping_) {
-    session_.refuse({421, "4.3.2", "Service shutting down"});
-  } else {
-    spdlog::info("connect from {} on {}", peer_, listener_.name);
-    session_.greet();
+    co_return true;
   }
+  if (server.stopping_) {
+    session_.refuse({421, "4.3.2", "Service shutting down"});
+    co_return true;
+  }
+  if (server.connections_.size() > server.config_.smtp.max_connections) {
+    spdlog::warn("refused connection from {} on {}: smtp.max_connections ({}) reached", peer_,
+                 listener_.name, server.config_.smtp.max_connections);
+    session_.refuse({421, "4.7.0", "Too many connections, try again later"});
+    co_return true;
+  }
+  if (!server.per_ip_.tryAcquire(peer_)) {
+    spdlog::warn("refused connection from {} on {}: smtp.max_connections_per_ip ({}) reached",
+                 peer_, listener_.name, server.config_.smtp.max_connections_per_ip);
+    session_.refuse({421, "4.7.0", "Too many connections from your address, try again later"});
+    co_return true;
+  }
+  counted_ = true;
+  if (server.guard_.locked(peer_)) {
+    spdlog::warn("refused connection from {}: locked out after authentication failures", peer_);
+    session_.refuse({421, "4.7.0", "Too many authentication failures, try again later"});
+    co_return true;
+  }
+  if (listener_.tls == config::TlsMode::Implicit && !co_await handshake()) co_return false;
+
+  // A client that talks before the greeting is not waiting for replies: a
+  // spam engine, or an attack on pipelining (RFC 5321 §4.3.1, RFC 2920).
+  if (server.config_.smtp.greeting_delay.count() > 0) {
+    asio::steady_timer delay(stream_.socket().get_executor(), server.config_.smtp.greeting_delay);
+    error_code ec;
+    co_await delay.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  if (stream_.available() > 0) {
+    spdlog::warn("refused {}: sent data before the greeting", peer_);
+    session_.refuse({554, "5.5.0", "SMTP protocol synchronization error"});
+    co_return true;
+  }
+  spdlog::info("connect from {} on {}{}", peer_, listener_.name, stream_.tls() ? " (TLS)" : "");
+  session_.setFeatures(features());
+  session_.greet();
+  co_return true;
+}
+
+smtp::SessionFeatures Connection::features() const {
+  smtp::SessionFeatures f;
+  f.starttls = listener_.tls == config::TlsMode::StartTls && server_->tls_ != nullptr;
+  f.tls_active = stream_.tls();
+  // AUTH with nobody to authenticate as would only invite guessing.
+  f.auth = listener_.auth != config::AuthPolicy::None && !server_->users_.empty();
+  f.auth_without_tls = listener_.allow_plaintext_auth;
+  return f;
+}
+
+asio::awaitable<void> Connection::serve() {
+  if (!co_await admit()) co_return;
 
   // Sized for commands and ordinary DATA; the spool writer buffers further.
   std::array<char, 16 * 1024> buffer{};
   for (;;) {
     if (!co_await flush()) co_return;
     if (session_.closed()) co_return;
-    if (session_.awaitingCommit()) {
-      if (!commit_reply_) {
-        // Woken by onCommitted() cancelling the timer.
-        commit_wakeup_.expires_at(asio::steady_timer::time_point::max());
+    if (session_.tlsRequested()) {
+      if (!co_await handshake()) co_return;
+      session_.tlsStarted();
+      continue;
+    }
+    if (session_.awaitingCommit() || session_.awaitingAuth()) {
+      if (commit_reply_) {
+        smtp::Reply reply = std::move(*commit_reply_);
+        commit_reply_.reset();
+        session_.completeData(reply);
+      } else if (auth_result_) {
+        const smtp::AuthResult result = *auth_result_;
+        auth_result_.reset();
+        session_.completeAuth(result);
+      } else {
+        wakeup_.expires_at(asio::steady_timer::time_point::max());
         error_code ec;
-        co_await commit_wakeup_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-        continue;
+        co_await wakeup_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       }
-      smtp::Reply reply = std::move(*commit_reply_);
-      commit_reply_.reset();
-      session_.completeData(reply);
       continue;
     }
     if (stopping_) {
       session_.shutdown();
       continue;
     }
-    armDeadline(session_.inData() ? server_->config_.smtp.data_timeout
-                                  : server_->config_.smtp.idle_timeout);
+    armDeadline(readTimeout());
     error_code ec;
     reading_ = true;
-    const std::size_t n = co_await socket_.async_read_some(
-        asio::buffer(buffer), asio::redirect_error(asio::use_awaitable, ec));
+    const std::size_t n = co_await stream_.readSome(asio::buffer(buffer), ec);
     reading_ = false;
     deadline_.cancel();
     if (ec) {
       if (timed_out_) {
-        spdlog::info("timeout from {}", peer_);
+        spdlog::info("timeout from {}{}", peer_, in_data_ ? " during message content" : "");
         session_.timeout();
         continue;
       }
       if (stopping_ && ec == asio::error::operation_aborted) continue;
+      spdlog::debug("read from {}: {}", peer_, ec.message());
       co_return;
     }
+    if (in_data_) data_bytes_ += n;
     session_.feed(std::string_view(buffer.data(), n));
   }
+}
+
+// Commands wait up to idle_timeout; message content must arrive within
+// data_timeout, extended by what was received at min_data_rate, so a slow
+// client cannot hold a slot forever and a fast one is never cut off.
+SteadyClock::duration Connection::readTimeout() {
+  const auto& smtp_cfg = server_->config_.smtp;
+  if (!session_.inData()) {
+    in_data_ = false;
+    return smtp_cfg.idle_timeout;
+  }
+  const auto now = SteadyClock::now();
+  if (!in_data_) {
+    in_data_ = true;
+    data_start_ = now;
+    data_bytes_ = 0;
+  }
+  SteadyClock::duration allowed = smtp_cfg.data_timeout;
+  if (smtp_cfg.min_data_rate > 0) {
+    allowed += std::chrono::milliseconds(data_bytes_ * 1000 / smtp_cfg.min_data_rate);
+  }
+  const auto remaining = data_start_ + allowed - now;
+  return std::clamp<SteadyClock::duration>(remaining, SteadyClock::duration::zero(),
+                                           SteadyClock::duration(smtp_cfg.idle_timeout));
+}
+
+asio::awaitable<bool> Connection::handshake() {
+  auto ctx = server_->tls_ ? server_->tls_->current() : nullptr;
+  if (!ctx) {
+    spdlog::error("TLS requested on {} but no certificate is loaded", listener_.name);
+    co_return false;
+  }
+  armDeadline(server_->config_.smtp.idle_timeout);
+  error_code ec;
+  co_await stream_.startTls(std::move(ctx), ec);
+  deadline_.cancel();
+  if (ec) {
+    spdlog::info("TLS handshake with {} failed: {}", peer_, timed_out_ ? "timeout" : ec.message());
+    co_return false;
+  }
+  spdlog::debug("TLS with {}: {} {}", peer_, stream_.tlsVersion(), stream_.tlsCipher());
+  co_return true;
 }
 
 asio::awaitable<bool> Connection::flush() {
@@ -247,13 +406,13 @@ asio::awaitable<bool> Connection::flush() {
   const std::string out = sink_.take();
   armDeadline(server_->config_.smtp.idle_timeout);
   error_code ec;
-  co_await asio::async_write(socket_, asio::buffer(out),
-                             asio::redirect_error(asio::use_awaitable, ec));
+  co_await stream_.write(out, ec);
   deadline_.cancel();
+  if (ec) spdlog::debug("write to {}: {}", peer_, ec.message());
   co_return !ec;
 }
 
-void Connection::armDeadline(std::chrono::seconds timeout) {
+void Connection::armDeadline(SteadyClock::duration timeout) {
   timed_out_ = false;
   deadline_.expires_after(timeout);
   deadline_.async_wait([weak = weak_from_this()](error_code ec) {
@@ -262,22 +421,48 @@ void Connection::armDeadline(std::chrono::seconds timeout) {
     // A handler that was already queued when the deadline was re-armed is stale.
     if (self->deadline_.expiry() > asio::steady_timer::clock_type::now()) return;
     self->timed_out_ = true;
-    error_code ignored;
-    self->socket_.cancel(ignored);
+    self->stream_.cancel();
   });
 }
 
 std::optional<smtp::Reply> Connection::onMail(const smtp::Transaction& txn) {
-  if (!server_->mayRelayAnonymously(peer_)) {
-    spdlog::warn("refused MAIL FROM:<{}> from {}: not in access.anonymous_networks and not "
-                 "authenticated",
+  auto& server = *server_;
+  const config::UserConfig* user = nullptr;
+  if (!txn.auth_user.empty()) {
+    user = server.users_.find(txn.auth_user);
+  } else if (!server.mayRelayAnonymously(peer_)) {
+    spdlog::warn("refused MAIL FROM:<{}> from {}: not authenticated and not in "
+                 "access.anonymous_networks",
                  printable(txn.mail.address), peer_);
+    const smtp::SessionFeatures f = features();
+    if (f.auth && !txn.tls && !f.auth_without_tls && f.starttls) {
+      return smtp::Reply{530, "5.7.0", "Must issue a STARTTLS command first"};
+    }
     return smtp::Reply{530, "5.7.0", "Authentication required"};
   }
+  const auto decision = server.senders_.decide(txn.mail.address, user);
+  if (!decision.allowed) {
+    spdlog::warn("refused MAIL FROM:<{}> from {}{}: {}", printable(txn.mail.address), peer_,
+                 user ? " user " + printable(user->name) : std::string(), decision.reason);
+    return smtp::Reply{550, "5.7.1", "Sender address not allowed"};
+  }
+  if (decision.effective_sender != txn.mail.address) {
+    spdlog::info("MAIL FROM:<{}> from {} sent as <{}>: {}", printable(txn.mail.address), peer_,
+                 printable(decision.effective_sender), decision.reason);
+  }
+  effective_sender_ = decision.effective_sender;
   return std::nullopt;
 }
 
-std::optional<smtp::Reply> Connection::onRcpt(const smtp::Transaction&, std::string_view) {
+std::optional<smtp::Reply> Connection::onRcpt(const smtp::Transaction& txn,
+                                              std::string_view recipient) {
+  const config::UserConfig* user =
+      txn.auth_user.empty() ? nullptr : server_->users_.find(txn.auth_user);
+  if (!server_->recipients_.allowed(recipient, user)) {
+    spdlog::warn("refused RCPT TO:<{}> from {}: domain not in the allowed recipient domains",
+                 printable(recipient), peer_);
+    return smtp::Reply{550, "5.7.1", "Recipient address not allowed"};
+  }
   return std::nullopt;
 }
 
@@ -294,7 +479,10 @@ std::optional<smtp::Reply> Connection::onDataStart(const smtp::Transaction& txn)
   received.helo = txn.helo;
   received.client_address = peer_;
   received.by_host = server_->config_.server.hostname;
+  // RFC 3848: ESMTP, plus S for TLS and A for AUTH.
   received.protocol = txn.esmtp ? "ESMTP" : "SMTP";
+  if (txn.esmtp && txn.tls) received.protocol += "S";
+  if (txn.esmtp && !txn.auth_user.empty()) received.protocol += "A";
   received.id = message_->id();
   if (txn.recipients.size() == 1) received.for_recipient = txn.recipients.front();
   received.date = smtp::rfc5322Date(unixSeconds(server_->clock_.wallNow()));
@@ -309,8 +497,8 @@ std::optional<smtp::Reply> Connection::onDataStart(const smtp::Transaction& txn)
 void Connection::onDataChunk(std::string_view bytes) {
   if (!message_ || write_failed_) return;
   if (Status st = message_->write(bytes); !st) {
-    // Keep reading to the final dot, then answer 451: the client must not
-    // think a truncated message was accepted.
+    // Keep reading to the end of the content, then answer 451: the client
+    // must not think a truncated message was accepted.
     spdlog::error("{}: cannot write to the spool: {}", message_->id(), st.error().message);
     write_failed_ = true;
   }
@@ -325,7 +513,7 @@ void Connection::onDataEnd(const smtp::Transaction& txn) {
   queue::Envelope env;
   env.id = message_->id();
   env.size = message_->size();
-  env.sender = txn.mail.address;
+  env.sender = effective_sender_;
   for (const auto& rcpt : txn.recipients) {
     queue::RecipientEntry entry;
     entry.address = rcpt;
@@ -333,6 +521,7 @@ void Connection::onDataEnd(const smtp::Transaction& txn) {
   }
   env.client_address = peer_;
   env.helo = printable(txn.helo);
+  env.auth_user = txn.auth_user;
   env.listener = listener_.name;
   env.arrival = unixSeconds(server_->clock_.wallNow());
 
@@ -341,7 +530,7 @@ void Connection::onDataEnd(const smtp::Transaction& txn) {
     // On the spool's committer thread: hand the message to the queue before
     // the client can hear 250, then answer on the session's own thread.
     if (st) self->server_->on_committed_(env);
-    asio::post(self->socket_.get_executor(),
+    asio::post(self->stream_.socket().get_executor(),
                [self, st, id = env.id]() { self->onCommitted(st, id); });
   });
 }
@@ -354,21 +543,59 @@ void Connection::onCommitted(const Status& status, const std::string& id) {
     spdlog::error("{}: commit failed: {}", id, status.error().message);
     commit_reply_ = localError();
   }
-  commit_wakeup_.cancel();
+  wakeup_.cancel();
 }
 
 void Connection::onDataAbort(smtp::DataProblem why) {
-  if (message_) {
-    const char* reason = why == smtp::DataProblem::TooBig   ? "message too big"
-                         : why == smtp::DataProblem::BareLf ? "bare LF refused"
-                                                            : "aborted";
-    spdlog::info("{}: discarded from {}: {}", message_->id(), peer_, reason);
-  }
+  if (message_) spdlog::info("{}: discarded from {}: {}", message_->id(), peer_, problemText(why));
   message_.reset();
+}
+
+void Connection::onAuth(const smtp::AuthRequest& request) {
+  auto& server = *server_;
+  if (server.guard_.locked(peer_)) {
+    auth_result_ = smtp::AuthResult::LockedOut;
+    return;
+  }
+  // Acting for another identity (a PLAIN authzid) is not supported; treat it
+  // as a failure so that it counts against the client like one.
+  const bool proxy = !request.authzid.empty() && request.authzid != request.user;
+  auto self = shared_from_this();
+  const bool queued = server.verifiers_.submit(
+      [self, user = request.user, password = request.password, proxy]() mutable {
+        const bool ok = self->server_->users_.verify(user, password) && !proxy;
+        sodium_memzero(password.data(), password.size());
+        asio::post(self->stream_.socket().get_executor(),
+                   [self, ok, user = std::move(user)]() { self->onVerified(ok, user); });
+      });
+  if (!queued) auth_result_ = smtp::AuthResult::TempFailure;
+}
+
+void Connection::onVerified(bool ok, const std::string& user) {
+  auto& server = *server_;
+  if (ok) {
+    server.guard_.recordSuccess(peer_, user);
+    spdlog::info("{} authenticated as {}", peer_, printable(user));
+    auth_result_ = smtp::AuthResult::Success;
+  } else {
+    const auto verdict = server.guard_.recordFailure(peer_, user);
+    if (verdict == policy::AuthGuard::Verdict::LockOut) {
+      spdlog::warn("authentication failed for {} from {}; address locked out for {}s",
+                   printable(user), peer_, server.config_.auth.lockout.count());
+      auth_result_ = smtp::AuthResult::LockedOut;
+    } else {
+      spdlog::warn("authentication failed for {} from {}", printable(user), peer_);
+      auth_result_ = smtp::AuthResult::Failure;
+    }
+  }
+  wakeup_.cancel();
 }
 
 Status SmtpServer::Impl::start() {
   for (const auto& cfg : config_.listeners) {
+    if (cfg.tls != config::TlsMode::None && !tls_) {
+      return Error{"listener " + cfg.name + " uses TLS but no certificate is loaded"};
+    }
     auto socket = std::make_unique<net::TcpListener>(io_);
     if (Status st = socket->bind(cfg.host, cfg.port); !st) {
       for (auto& l : listeners_) l.socket->close();
@@ -378,7 +605,11 @@ Status SmtpServer::Impl::start() {
     listeners_.push_back({cfg, std::move(socket)});
   }
   for (std::size_t i = 0; i < listeners_.size(); ++i) {
-    spdlog::info("listening on {} ({})", listeners_[i].socket->address(), listeners_[i].config.name);
+    const auto& cfg = listeners_[i].config;
+    const char* tls = cfg.tls == config::TlsMode::Implicit   ? "implicit TLS"
+                      : cfg.tls == config::TlsMode::StartTls ? "STARTTLS"
+                                                             : "no TLS";
+    spdlog::info("listening on {} ({}, {})", listeners_[i].socket->address(), cfg.name, tls);
     asio::co_spawn(io_, acceptLoop(i), asio::detached);
   }
   return {};
@@ -412,10 +643,16 @@ void SmtpServer::Impl::stop() {
 }
 
 SmtpServer::SmtpServer(boost::asio::io_context& io, const config::Config& config,
-                       queue::Spool& spool, CommittedCallback on_committed, Clock& clock)
-    : impl_(std::make_shared<Impl>(io, config, spool, std::move(on_committed), clock)) {}
+                       queue::Spool& spool, CommittedCallback on_committed, Clock& clock,
+                       std::shared_ptr<net::TlsContextHolder> tls)
+    : impl_(std::make_shared<Impl>(io, config, spool, std::move(on_committed), clock,
+                                   std::move(tls))) {}
 
-SmtpServer::~SmtpServer() = default;
+SmtpServer::~SmtpServer() {
+  // Verifications still running hold connections that post back to the
+  // io_context; finish them while it is alive.
+  impl_->verifiers_.stop();
+}
 
 Status SmtpServer::start() { return impl_->start(); }
 

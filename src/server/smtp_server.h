@@ -19,15 +19,23 @@ namespace mb::queue {
 class Spool;
 }
 
+namespace mb::net {
+class TlsContextHolder;
+}
+
 namespace mb::server {
 
 /// SmtpServer: accepts connections on every configured listener and runs one
 /// smtp::ServerSession per connection on the io_context, feeding it the
-/// client's bytes and writing its replies. Applies the access policy
-/// (allowed networks at connect, anonymous networks at MAIL), connection
-/// limits and timeouts, and stores messages through the Spool: content is
-/// streamed to disk during DATA and "250" is sent only after the spool's
-/// durable commit succeeded and `on_committed` was called.
+/// client's bytes and writing its replies. Carries TLS (implicit or
+/// STARTTLS) through net::Stream, verifies AUTH credentials on a small
+/// worker pool (argon2id is slow and large on purpose) with brute-force
+/// lockouts, applies the access policy (allowed networks at connect,
+/// anonymous networks or AUTH at MAIL, sender and recipient rules),
+/// connection limits, timeouts and a minimum data rate, and stores messages
+/// through the Spool: content is streamed to disk during DATA/BDAT and "250"
+/// is sent only after the spool's durable commit succeeded and
+/// `on_committed` was called.
 ///
 /// Threading: everything runs on the io_context's thread; the spool's commit
 /// callbacks are posted back to it. stop() must be called on that thread (or
@@ -38,8 +46,11 @@ class SmtpServer {
   /// before the client is told 250 (the queue manager's enqueue).
   using CommittedCallback = std::function<void(const queue::Envelope&)>;
 
+  /// `tls` holds the certificate for TLS listeners; it may be null when no
+  /// listener uses TLS.
   SmtpServer(boost::asio::io_context& io, const config::Config& config, queue::Spool& spool,
-             CommittedCallback on_committed, Clock& clock);
+             CommittedCallback on_committed, Clock& clock,
+             std::shared_ptr<net::TlsContextHolder> tls);
   ~SmtpServer();
   SmtpServer(const SmtpServer&) = delete;
   SmtpServer& operator=(const SmtpServer&) = delete;

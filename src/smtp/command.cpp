@@ -82,6 +82,64 @@ std::size_t findUnquoted(std::string_view s, std::size_t from, char stop) {
   return std::string_view::npos;
 }
 
+// size-value ::= 1*20DIGIT (RFC 1870; RFC 3030 uses the same for BDAT). A
+// number too big for 64 bits is still a well-formed "too big", so it
+// saturates rather than fails.
+std::optional<std::uint64_t> parseSize(std::string_view digits) {
+  if (digits.empty() || digits.size() > 20) return std::nullopt;
+  std::uint64_t n = 0;
+  for (char ch : digits) {
+    if (ch < '0' || ch > '9') return std::nullopt;
+    const auto d = static_cast<std::uint64_t>(ch - '0');
+    const std::uint64_t max = std::numeric_limits<std::uint64_t>::max();
+    n = (n > (max - d) / 10) ? max : n * 10 + d;
+  }
+  return n;
+}
+
+// Splits `arg` at runs of spaces; at most `max` words, false if there are more.
+template <std::size_t N>
+bool splitWords(std::string_view arg, std::array<std::string_view, N>& words, std::size_t& count) {
+  count = 0;
+  std::size_t pos = 0;
+  while (true) {
+    while (pos < arg.size() && arg[pos] == ' ') ++pos;
+    if (pos >= arg.size()) return true;
+    if (count == N) return false;
+    std::size_t end = arg.find(' ', pos);
+    if (end == std::string_view::npos) end = arg.size();
+    words[count++] = arg.substr(pos, end - pos);
+    pos = end;
+  }
+}
+
+// "BDAT" SP chunk-size [SP end-marker] (RFC 3030 §2).
+void parseBdat(std::string_view arg, ParsedCommand& out) {
+  std::array<std::string_view, 2> words;
+  std::size_t count = 0;
+  const bool fits = splitWords(arg, words, count);
+  if (count >= 1) out.command.chunk_size = parseSize(words[0]);
+  const bool last_ok = count < 2 || iequals(words[1], "LAST");
+  if (!fits || !out.command.chunk_size || !last_ok) {
+    out.error = badArguments();
+    return;
+  }
+  out.command.last = count == 2;
+}
+
+// "AUTH" SP sasl-mech [SP initial-response] (RFC 4954 §4). The mechanism is
+// judged by the session, which answers the command sequence first.
+void parseAuth(std::string_view arg, ParsedCommand& out) {
+  std::array<std::string_view, 2> words;
+  std::size_t count = 0;
+  if (!splitWords(arg, words, count) || count == 0) {
+    out.error = badArguments();
+    return;
+  }
+  out.command.mechanism = std::string(words[0]);
+  if (count == 2) out.command.initial_response = std::string(words[1]);
+}
+
 struct MailParams {
   std::optional<std::uint64_t> size;
   bool body_8bitmime = false;
@@ -91,7 +149,7 @@ struct MailParams {
 // Parses "KEY[=VALUE] KEY[=VALUE]..." for MAIL (RCPT has no parameters we
 // support). Returns the error reply or nullopt.
 std::optional<Reply> parseParams(std::string_view rest, bool mail, MailParams& out) {
-  bool seen_size = false, seen_body = false, seen_utf8 = false;
+  bool seen_size = false, seen_body = false, seen_utf8 = false, seen_auth = false;
   std::size_t pos = 0;
   while (true) {
     while (pos < rest.size() && rest[pos] == ' ') ++pos;
@@ -111,16 +169,10 @@ std::optional<Reply> parseParams(std::string_view rest, bool mail, MailParams& o
     if (iequals(key, "SIZE")) {
       // RFC 1870: size-value ::= 1*20DIGIT. A number too big for 64 bits
       // is still a well-formed "too big", so it saturates rather than fails.
-      if (seen_size || !has_value || value.size() > 20) return badArguments();
-      std::uint64_t n = 0;
-      for (char ch : value) {
-        if (ch < '0' || ch > '9') return badArguments();
-        const auto d = static_cast<std::uint64_t>(ch - '0');
-        const std::uint64_t max = std::numeric_limits<std::uint64_t>::max();
-        n = (n > (max - d) / 10) ? max : n * 10 + d;
-      }
+      if (seen_size || !has_value) return badArguments();
+      out.size = parseSize(value);
+      if (!out.size) return badArguments();
       seen_size = true;
-      out.size = n;
     } else if (iequals(key, "BODY")) {
       if (seen_body || !has_value) return badArguments();
       if (iequals(value, "8BITMIME")) {
@@ -133,6 +185,13 @@ std::optional<Reply> parseParams(std::string_view rest, bool mail, MailParams& o
       if (seen_utf8 || has_value) return badArguments();
       seen_utf8 = true;
       out.smtputf8 = true;
+    } else if (iequals(key, "AUTH")) {
+      // RFC 4954 §5: clients that authenticated (Exim, for one) send
+      // AUTH=<> or AUTH=<mailbox> once AUTH is advertised. We do not trust
+      // a claimed original submitter, and RFC 4954 lets a server that does
+      // not trust it behave as if it were AUTH=<>: accept and drop it.
+      if (seen_auth || !has_value) return badArguments();
+      seen_auth = true;
     } else {
       return unknownParameter();
     }
@@ -254,7 +313,14 @@ ParsedCommand Command::parse(std::string_view line, bool smtputf8_transaction) {
       break;
     case Verb::Data:
     case Verb::Rset:
+    case Verb::Starttls:  // RFC 3207 §4: no parameters
       if (!arg.empty()) out.error = badArguments();
+      break;
+    case Verb::Auth:
+      parseAuth(arg, out);
+      break;
+    case Verb::Bdat:
+      parseBdat(arg, out);
       break;
     case Verb::Vrfy:
       if (arg.empty()) out.error = badArguments();
@@ -263,9 +329,6 @@ ParsedCommand Command::parse(std::string_view line, bool smtputf8_transaction) {
     case Verb::Noop:  // "NOOP [SP String]"
     case Verb::Help:  // "HELP [SP String]"
     case Verb::Expn:  // answered 502 whatever follows
-    case Verb::Starttls:
-    case Verb::Auth:
-    case Verb::Bdat:
     case Verb::Unknown:
       break;
   }

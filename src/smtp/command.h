@@ -9,8 +9,8 @@
 
 namespace mb::smtp {
 
-/// The commands the session knows. STARTTLS, AUTH and BDAT are recognised
-/// so that they can be answered 502 5.5.1 rather than 500 5.5.2.
+/// The commands the session knows (EXPN is recognised so that it can be
+/// answered 502 5.5.1 rather than 500 5.5.2).
 enum class Verb {
   Unknown,
   Ehlo,
@@ -33,7 +33,8 @@ struct ParsedCommand;
 
 /// Command: one SMTP command line, parsed (RFC 5321 §4.1.1 commands,
 /// §4.1.2 argument syntax, RFC 1870 SIZE, RFC 6152 BODY, RFC 6531 SMTPUTF8
-/// parameters). Tolerates what real devices send: a space after "FROM:",
+/// and RFC 4954 §5 AUTH parameters, RFC 4954 AUTH and RFC 3030 BDAT
+/// arguments). Tolerates what real devices send: a space after "FROM:",
 /// an address without angle brackets, trailing blanks; accepts and drops a
 /// source route (§4.1.1.3, Appendix C). Addresses are checked by Address
 /// (address.h).
@@ -53,6 +54,15 @@ struct Command {
   std::optional<std::uint64_t> size;  // SIZE=; saturates at UINT64_MAX
   bool body_8bitmime = false;         // BODY=8BITMIME (BODY=7BIT leaves it false)
   bool smtputf8 = false;              // SMTPUTF8
+  /// AUTH (RFC 4954 §4): the mechanism as sent and the initial response, if
+  /// any ("=" is an empty one). Credentials: never log or echo them.
+  std::string mechanism;
+  std::optional<std::string> initial_response;
+  /// BDAT (RFC 3030 §2): the chunk size, set whenever it parses even if the
+  /// rest of the line does not (that many octets follow the line all the
+  /// same); saturates at UINT64_MAX. `last` for the LAST keyword.
+  std::optional<std::uint64_t> chunk_size;
+  bool last = false;
 
   /// Parses `line`, which has no CR LF. `smtputf8_transaction` says whether
   /// the current transaction's MAIL declared SMTPUTF8 (it allows UTF-8 in

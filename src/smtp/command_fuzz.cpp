@@ -1,7 +1,10 @@
 // libFuzzer target: one command line through Command::parse(), with and
 // without SMTPUTF8 in the transaction. Checks that what the parser accepts
-// is what the address rules accept, and that every refusal is one clean
-// reply line.
+// is what the address rules accept, that AUTH and BDAT arguments are only
+// set for their commands, and that every refusal is one clean reply line.
+// The same bytes go through the SASL decoders (an AUTH continuation line is
+// read with them): strict base64 must round-trip exactly, and a PLAIN
+// message must split into fields without NULs.
 
 #include <cstddef>
 #include <cstdint>
@@ -10,6 +13,7 @@
 
 #include "smtp/address.h"
 #include "smtp/command.h"
+#include "smtp/sasl.h"
 
 namespace {
 
@@ -32,10 +36,23 @@ bool cleanReply(const mb::smtp::Reply& r) {
 void fuzzOne(std::string_view line, bool utf8) {
   using mb::smtp::Verb;
   const mb::smtp::ParsedCommand p = mb::smtp::Command::parse(line, utf8);
+  if (p.command.verb != Verb::Bdat) check(!p.command.chunk_size && !p.command.last);
+  if (p.command.verb != Verb::Auth) check(p.command.mechanism.empty() && !p.command.initial_response);
   if (!p.ok()) {
     check(cleanReply(*p.error));
+    check(!p.command.last);
     return;
   }
+  if (p.command.verb == Verb::Bdat) check(p.command.chunk_size.has_value());
+  if (p.command.verb == Verb::Auth) {
+    check(!p.command.mechanism.empty());
+    check(p.command.mechanism.find(' ') == std::string::npos);
+    if (p.command.initial_response) {
+      check(!p.command.initial_response->empty());
+      check(p.command.initial_response->find(' ') == std::string::npos);
+    }
+  }
+  if (p.command.verb == Verb::Starttls) check(p.command.argument.empty());
   check(p.command.verb != Verb::Unknown);
   check(line.find('\0') == std::string_view::npos);
   const std::string& a = p.command.address;
@@ -62,11 +79,34 @@ void fuzzOne(std::string_view line, bool utf8) {
   }
 }
 
+
+void fuzzSasl(std::string_view text) {
+  std::string decoded;
+  if (mb::smtp::decodeBase64(text, decoded)) {
+    check(text.size() % 4 == 0);
+    check(decoded.size() <= text.size() / 4 * 3);
+    check(mb::smtp::encodeBase64(decoded) == text);
+  } else {
+    check(decoded.empty());
+  }
+  mb::smtp::AuthRequest request;
+  if (mb::smtp::splitPlainMessage(text, request)) {
+    check(request.authzid.size() + request.user.size() + request.password.size() + 2 == text.size());
+    check(request.authzid.find('\0') == std::string::npos);
+    check(request.user.find('\0') == std::string::npos);
+    check(request.password.find('\0') == std::string::npos);
+  }
+  std::string copy(text);
+  mb::smtp::wipe(copy);
+  check(copy.empty());
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view line(reinterpret_cast<const char*>(data), size);
   fuzzOne(line, false);
   fuzzOne(line, true);
+  fuzzSasl(line);
   return 0;
 }

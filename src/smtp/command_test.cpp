@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <limits>
+#include <optional>
 #include <string>
 
 namespace mb::smtp {
@@ -169,7 +170,10 @@ TEST(Command, BadMailParameters) {
                            "MAIL FROM:<a@b> X_Y=1", "MAIL FROM:<a@b> SIZE=1\x01"}) {
     EXPECT_EQ(codeOf(line), "501 5.5.4") << line;
   }
-  for (const char* line : {"MAIL FROM:<a@b> AUTH=<>", "MAIL FROM:<a@b> RET=HDRS", "MAIL FROM:<a@b> ENVID=x",
+  for (const char* line : {"MAIL FROM:<a@b> AUTH", "MAIL FROM:<a@b> AUTH=<> AUTH=<>"}) {
+    EXPECT_EQ(codeOf(line), "501 5.5.4") << line;
+  }
+  for (const char* line : {"MAIL FROM:<a@b> RET=HDRS", "MAIL FROM:<a@b> ENVID=x",
                            "MAIL FROM:<a@b> XFOO", "MAIL FROM:<a@b> SIZE=1 X-Y=2"}) {
     EXPECT_EQ(codeOf(line), "555 5.5.4") << line;
   }
@@ -222,6 +226,80 @@ TEST(Command, ArgumentRules) {
   EXPECT_EQ(codeOf("QUIT now"), "");
   EXPECT_EQ(codeOf("EXPN"), "");
   EXPECT_EQ(Command::parse("AUTH PLAIN abc").command.argument, "PLAIN abc");
+}
+
+TEST(Command, MailAuthParameterIsAcceptedAndDropped) {
+  for (const char* line : {"MAIL FROM:<a@b> AUTH=<>", "MAIL FROM:<a@b> auth=user+2Bx@example.com SIZE=5"}) {
+    const ParsedCommand p = Command::parse(line);
+    ASSERT_TRUE(p.ok()) << line << " " << codeOf(p);
+    EXPECT_EQ(p.command.address, "a@b");
+  }
+}
+
+TEST(Command, Starttls) {
+  EXPECT_EQ(codeOf("STARTTLS"), "");
+  EXPECT_EQ(codeOf("starttls  "), "");
+  EXPECT_EQ(codeOf("STARTTLS now"), "501 5.5.4");
+  EXPECT_EQ(Command::parse("STARTTLS now").command.verb, Verb::Starttls);
+}
+
+TEST(Command, AuthArguments) {
+  ParsedCommand p = Command::parse("AUTH PLAIN");
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p.command.mechanism, "PLAIN");
+  EXPECT_FALSE(p.command.initial_response.has_value());
+
+  p = Command::parse("auth  login   dXNlcg==  ");
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p.command.mechanism, "login");  // the session compares without case
+  EXPECT_EQ(p.command.initial_response, "dXNlcg==");
+
+  p = Command::parse("AUTH PLAIN =");
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p.command.initial_response, "=");
+
+  EXPECT_EQ(codeOf("AUTH X-UNKNOWN"), "");  // the session answers 504
+  EXPECT_EQ(codeOf("AUTH"), "501 5.5.4");
+  EXPECT_EQ(codeOf("AUTH   "), "501 5.5.4");
+  EXPECT_EQ(codeOf("AUTH PLAIN a b"), "501 5.5.4");
+  EXPECT_EQ(Command::parse("AUTH").command.verb, Verb::Auth);
+}
+
+TEST(Command, BdatArguments) {
+  struct Case {
+    const char* line;
+    std::optional<std::uint64_t> size;
+    bool last;
+    const char* code;
+  };
+  const std::uint64_t max = std::numeric_limits<std::uint64_t>::max();
+  for (const Case& c : {
+           Case{"BDAT 0", 0, false, ""},
+           Case{"BDAT 10 LAST", 10, true, ""},
+           Case{"bdat 10 last", 10, true, ""},
+           Case{"BDAT  007   Last ", 7, true, ""},
+           Case{"BDAT 18446744073709551615", max, false, ""},
+           Case{"BDAT 99999999999999999999", max, false, ""},  // 20 digits saturate
+           // The size parses but the line does not: it still tells how much follows.
+           Case{"BDAT 10 FIRST", 10, false, "501 5.5.4"},
+           Case{"BDAT 10 LAST x", 10, false, "501 5.5.4"},
+           Case{"BDAT 10 LASTX", 10, false, "501 5.5.4"},
+           // No size: nobody knows.
+           Case{"BDAT", std::nullopt, false, "501 5.5.4"},
+           Case{"BDAT LAST", std::nullopt, false, "501 5.5.4"},
+           Case{"BDAT -1", std::nullopt, false, "501 5.5.4"},
+           Case{"BDAT +1", std::nullopt, false, "501 5.5.4"},
+           Case{"BDAT 1k LAST", std::nullopt, false, "501 5.5.4"},
+           Case{"BDAT 0x10", std::nullopt, false, "501 5.5.4"},
+           Case{"BDAT 123456789012345678901", std::nullopt, false, "501 5.5.4"},  // 21 digits
+       }) {
+    const ParsedCommand p = Command::parse(c.line);
+    EXPECT_EQ(p.command.verb, Verb::Bdat) << c.line;
+    EXPECT_EQ(p.command.chunk_size, c.size) << c.line;
+    EXPECT_EQ(p.command.last, c.last) << c.line;
+    EXPECT_EQ(codeOf(p), c.code) << c.line;
+  }
+  EXPECT_FALSE(Command::parse("DATA").command.chunk_size.has_value());
 }
 
 TEST(Command, ErrorKeepsVerb) {

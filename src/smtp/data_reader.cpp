@@ -2,6 +2,21 @@
 
 namespace mb::smtp {
 
+void LineMeter::count(std::string_view content) {
+  std::size_t pos = 0;
+  while (pos < content.size()) {
+    const std::size_t lf = content.find('\n', pos);
+    if (lf == std::string_view::npos) {
+      current_ += content.size() - pos;
+      return;
+    }
+    current_ += lf + 1 - pos;
+    if (limit_ != 0 && current_ > limit_) long_line_ = true;
+    current_ = 0;
+    pos = lf + 1;
+  }
+}
+
 std::size_t DataReader::feed(std::string_view in, std::string& out) {
   const std::size_t out_before = out.size();
   std::size_t i = 0;
@@ -105,6 +120,7 @@ std::size_t DataReader::feed(std::string_view in, std::string& out) {
     }
   }
   emitted_ += out.size() - out_before;
+  meter_.count(std::string_view(out).substr(out_before));
   return i;
 }
 

@@ -7,6 +7,30 @@
 
 namespace mb::smtp {
 
+/// LineMeter: measures the lines of normalised content (every line ending in
+/// CR LF) against the text line limit of RFC 5321 §4.5.3.1.6, which counts
+/// the octets of a line with its CR LF. Fed the content in any split; the
+/// verdict does not depend on the split. DataReader and ChunkReader own one.
+///
+/// Talks to: nobody. Threading: a value type.
+class LineMeter {
+ public:
+  /// Lines longer than `octets` (with their CR LF) count as long; 0: none do.
+  void setLimit(std::size_t octets) { limit_ = octets; }
+  std::size_t limit() const { return limit_; }
+
+  /// Content just emitted, continuing the previous call's last line.
+  void count(std::string_view content);
+
+  /// A line longer than the limit has ended.
+  bool sawLongLine() const { return long_line_; }
+
+ private:
+  std::size_t limit_ = 0;
+  std::uint64_t current_ = 0;  // octets of the line not yet ended
+  bool long_line_ = false;
+};
+
 /// DataReader: the DATA content reader (RFC 5321 §4.1.1.4, §4.5.2), a byte
 /// state machine fed the client's bytes in any split. It finds the end of
 /// data and emits the content dot-unstuffed, every line ending in CRLF.
@@ -21,7 +45,9 @@ namespace mb::smtp {
 ///    literal line "." CR LF, and neither is CR LF "." LF;
 ///  - a bare CR is emitted as a space and does not start a line;
 ///  - a leading dot followed by anything but the line end is removed.
-/// Output does not depend on how the input was split.
+/// Output does not depend on how the input was split. With a line limit set,
+/// sawLongLine() tells whether an emitted line (after unstuffing, with its
+/// CR LF) was longer; the content is emitted unchanged either way.
 ///
 /// Talks to: nobody; ServerSession feeds it and hands the output on.
 /// Threading: a value type, one session's.
@@ -45,8 +71,19 @@ class DataReader {
   /// Content bytes emitted so far (after unstuffing and normalising).
   std::uint64_t emitted() const { return emitted_; }
 
-  /// Ready for the next message.
-  void reset() { *this = DataReader(); }
+  /// Lines longer than `octets` with their CR LF make sawLongLine() true;
+  /// 0 (the default) measures nothing. Kept by reset().
+  void setMaxLineLength(std::size_t octets) { meter_.setLimit(octets); }
+
+  /// An emitted line was longer than the limit.
+  bool sawLongLine() const { return meter_.sawLongLine(); }
+
+  /// Ready for the next message, with the same line limit.
+  void reset() {
+    const std::size_t limit = meter_.limit();
+    *this = DataReader();
+    meter_.setLimit(limit);
+  }
 
  private:
   enum class State {
@@ -65,6 +102,7 @@ class DataReader {
   bool bare_lf_ = false;
   bool bare_cr_ = false;
   std::uint64_t emitted_ = 0;
+  LineMeter meter_;
 };
 
 }  // namespace mb::smtp

@@ -327,5 +327,47 @@ TEST(DataReader, AgreesWithTheModelOnEveryShortInput) {
   EXPECT_EQ(checked, 87381u);
 }
 
+TEST(DataReader, LongLines) {
+  for (std::size_t octets : {999u, 1000u, 1001u}) {
+    const std::string line = std::string(octets - 2, 'x') + "\r\n";
+    for (std::size_t piece : {0u, 1u, 100u}) {
+      DataReader reader;
+      reader.setMaxLineLength(1000);
+      const std::string input = "a\r\n" + line + "b\r\n.\r\n";
+      std::string out;
+      const std::size_t step = piece == 0 ? input.size() : piece;
+      for (std::size_t i = 0; i < input.size(); i += step) reader.feed(std::string_view(input).substr(i, step), out);
+      EXPECT_TRUE(reader.done());
+      EXPECT_EQ(reader.sawLongLine(), octets > 1000) << octets << " " << piece;
+      EXPECT_EQ(out, "a\r\n" + line + "b\r\n");  // passed unchanged either way
+    }
+  }
+}
+
+TEST(DataReader, LongLinesAreMeasuredAfterUnstuffing) {
+  const std::string line = std::string(998, 'x') + "\r\n";  // 1000 octets
+  DataReader reader;
+  reader.setMaxLineLength(1000);
+  std::string out;
+  reader.feed("." + line + ".\r\n", out);
+  EXPECT_TRUE(reader.done());
+  EXPECT_FALSE(reader.sawLongLine());
+  reader.reset();
+  reader.feed("..x" + line + ".\r\n", out);
+  EXPECT_TRUE(reader.done());
+  EXPECT_TRUE(reader.sawLongLine()) << "reset() keeps the limit";
+  reader.reset();
+  // A bare LF ends the line, and counts as the CR LF it becomes.
+  reader.feed(std::string(998, 'y') + "\n" + std::string(999, 'z') + "\r\n.\r\n", out);
+  EXPECT_TRUE(reader.sawLongLine());
+  reader.reset();
+  reader.feed(std::string(998, 'y') + "\n" + std::string(998, 'z') + "\r\n.\r\n", out);
+  EXPECT_FALSE(reader.sawLongLine());
+  // Without a limit nothing is long.
+  DataReader unlimited;
+  unlimited.feed(std::string(100000, 'q') + "\r\n.\r\n", out);
+  EXPECT_FALSE(unlimited.sawLongLine());
+}
+
 }  // namespace
 }  // namespace mb::smtp

@@ -1,9 +1,14 @@
 #include "smtp/server_session.h"
 
+#include <algorithm>
+#include <limits>
 #include <utility>
 
+#include "base/text.h"
+#include "smtp/chunk_reader.h"
 #include "smtp/command.h"
 #include "smtp/data_reader.h"
+#include "smtp/sasl.h"
 
 namespace mb::smtp {
 
@@ -12,13 +17,40 @@ namespace {
 Reply badSequence(std::string text) { return Reply{503, "5.5.1", std::move(text), {}}; }
 Reply notImplemented() { return Reply{502, "5.5.1", "Command not implemented", {}}; }
 Reply ok() { return Reply{250, "2.0.0", "OK", {}}; }
+Reply lineTooLong() { return Reply{500, "5.5.6", "Line too long", {}}; }
+Reply badCredentialsSyntax() { return Reply{501, "5.5.2", "Cannot decode authentication response", {}}; }
+
+// draft-murchison-sasl-login: the challenges every LOGIN client expects.
+constexpr std::string_view kUsernameChallenge = "VXNlcm5hbWU6";  // "Username:"
+constexpr std::string_view kPasswordChallenge = "UGFzc3dvcmQ6";  // "Password:"
+
+// An identity goes to the verifier and, escaped, to logs and maybe a
+// Received: header; a control character in one is never legitimate.
+bool cleanIdentity(std::string_view s) {
+  for (char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c < 0x20 || c == 0x7f) return false;
+  }
+  return true;
+}
 
 }  // namespace
 
 class ServerSession::Impl {
  public:
   Impl(SessionLimits limits, SessionHandler& handler, ReplySink& sink)
-      : limits_(std::move(limits)), handler_(handler), sink_(sink) {}
+      : limits_(std::move(limits)), handler_(handler), sink_(sink) {
+    const std::size_t line_limit = limits_.reject_long_lines ? limits_.max_line_length : 0;
+    reader_.setMaxLineLength(line_limit);
+    chunk_reader_.setMaxLineLength(line_limit);
+  }
+
+  ~Impl() { dropSasl(); }
+
+  void setFeatures(const SessionFeatures& features) {
+    features_ = features;
+    txn_.tls = features_.tls_active;
+  }
 
   void greet() { send(Reply{220, "", limits_.hostname + " ESMTP Mailbridge", {}}); }
 
@@ -28,15 +60,21 @@ class ServerSession::Impl {
   }
 
   void feed(std::string_view bytes) {
-    if (phase_ == Phase::Closed) return;
+    // Before the TLS handshake nothing the client sends may count
+    // (CVE-2011-0411): the driver should not read, and if it does, the bytes
+    // go nowhere.
+    if (phase_ == Phase::Closed || phase_ == Phase::TlsPending) return;
     buf_.append(bytes);
     process();
   }
 
   bool awaitingCommit() const { return phase_ == Phase::AwaitCommit; }
+  bool awaitingAuth() const { return phase_ == Phase::AwaitAuth; }
+  bool tlsRequested() const { return phase_ == Phase::TlsPending; }
   bool closed() const { return phase_ == Phase::Closed; }
-  bool inData() const { return phase_ == Phase::Data; }
+  bool inData() const { return phase_ == Phase::Data || phase_ == Phase::Chunk; }
   std::size_t buffered() const { return buf_.size() - pos_; }
+  const std::string& authUser() const { return txn_.auth_user; }
 
   void completeData(const Reply& reply) {
     if (phase_ != Phase::AwaitCommit) return;  // e.g. closed by timeout() meanwhile
@@ -44,6 +82,45 @@ class ServerSession::Impl {
     resetTransaction();
     respond(reply);
     process();
+  }
+
+  void completeAuth(AuthResult result) {
+    if (phase_ != Phase::AwaitAuth) return;
+    phase_ = Phase::Command;
+    std::string user = std::move(pending_user_);
+    pending_user_.clear();
+    switch (result) {
+      case AuthResult::Success:
+        txn_.auth_user = std::move(user);
+        respond(Reply{235, "2.7.0", "Authentication successful", {}});
+        break;
+      case AuthResult::Failure:
+        respond(Reply{535, "5.7.8", "Authentication credentials invalid", {}});
+        break;
+      case AuthResult::TempFailure:
+        respond(Reply{454, "4.7.0", "Temporary authentication failure", {}});
+        break;
+      case AuthResult::LockedOut:
+        respond(Reply{421, "4.7.0", "Too many authentication failures", {}});
+        break;
+    }
+    process();
+  }
+
+  void tlsStarted() {
+    if (phase_ != Phase::TlsPending) return;
+    // RFC 3207 §4.2: everything learnt in plaintext is forgotten. Only the
+    // error count survives: it is about the client, not what it said.
+    features_.tls_active = true;
+    buf_.clear();
+    pos_ = 0;
+    discarding_ = false;
+    have_helo_ = false;
+    resetTransaction();
+    txn_ = Transaction{};
+    txn_.tls = true;
+    dropSasl();
+    phase_ = Phase::Command;
   }
 
   void timeout() {
@@ -54,32 +131,52 @@ class ServerSession::Impl {
     if (phase_ != Phase::Closed) closeWith(Reply{421, "4.3.2", "Service shutting down", {}});
   }
 
-  void disconnected() {
-    if (phase_ == Phase::Data) handler_.onDataAbort(DataProblem::None);
-    enterClosed();
-  }
+  void disconnected() { abortAndClose(); }
 
  private:
-  enum class Phase { Command, Data, AwaitCommit, Closed };
+  enum class Phase {
+    Command,      // reading command lines
+    AuthLine,     // reading an AUTH continuation line after a 334
+    AwaitAuth,    // between onAuth() and completeAuth()
+    Data,         // after 354, reading to the final dot
+    Chunk,        // reading the octets of a BDAT chunk
+    AwaitCommit,  // between onDataEnd() and completeData()
+    TlsPending,   // after "220 Ready to start TLS", until tlsStarted()
+    Closed,
+  };
+
+  enum class SaslStep { PlainResponse, LoginUser, LoginPassword };
 
   // Runs commands and data from the buffer until it needs more input, waits
   // for a commit, or closes. Handler callbacks may call back into the
-  // session (completeData() from onDataEnd(), shutdown() from anywhere);
-  // those calls change the phase and this loop picks the change up, instead
-  // of a nested loop working on the same buffer.
+  // session (completeData() from onDataEnd(), completeAuth() from onAuth(),
+  // shutdown() from anywhere); those calls change the phase and this loop
+  // picks the change up, instead of a nested loop working on the same buffer.
   void process() {
     if (processing_) return;
     processing_ = true;
     while (true) {
-      if (phase_ == Phase::Command) {
-        if (!stepCommand()) break;
-      } else if (phase_ == Phase::Data) {
-        if (!stepData()) break;
-      } else {
-        break;
+      bool more = false;
+      switch (phase_) {
+        case Phase::Command:
+        case Phase::AuthLine:
+          more = stepLine();
+          break;
+        case Phase::Data:
+          more = stepData();
+          break;
+        case Phase::Chunk:
+          more = stepChunk();
+          break;
+        case Phase::AwaitAuth:
+        case Phase::AwaitCommit:
+        case Phase::TlsPending:
+        case Phase::Closed:
+          break;
       }
+      if (!more) break;
     }
-    if (phase_ == Phase::Closed) {
+    if (phase_ == Phase::Closed || phase_ == Phase::TlsPending) {
       buf_.clear();
     } else {
       buf_.erase(0, pos_);
@@ -88,8 +185,11 @@ class ServerSession::Impl {
     processing_ = false;
   }
 
-  // One command line, or the wait for one. False when more input is needed.
-  bool stepCommand() {
+  // One command or AUTH continuation line, or the wait for one. False when
+  // more input is needed.
+  bool stepLine() {
+    const bool auth_line = phase_ == Phase::AuthLine;
+    const std::size_t limit = auth_line ? limits_.max_auth_line : limits_.max_command_line;
     const std::string_view rest = std::string_view(buf_).substr(pos_);
     if (rest.empty()) return false;
     const std::size_t lf = rest.find('\n');
@@ -106,28 +206,41 @@ class ServerSession::Impl {
       // The line end, at least one more octet, would take it past the limit:
       // answer now and drop the rest of the line as it comes, so a client
       // cannot make us hold an endless line.
-      if (rest.size() >= limits_.max_command_line) {
+      if (rest.size() >= limit) {
         pos_ = buf_.size();
         discarding_ = true;
+        if (auth_line) cancelSasl();
         respond(lineTooLong());
       }
       return false;
     }
+    const std::size_t start = pos_;
     const std::size_t octets = lf + 1;
     // Copied: handler callbacks may feed() and so move the buffer.
     std::string line(rest.substr(0, lf));
     pos_ += octets;
-    if (octets > limits_.max_command_line) {
+    const bool sensitive = auth_line || istartsWith(line, "AUTH ");
+    if (octets > limit) {
+      if (auth_line) cancelSasl();
       respond(lineTooLong());
-      return true;
+    } else {
+      // Old clients end commands with a bare LF; that is harmless outside DATA.
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (auth_line) {
+        onAuthLine(line);
+      } else {
+        handleLine(line);
+      }
     }
-    // Old clients end commands with a bare LF; that is harmless outside DATA.
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    handleLine(line);
+    if (sensitive) {
+      // Credentials, even base64'd, do not stay in memory longer than needed.
+      wipe(line);
+      for (std::size_t i = start; i < start + octets && i < buf_.size(); ++i) buf_[i] = '\0';
+    }
     return true;
   }
 
-  // Message content. False when more input is needed.
+  // Message content after DATA. False when more input is needed.
   bool stepData() {
     const std::string_view rest = std::string_view(buf_).substr(pos_);
     if (rest.empty()) return false;
@@ -144,26 +257,107 @@ class ServerSession::Impl {
       }
     }
     if (!reader_.done()) return false;
-    finishData();
+    phase_ = Phase::Command;
+    if (too_big_) {
+      rejectMessage(DataProblem::TooBig);
+      return true;
+    }
+    endMessage(reader_.sawBareLf(), reader_.sawLongLine());
     return true;
   }
 
-  void finishData() {
+  // The octets of a BDAT chunk, which are read whatever the answer to the
+  // command was: the client sends them without waiting (RFC 3030 §2), and
+  // anything else would run chunk bytes as commands. False when more input
+  // is needed.
+  bool stepChunk() {
+    if (chunk_left_ > 0) {
+      const std::string_view rest = std::string_view(buf_).substr(pos_);
+      if (rest.empty()) return false;
+      const std::size_t n = rest.size() < chunk_left_ ? rest.size() : static_cast<std::size_t>(chunk_left_);
+      pos_ += n;
+      chunk_left_ -= n;
+      if (!chunk_refusal_ && !too_big_) {
+        chunk_.clear();
+        chunk_reader_.feed(rest.substr(0, n), chunk_);
+        if (chunk_reader_.emitted() > limits_.max_message_size) {
+          too_big_ = true;
+        } else if (!chunk_.empty()) {
+          handler_.onDataChunk(chunk_);
+          if (phase_ != Phase::Chunk) return true;
+        }
+      }
+      if (chunk_left_ > 0) return false;
+    }
+    finishChunk();
+    return true;
+  }
+
+  void finishChunk() {
     phase_ = Phase::Command;
+    if (chunk_refusal_) {
+      const Reply refusal = std::move(*chunk_refusal_);
+      chunk_refusal_.reset();
+      respond(refusal);
+      return;
+    }
     if (too_big_) {
-      handler_.onDataAbort(DataProblem::TooBig);
-      resetTransaction();
-      respond(Reply{552, "5.3.4", "Message too big", {}});
+      rejectMessage(DataProblem::TooBig);
       return;
     }
-    if (reader_.sawBareLf() && limits_.bare_lf == BareLf::Reject) {
-      handler_.onDataAbort(DataProblem::BareLf);
-      resetTransaction();
-      respond(Reply{550, "5.5.2", "Bare LF line endings are not accepted", {}});
+    if (!chunk_last_) {
+      respond(Reply{250, "2.0.0", std::to_string(chunk_size_) + " octets received", {}});
       return;
     }
+    chunk_.clear();
+    chunk_reader_.finish(chunk_);
+    if (chunk_reader_.emitted() > limits_.max_message_size) {
+      rejectMessage(DataProblem::TooBig);
+      return;
+    }
+    if (!chunk_.empty()) {
+      handler_.onDataChunk(chunk_);
+      if (phase_ != Phase::Command) return;
+    }
+    endMessage(chunk_reader_.sawBareLf(), chunk_reader_.sawLongLine());
+  }
+
+  // The content is complete: refuse it for its problems, or hand it over.
+  // Too big is the caller's to check, since it stopped the content early.
+  void endMessage(bool bare_lf, bool long_line) {
+    if (bare_lf && limits_.bare_lf == BareLf::Reject) {
+      rejectMessage(DataProblem::BareLf);
+      return;
+    }
+    if (long_line) {
+      rejectMessage(DataProblem::LineTooLong);
+      return;
+    }
+    message_open_ = false;
     phase_ = Phase::AwaitCommit;
     handler_.onDataEnd(txn_);
+  }
+
+  void rejectMessage(DataProblem why) {
+    // Closed first: a handler that shuts the session down from onDataAbort()
+    // must not get a second abort.
+    message_open_ = false;
+    handler_.onDataAbort(why);
+    if (phase_ == Phase::Closed) return;
+    resetTransaction();
+    switch (why) {
+      case DataProblem::TooBig:
+        respond(Reply{552, "5.3.4", "Message too big", {}});
+        return;
+      case DataProblem::BareLf:
+        respond(Reply{550, "5.5.2", "Bare LF line endings are not accepted", {}});
+        return;
+      case DataProblem::LineTooLong:
+        respond(lineTooLong());
+        return;
+      case DataProblem::None:
+        return;
+    }
   }
 
   void handleLine(std::string_view line) {
@@ -187,9 +381,13 @@ class ServerSession::Impl {
       case Verb::Data:
         onData(parsed);
         return;
+      case Verb::Bdat:
+        onBdat(parsed);
+        return;
       case Verb::Rset:
         if (parsed.error) return respond(*parsed.error);
         resetTransaction();
+        if (phase_ == Phase::Closed) return;
         respond(ok());
         return;
       case Verb::Noop:
@@ -197,7 +395,7 @@ class ServerSession::Impl {
         return;
       case Verb::Quit:
         send(Reply{221, "2.0.0", "Bye", {}});
-        enterClosed();
+        abortAndClose();
         return;
       case Verb::Vrfy:
         if (parsed.error) return respond(*parsed.error);
@@ -208,20 +406,28 @@ class ServerSession::Impl {
       case Verb::Help:
         respond(Reply{214, "2.0.0", "Mailbridge SMTP relay; see RFC 5321", {}});
         return;
-      case Verb::Expn:
       case Verb::Starttls:
+        onStarttls(parsed);
+        return;
       case Verb::Auth:
-      case Verb::Bdat:
+        onAuth(parsed);
+        wipe(parsed.command.argument);
+        if (parsed.command.initial_response) wipe(*parsed.command.initial_response);
+        return;
+      case Verb::Expn:
         respond(notImplemented());
         return;
     }
   }
+
+  bool authOffered() const { return features_.auth && (features_.tls_active || features_.auth_without_tls); }
 
   void onHello(const ParsedCommand& parsed) {
     if (parsed.error) return respond(*parsed.error);
     const bool esmtp = parsed.command.verb == Verb::Ehlo;
     // RFC 5321 §4.1.4: EHLO/HELO in the middle of a transaction starts over.
     resetTransaction();
+    if (phase_ == Phase::Closed) return;
     have_helo_ = true;
     txn_.helo = parsed.command.argument;
     txn_.esmtp = esmtp;
@@ -230,11 +436,15 @@ class ServerSession::Impl {
       return;
     }
     // RFC 2034 §3: no enhanced codes in the EHLO response.
-    respond(Reply{250,
-                  "",
-                  limits_.hostname,
-                  {"PIPELINING", "SIZE " + std::to_string(limits_.max_message_size), "8BITMIME",
-                   "ENHANCEDSTATUSCODES", "SMTPUTF8"}});
+    std::vector<std::string> extensions{"PIPELINING",          "SIZE " + std::to_string(limits_.max_message_size),
+                                        "8BITMIME",            "ENHANCEDSTATUSCODES",
+                                        "SMTPUTF8",            "CHUNKING"};
+    // RFC 3207 §4.2: not after the handshake.
+    if (features_.starttls && !features_.tls_active) extensions.emplace_back("STARTTLS");
+    // RFC 4954 §4 lets a server hide AUTH until the connection is encrypted,
+    // so a client never sends a password in the clear because we asked.
+    if (authOffered()) extensions.emplace_back("AUTH PLAIN LOGIN");
+    respond(Reply{250, "", limits_.hostname, std::move(extensions)});
   }
 
   void onMail(const ParsedCommand& parsed) {
@@ -272,14 +482,23 @@ class ServerSession::Impl {
     respond(verdict.value_or(Reply{250, "2.1.5", "Recipient OK", {}}));
   }
 
-  void onData(const ParsedCommand& parsed) {
-    if (!have_mail_) return respond(badSequence("Send MAIL first"));
-    if (parsed.error) return respond(*parsed.error);
+  // Why neither DATA nor BDAT may start a message now, if they may not.
+  std::optional<Reply> contentRefusal() const {
+    if (!have_mail_) return badSequence("Send MAIL first");
     if (txn_.recipients.empty()) {
       // RFC 2920 §3.1: with pipelining, DATA may follow RCPTs that all failed.
-      return respond(rcpt_attempted_ ? Reply{554, "5.5.1", "No valid recipients", {}}
-                                     : badSequence("Send RCPT first"));
+      return rcpt_attempted_ ? Reply{554, "5.5.1", "No valid recipients", {}} : badSequence("Send RCPT first");
     }
+    return std::nullopt;
+  }
+
+  void onData(const ParsedCommand& parsed) {
+    if (!have_mail_) return respond(badSequence("Send MAIL first"));
+    // RFC 3030 §3: DATA and BDAT do not mix in one transaction. (Between
+    // commands, only BDAT leaves a message open.)
+    if (message_open_) return respond(badSequence("DATA not allowed after BDAT"));
+    if (parsed.error) return respond(*parsed.error);
+    if (auto refusal = contentRefusal()) return respond(*refusal);
     std::optional<Reply> refusal = handler_.onDataStart(txn_);
     if (phase_ != Phase::Command) return;
     // Any reply refuses, even a positive one: only the session may say 354,
@@ -287,11 +506,183 @@ class ServerSession::Impl {
     if (refusal) return respond(*refusal);
     reader_.reset();
     too_big_ = false;
+    message_open_ = true;
     phase_ = Phase::Data;
     send(Reply{354, "", "End data with <CR><LF>.<CR><LF>", {}});
   }
 
-  static Reply lineTooLong() { return Reply{500, "5.5.6", "Line too long", {}}; }
+  void onBdat(const ParsedCommand& parsed) {
+    const Command& cmd = parsed.command;
+    if (!cmd.chunk_size) {
+      // Without a size nobody knows where the chunk ends; like Postfix, read
+      // on as commands. Whatever was sent of this message is incomplete now.
+      if (have_mail_) resetTransaction();
+      if (phase_ == Phase::Closed) return;
+      return respond(parsed.error.value_or(Reply{501, "5.5.4", "Syntax error in parameters or arguments", {}}));
+    }
+    std::optional<Reply> refusal = parsed.error;
+    if (!refusal) refusal = contentRefusal();
+    if (!refusal && !message_open_) {
+      refusal = handler_.onDataStart(txn_);
+      if (phase_ != Phase::Command) return;
+      if (!refusal) {
+        chunk_reader_.reset();
+        too_big_ = false;
+        message_input_ = 0;
+        message_open_ = true;
+      }
+    }
+    // RFC 3030 §2: after a refused chunk the transaction has failed; a
+    // pipelining client has sent the next chunks already, and they must not
+    // make a message without this one.
+    if (refusal && have_mail_) {
+      resetTransaction();
+      if (phase_ == Phase::Closed) return;
+    }
+    const std::uint64_t size = *cmd.chunk_size;
+    if (!refusal && !too_big_) {
+      // The normalised content is never shorter than what was sent, so a
+      // chunk that cannot fit need not reach storage at all.
+      if (size > limits_.max_message_size - std::min(message_input_, limits_.max_message_size)) {
+        too_big_ = true;
+      }
+      message_input_ = size > std::numeric_limits<std::uint64_t>::max() - message_input_
+                           ? std::numeric_limits<std::uint64_t>::max()
+                           : message_input_ + size;
+    }
+    chunk_left_ = size;
+    chunk_size_ = size;
+    chunk_last_ = cmd.last;
+    chunk_refusal_ = std::move(refusal);
+    phase_ = Phase::Chunk;
+  }
+
+  void onStarttls(const ParsedCommand& parsed) {
+    if (parsed.error) return respond(*parsed.error);
+    if (!features_.starttls) return respond(notImplemented());
+    if (features_.tls_active) return respond(badSequence("TLS already active"));
+    // RFC 3207 §4.2 resets the transaction anyway; refusing says so plainly.
+    if (have_mail_) return respond(badSequence("STARTTLS not allowed during a mail transaction"));
+    send(Reply{220, "2.0.0", "Ready to start TLS", {}});
+    // CVE-2011-0411: whatever the client pipelined after STARTTLS was sent
+    // in the clear and must not be read as if it came through TLS.
+    pos_ = buf_.size();
+    phase_ = Phase::TlsPending;
+  }
+
+  void onAuth(const ParsedCommand& parsed) {
+    if (!have_helo_) return respond(badSequence("Send EHLO or HELO first"));
+    if (!features_.auth) return respond(badSequence("Authentication not enabled"));
+    if (!txn_.auth_user.empty()) return respond(badSequence("Already authenticated"));
+    if (have_mail_) return respond(badSequence("AUTH not allowed during a mail transaction"));
+    if (parsed.error) return respond(*parsed.error);
+    if (!authOffered()) {
+      return respond(Reply{538, "5.7.11", "Encryption required for requested authentication mechanism", {}});
+    }
+    // CVE-2011-1720: nothing of an earlier exchange may leak into this one.
+    dropSasl();
+    const Command& cmd = parsed.command;
+    const std::optional<std::string>& initial = cmd.initial_response;
+    if (iequals(cmd.mechanism, "PLAIN")) {
+      sasl_.mechanism = "PLAIN";
+      if (initial) return onPlainResponse(*initial, true);
+      return challenge("", SaslStep::PlainResponse);
+    }
+    if (iequals(cmd.mechanism, "LOGIN")) {
+      sasl_.mechanism = "LOGIN";
+      // The initial response of LOGIN is the user name (as Postfix and
+      // Cyrus SASL take it).
+      if (initial) return onLoginUser(*initial, true);
+      return challenge(kUsernameChallenge, SaslStep::LoginUser);
+    }
+    respond(Reply{504, "5.5.4", "Unrecognized authentication mechanism", {}});
+  }
+
+  // RFC 4954 §4: "334" SP [base64] CRLF. Written here, not by Reply, which
+  // drops the space of an empty text.
+  void challenge(std::string_view text, SaslStep next) {
+    std::string wire = "334 ";
+    wire += text;
+    wire += "\r\n";
+    sink_.sendReply(wire);
+    sasl_step_ = next;
+    phase_ = Phase::AuthLine;
+  }
+
+  void onAuthLine(std::string_view line) {
+    phase_ = Phase::Command;
+    if (line == "*") {
+      dropSasl();
+      return respond(Reply{501, "5.0.0", "Authentication cancelled", {}});
+    }
+    switch (sasl_step_) {
+      case SaslStep::PlainResponse:
+        return onPlainResponse(line, false);
+      case SaslStep::LoginUser:
+        return onLoginUser(line, false);
+      case SaslStep::LoginPassword:
+        return onLoginPassword(line);
+    }
+  }
+
+  // RFC 4954 §4: an initial response of "=" is an empty one.
+  static bool decodeResponse(std::string_view text, bool initial, std::string& out) {
+    if (initial && text == "=") {
+      wipe(out);
+      return true;
+    }
+    return decodeBase64(text, out);
+  }
+
+  void onPlainResponse(std::string_view text, bool initial) {
+    std::string message;
+    const bool ok = decodeResponse(text, initial, message) && splitPlainMessage(message, sasl_);
+    wipe(message);
+    if (!ok || sasl_.user.empty() || !cleanIdentity(sasl_.user) || !cleanIdentity(sasl_.authzid)) {
+      dropSasl();
+      return respond(badCredentialsSyntax());
+    }
+    verify();
+  }
+
+  void onLoginUser(std::string_view text, bool initial) {
+    if (!decodeResponse(text, initial, sasl_.user) || sasl_.user.empty() || !cleanIdentity(sasl_.user)) {
+      dropSasl();
+      return respond(badCredentialsSyntax());
+    }
+    challenge(kPasswordChallenge, SaslStep::LoginPassword);
+  }
+
+  void onLoginPassword(std::string_view text) {
+    if (!decodeBase64(text, sasl_.password)) {
+      dropSasl();
+      return respond(badCredentialsSyntax());
+    }
+    verify();
+  }
+
+  void verify() {
+    phase_ = Phase::AwaitAuth;
+    pending_user_ = sasl_.user;
+    // A request of its own, so that a handler that answers from inside
+    // onAuth() (and so may close the session) still reads what it was given.
+    AuthRequest request = sasl_;
+    dropSasl();
+    // The verifier copies what it needs: the session keeps no password past
+    // this call, whether the answer comes now or later.
+    handler_.onAuth(request);
+    wipe(request.password);
+  }
+
+  void cancelSasl() {
+    dropSasl();
+    phase_ = Phase::Command;
+  }
+
+  void dropSasl() {
+    wipe(sasl_.password);
+    sasl_ = AuthRequest{};
+  }
 
   void send(const Reply& reply) { sink_.sendReply(reply.wire()); }
 
@@ -319,28 +710,37 @@ class ServerSession::Impl {
   }
 
   void abortAndClose() {
-    if (phase_ == Phase::Data) handler_.onDataAbort(DataProblem::None);
-    enterClosed();
-  }
-
-  void enterClosed() {
+    if (phase_ == Phase::Closed) return;
     phase_ = Phase::Closed;
+    if (message_open_) {
+      message_open_ = false;
+      handler_.onDataAbort(DataProblem::None);
+    }
+    dropSasl();
+    pending_user_.clear();
     if (!processing_) {
       buf_.clear();
       pos_ = 0;
     }
   }
 
+  // Forgets the sender and recipients, and drops a message that BDAT left
+  // open. Callers check for Closed after it: onDataAbort() may shut down.
   void resetTransaction() {
     txn_.mail = MailFrom{};
     txn_.recipients.clear();
     have_mail_ = false;
     rcpt_attempted_ = false;
+    if (message_open_) {
+      message_open_ = false;
+      handler_.onDataAbort(DataProblem::None);
+    }
   }
 
   SessionLimits limits_;
   SessionHandler& handler_;
   ReplySink& sink_;
+  SessionFeatures features_;
 
   Phase phase_ = Phase::Command;
   std::string buf_;      // bytes fed and not yet processed start at pos_
@@ -352,11 +752,24 @@ class ServerSession::Impl {
   bool have_helo_ = false;
   bool have_mail_ = false;
   bool rcpt_attempted_ = false;  // for 554 rather than 503 at DATA
-  Transaction txn_;
+  Transaction txn_;              // auth_user is kept across transactions
 
-  DataReader reader_;
-  std::string chunk_;
+  // onDataStart() accepted and neither onDataEnd() nor onDataAbort() has
+  // followed: in Data, or (between commands too) a BDAT transaction.
+  bool message_open_ = false;
   bool too_big_ = false;
+  std::string chunk_;            // content on its way to the handler
+  DataReader reader_;
+  ChunkReader chunk_reader_;
+  std::uint64_t message_input_ = 0;  // BDAT octets announced for this message
+  std::uint64_t chunk_left_ = 0;
+  std::uint64_t chunk_size_ = 0;
+  bool chunk_last_ = false;
+  std::optional<Reply> chunk_refusal_;  // the answer once a refused chunk is read
+
+  SaslStep sasl_step_ = SaslStep::PlainResponse;
+  AuthRequest sasl_;             // the exchange in progress; wiped when dropped
+  std::string pending_user_;     // between onAuth() and completeAuth()
 };
 
 ServerSession::ServerSession(SessionLimits limits, SessionHandler& handler, ReplySink& sink)
@@ -364,11 +777,17 @@ ServerSession::ServerSession(SessionLimits limits, SessionHandler& handler, Repl
 
 ServerSession::~ServerSession() = default;
 
+void ServerSession::setFeatures(const SessionFeatures& features) { impl_->setFeatures(features); }
 void ServerSession::greet() { impl_->greet(); }
 void ServerSession::refuse(const Reply& reply) { impl_->refuse(reply); }
 void ServerSession::feed(std::string_view bytes) { impl_->feed(bytes); }
 bool ServerSession::awaitingCommit() const { return impl_->awaitingCommit(); }
 void ServerSession::completeData(const Reply& reply) { impl_->completeData(reply); }
+bool ServerSession::awaitingAuth() const { return impl_->awaitingAuth(); }
+void ServerSession::completeAuth(AuthResult result) { impl_->completeAuth(result); }
+bool ServerSession::tlsRequested() const { return impl_->tlsRequested(); }
+void ServerSession::tlsStarted() { impl_->tlsStarted(); }
+const std::string& ServerSession::authUser() const { return impl_->authUser(); }
 void ServerSession::timeout() { impl_->timeout(); }
 void ServerSession::shutdown() { impl_->shutdown(); }
 void ServerSession::disconnected() { impl_->disconnected(); }

@@ -28,8 +28,37 @@ struct SessionLimits {
   std::uint64_t max_message_size = 25ull * 1024 * 1024;  // SIZE; 552 5.3.4 beyond
   std::size_t max_recipients = 500;            // 452 4.5.3 beyond
   std::size_t max_command_line = 512;          // octets with CRLF; 500 5.5.6 beyond
+  std::size_t max_auth_line = 12288;           // RFC 4954 §4; 500 5.5.6 beyond
   std::size_t max_errors = 20;                 // then 421 4.7.0 and close
   BareLf bare_lf = BareLf::Normalize;
+  std::size_t max_line_length = 1000;          // content line, octets with CRLF
+  bool reject_long_lines = true;               // false: longer lines pass unchanged
+};
+
+/// What this connection offers; set by the driver before greet() and again
+/// by tlsStarted().
+struct SessionFeatures {
+  bool starttls = false;         // listener has tls: starttls (advertised until TLS is up)
+  bool tls_active = false;       // the connection is encrypted
+  bool auth = false;             // listener allows AUTH (auth: optional | required)
+  bool auth_without_tls = false; // allow_plaintext_auth: offer AUTH before TLS
+};
+
+/// Credentials from AUTH PLAIN or LOGIN (RFC 4616, draft-murchison-sasl-login).
+/// The password is only for the verifier; it is wiped when the session drops
+/// the request.
+struct AuthRequest {
+  std::string mechanism;         // "PLAIN" or "LOGIN"
+  std::string authzid;           // PLAIN only; usually empty
+  std::string user;
+  std::string password;
+};
+
+enum class AuthResult {
+  Success,        // 235 2.7.0
+  Failure,        // 535 5.7.8, the session goes on
+  TempFailure,    // 454 4.7.0 (verifier unavailable)
+  LockedOut,      // 421 4.7.0, close
 };
 
 /// What MAIL FROM said.
@@ -44,13 +73,16 @@ struct MailFrom {
 struct Transaction {
   std::string helo;                            // EHLO/HELO argument, validated printable
   bool esmtp = false;                          // EHLO rather than HELO
+  bool tls = false;                            // the connection is encrypted
+  std::string auth_user;                       // authenticated user; empty if none
   MailFrom mail;
   std::vector<std::string> recipients;         // accepted RCPT TO addresses, in order
 };
 
 /// Why DATA did not end in a message to commit; the session answers these
-/// itself (552 5.3.4, 550 5.5.2) after telling the handler to discard.
-enum class DataProblem { None, TooBig, BareLf };
+/// itself (552 5.3.4, 550 5.5.2, 500 5.5.6) after telling the handler to
+/// discard.
+enum class DataProblem { None, TooBig, BareLf, LineTooLong };
 
 /// The server side of a session: policy decisions and message storage. The
 /// session calls it synchronously, on the thread that calls feed().
@@ -84,11 +116,17 @@ class SessionHandler {
   /// Drop whatever onDataStart opened (too big, bare LF refused, RSET is not
   /// possible mid-DATA, the connection went away, shutdown).
   virtual void onDataAbort(DataProblem why) = 0;
+
+  /// AUTH credentials are complete. The handler verifies them (off the I/O
+  /// thread: argon2id is slow on purpose) and the driver then calls
+  /// ServerSession::completeAuth(); until then the session waits.
+  virtual void onAuth(const AuthRequest& request) = 0;
 };
 
 /// ServerSession: the SMTP server protocol of RFC 5321 (with RFC 1870 SIZE,
-/// RFC 2920 PIPELINING, RFC 3463 enhanced codes, RFC 6152 8BITMIME) as a
-/// state machine without I/O. The driver feeds it the client's bytes and
+/// RFC 2920 PIPELINING, RFC 3030 CHUNKING, RFC 3207 STARTTLS, RFC 3463
+/// enhanced codes, RFC 4954 AUTH with PLAIN and LOGIN, RFC 6152 8BITMIME,
+/// RFC 6531 SMTPUTF8) as a state machine without I/O. The driver feeds it the client's bytes and
 /// writes what it sends to the ReplySink; decisions about senders, recipients
 /// and storage go to the SessionHandler.
 ///
@@ -100,6 +138,9 @@ class ServerSession {
   ~ServerSession();
   ServerSession(const ServerSession&) = delete;
   ServerSession& operator=(const ServerSession&) = delete;
+
+  /// What the connection offers (STARTTLS, AUTH); call before greet().
+  void setFeatures(const SessionFeatures& features);
 
   /// Sends the 220 greeting.
   void greet();
@@ -119,6 +160,26 @@ class ServerSession {
   /// The answer to the final dot (250 2.0.0 queued, 451 4.3.0 ...). Sends it,
   /// resets the transaction and continues with buffered input.
   void completeData(const Reply& reply);
+
+  /// True between onAuth() and completeAuth().
+  bool awaitingAuth() const;
+
+  /// The verifier's answer: sends 235 / 535 / 454 / 421 and continues.
+  void completeAuth(AuthResult result);
+
+  /// STARTTLS was accepted: "220 2.0.0" is in the sink and every byte the
+  /// client sent after the STARTTLS line has been thrown away (CVE-2011-0411).
+  /// The driver flushes, runs the TLS handshake, then calls tlsStarted(), or
+  /// closes the connection if the handshake fails.
+  bool tlsRequested() const;
+
+  /// TLS is up: forget everything learnt before it (HELO, transaction,
+  /// authentication, buffered input) as RFC 3207 §4.2 requires, stop
+  /// advertising STARTTLS, and wait for a new EHLO. No reply is sent.
+  void tlsStarted();
+
+  /// The authenticated user, empty if none.
+  const std::string& authUser() const;
 
   /// The client was idle too long: 421 4.4.2 and close.
   void timeout();

@@ -1,9 +1,14 @@
 // libFuzzer target: a whole ServerSession fed the input in pieces. The first
-// byte picks limits and the commit style, the next bytes the piece sizes; the
-// rest is what the client sends. A handler that accepts everything checks
+// byte picks limits and the commit style; the low three bits of the second
+// the number of piece sizes, which follow, and its high bits the listener's
+// features (STARTTLS, TLS, AUTH, plaintext AUTH) and small line limits; the
+// rest is what the client sends. A handler that accepts every message checks
 // that every onDataStart() is closed by exactly one onDataEnd() or
 // onDataAbort(), that content stays within the size limit and holds only
-// CRLF line ends, and a sink checks that every reply is well-formed.
+// CRLF line ends, and that AUTH requests are well-formed; it answers AUTH
+// by the bytes of the credentials, at once or a feed later. The driver
+// completes every STARTTLS handshake. A sink checks that every reply is
+// well-formed.
 
 #include <algorithm>
 #include <cstddef>
@@ -18,6 +23,8 @@
 
 namespace {
 
+using mb::smtp::AuthRequest;
+using mb::smtp::AuthResult;
 using mb::smtp::DataProblem;
 using mb::smtp::Reply;
 using mb::smtp::ServerSession;
@@ -87,6 +94,27 @@ class AcceptingHandler : public mb::smtp::SessionHandler {
     check(open);
     open = false;
   }
+  void onAuth(const AuthRequest& request) override {
+    check(session->awaitingAuth());
+    check(session->authUser().empty());
+    check(request.mechanism == "PLAIN" || request.mechanism == "LOGIN");
+    check(!request.user.empty());
+    for (char ch : request.user) check(static_cast<unsigned char>(ch) >= 0x20 && ch != 0x7f);
+    for (char ch : request.authzid) check(static_cast<unsigned char>(ch) >= 0x20 && ch != 0x7f);
+    if (request.mechanism == "LOGIN") check(request.authzid.empty());
+    ++auths;
+    // The credentials decide: every answer, now or later, is reachable.
+    std::size_t mix = request.user.size() + request.password.size();
+    for (char ch : request.password) mix += static_cast<unsigned char>(ch);
+    static constexpr AuthResult kResults[] = {AuthResult::Success, AuthResult::Failure, AuthResult::TempFailure,
+                                              AuthResult::LockedOut};
+    result = kResults[mix % 4];
+    if ((mix / 4) % 2 == 0) {
+      session->completeAuth(result);
+    } else {
+      deferred = true;
+    }
+  }
 
   ServerSession* session = nullptr;
   bool complete_at_once = false;
@@ -96,6 +124,9 @@ class AcceptingHandler : public mb::smtp::SessionHandler {
   std::uint64_t max_size = 0;
   std::size_t max_recipients = 0;
   std::size_t ends = 0;
+  std::size_t auths = 0;
+  bool deferred = false;  // answer the pending AUTH after the next feed
+  AuthResult result = AuthResult::Success;
 };
 
 }  // namespace
@@ -103,7 +134,8 @@ class AcceptingHandler : public mb::smtp::SessionHandler {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size < 2) return 0;
   const std::uint8_t flags = data[0];
-  const std::size_t nsplits = (data[1] % 8) + 1;
+  const std::uint8_t shape = data[1];
+  const std::size_t nsplits = (shape % 8) + 1;
   if (size < 2 + nsplits) return 0;
   std::vector<std::size_t> pieces;
   for (std::size_t i = 0; i < nsplits; ++i) pieces.push_back(static_cast<std::size_t>(data[2 + i]) + 1);
@@ -116,6 +148,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   limits.max_command_line = (flags & 0x04) ? 32 : 512;
   limits.max_errors = (flags & 0x08) ? 3 : 20;
   limits.bare_lf = (flags & 0x10) ? mb::smtp::BareLf::Reject : mb::smtp::BareLf::Normalize;
+  limits.reject_long_lines = (flags & 0x80) == 0;
+  if (shape & 0x80) {
+    limits.max_line_length = 40;
+    limits.max_auth_line = 48;
+  }
+  mb::smtp::SessionFeatures features;
+  features.starttls = (shape & 0x08) != 0;
+  features.tls_active = (shape & 0x10) != 0;
+  features.auth = (shape & 0x20) != 0;
+  features.auth_without_tls = (shape & 0x40) != 0;
 
   AcceptingHandler handler;
   handler.max_size = limits.max_message_size;
@@ -124,26 +166,44 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   CheckingSink sink;
   ServerSession session(limits, handler, sink);
   handler.session = &session;
+  session.setFeatures(features);
   session.greet();
+  const std::size_t line_bound = std::max(limits.max_command_line, limits.max_auth_line);
 
   std::size_t pos = 0;
   for (std::size_t k = 0; pos < input.size(); ++k) {
     const std::size_t n = std::min(pieces[k % pieces.size()], input.size() - pos);
     session.feed(input.substr(pos, n));
     pos += n;
-    while (session.awaitingCommit()) {
-      check(!handler.complete_at_once);
-      session.completeData(Reply{250, "2.0.0", "Queued", {}});
+    while (session.awaitingCommit() || session.awaitingAuth() || session.tlsRequested()) {
+      if (session.awaitingCommit()) {
+        check(!handler.complete_at_once);
+        check(!handler.open);
+        session.completeData(Reply{250, "2.0.0", "Queued", {}});
+      } else if (session.awaitingAuth()) {
+        if (handler.deferred && pos < input.size()) break;  // more input arrives while the verifier works
+        handler.deferred = false;
+        session.completeAuth(handler.result);
+      } else {
+        check(!handler.open);
+        session.tlsStarted();
+        check(!session.tlsRequested());
+        check(session.buffered() == 0);
+        check(session.authUser().empty());
+      }
     }
-    if (!session.closed()) check(session.buffered() <= limits.max_command_line);
-    check(session.inData() == handler.open);
+    handler.deferred = false;
+    if (!session.closed() && !session.awaitingAuth()) check(session.buffered() <= line_bound);
+    for (char ch : session.authUser()) check(static_cast<unsigned char>(ch) >= 0x20);
   }
   if (flags & 0x40) {
     session.timeout();
     check(session.closed());
   }
+  while (session.awaitingAuth()) session.completeAuth(handler.result);
   session.disconnected();
   check(session.closed());
   check(!handler.open);
+  check(!session.awaitingAuth() && !session.awaitingCommit() && !session.inData());
   return 0;
 }

@@ -17,12 +17,16 @@ import subprocess
 import tempfile
 import threading
 import time
+import warnings
 from pathlib import Path
+
+# Tests close sockets by letting them go; the warnings would bury real output.
+warnings.simplefilter("ignore", ResourceWarning)
 
 BINARY = os.environ.get("MAILBRIDGE_BIN") or str(
     Path(__file__).resolve().parents[2] / "build" / "dev" / "src" / "cli" / "mailbridge")
 
-LISTEN_RE = re.compile(r"listening on (\S+):(\d+) ")
+LISTEN_RE = re.compile(r"listening on (\S+):(\d+) \(([^,)]+)")
 
 
 def base_config(state_dir, outbox, **overrides):
@@ -30,7 +34,7 @@ def base_config(state_dir, outbox, **overrides):
     cfg = {
         "server": {"hostname": "relay.test", "state_dir": str(state_dir)},
         "listeners": [{"name": "test", "address": "127.0.0.1:0", "tls": "none", "auth": "none"}],
-        "smtp": {"max_message_size": "10MB", "max_recipients": 100, "max_connections": 50},
+        "smtp": {"max_message_size": "10MB", "max_connections": 50},
         "access": {"allowed_networks": ["127.0.0.0/8", "::1/128"],
                    "anonymous_networks": ["127.0.0.0/8", "::1/128"]},
         "providers": [{"name": "outbox", "type": "outbox", "directory": str(outbox)}],
@@ -61,6 +65,7 @@ class Relay:
         self.config = base_config(self.state_dir, self.outbox, **overrides)
         self.proc = None
         self.port = None
+        self.ports = {}
         self.lines = []
         self._lines_q = queue.Queue()
 
@@ -77,6 +82,7 @@ class Relay:
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
         deadline = time.monotonic() + timeout
         self.port = None
+        self.ports = {}
         while time.monotonic() < deadline:
             try:
                 line = self._lines_q.get(timeout=0.2)
@@ -85,8 +91,10 @@ class Relay:
                     raise RuntimeError("mailbridge exited early:\n" + self.log())
                 continue
             m = LISTEN_RE.search(line)
-            if m and self.port is None:
-                self.port = int(m.group(2))
+            if m:
+                self.ports[m.group(3)] = int(m.group(2))
+                if self.port is None:
+                    self.port = int(m.group(2))
             if line.rstrip().endswith(" ready"):
                 return self
         raise RuntimeError("mailbridge did not become ready:\n" + self.log())
@@ -174,6 +182,26 @@ class Relay:
         return sorted(p.stem for p in qdir.glob("*.env")) if qdir.is_dir() else []
 
 
+_HASHES = {}
+
+
+def hash_password(password):
+    """An argon2id hash made by `mailbridge hash-password` (cached: each costs
+    64 MiB and a tenth of a second)."""
+    if password not in _HASHES:
+        out = subprocess.run([BINARY, "hash-password"], input=password + "\n",
+                             capture_output=True, text=True, timeout=60, check=True)
+        _HASHES[password] = out.stdout.strip()
+    return _HASHES[password]
+
+
+def client_tls_context(relay):
+    """Trusts the relay's self-signed certificate, checks the host name."""
+    import ssl
+    ctx = ssl.create_default_context(cafile=str(relay.state_dir / "tls" / "cert.pem"))
+    return ctx
+
+
 def split_received(eml):
     """Splits our Received: header (with its folded lines) from the rest."""
     assert eml.startswith(b"Received: "), eml[:80]
@@ -189,8 +217,15 @@ def split_received(eml):
 class RawClient:
     """A plain socket for exact bytes (smtplib fixes line ends and stuffs dots)."""
 
-    def __init__(self, port, timeout=10):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port, timeout=10, source=None):
+        self.sock = socket.create_connection(
+            ("127.0.0.1", port), timeout=timeout,
+            source_address=(source, 0) if source else None)
+        self.buf = b""
+
+    def starttls(self, ctx, server_hostname="relay.test"):
+        """Wraps the socket; whatever was buffered in plaintext is dropped."""
+        self.sock = ctx.wrap_socket(self.sock, server_hostname=server_hostname)
         self.buf = b""
 
     def send(self, data):
@@ -217,7 +252,9 @@ class RawClient:
         self.sock.settimeout(timeout)
         try:
             return self.sock.recv(1) == b""
-        except (ConnectionResetError, socket.timeout):
+        except ConnectionResetError:
+            return True   # closed with our unread bytes still in its buffer
+        except socket.timeout:
             return False
 
     def close(self):
