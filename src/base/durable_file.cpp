@@ -49,10 +49,11 @@ Status syncDirectory(const std::filesystem::path& dir) {
   return st;
 }
 
-Status writeFileAtomicNoDirSync(const std::filesystem::path& path, std::string_view data) {
+Status writeFileAtomicNoDirSync(const std::filesystem::path& path, std::string_view data,
+                                unsigned mode) {
   std::filesystem::path tmp = path;
   tmp += tempSuffix();
-  auto writer = FileWriter::create(tmp);
+  auto writer = FileWriter::create(tmp, mode);
   if (!writer) return writer.error();
   Status st = writer->write(data);
   if (st) st = writer->sync();
@@ -65,8 +66,8 @@ Status writeFileAtomicNoDirSync(const std::filesystem::path& path, std::string_v
   return {};
 }
 
-Status writeFileAtomic(const std::filesystem::path& path, std::string_view data) {
-  Status st = writeFileAtomicNoDirSync(path, data);
+Status writeFileAtomic(const std::filesystem::path& path, std::string_view data, unsigned mode) {
+  Status st = writeFileAtomicNoDirSync(path, data, mode);
   if (!st) return st;
   return syncDirectory(path.has_parent_path() ? path.parent_path() : std::filesystem::path("."));
 }
@@ -144,8 +145,8 @@ FileWriter& FileWriter::operator=(FileWriter&& other) noexcept {
   return *this;
 }
 
-Result<FileWriter> FileWriter::create(const std::filesystem::path& path) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+Result<FileWriter> FileWriter::create(const std::filesystem::path& path, unsigned mode) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
   if (fd < 0) return Error::fromErrno("create " + path.string(), errno);
   FileWriter w;
   w.fd_ = fd;

@@ -17,12 +17,15 @@ Status syncFd(int fd, std::string_view what);
 Status syncDirectory(const std::filesystem::path& dir);
 
 /// Writes `data` to `path` so that after return either the old file or the
-/// complete new one exists, durably: write a temporary in the same directory,
-/// fsync it, rename it over `path`, fsync the directory.
-Status writeFileAtomic(const std::filesystem::path& path, std::string_view data);
+/// complete new one exists, durably: write a temporary in the same directory
+/// (created with `mode`, so a private key is never readable by others even
+/// for a moment), fsync it, rename it over `path`, fsync the directory.
+Status writeFileAtomic(const std::filesystem::path& path, std::string_view data,
+                       unsigned mode = 0640);
 
 /// Same, but leaves the directory fsync to the caller (who may batch several).
-Status writeFileAtomicNoDirSync(const std::filesystem::path& path, std::string_view data);
+Status writeFileAtomicNoDirSync(const std::filesystem::path& path, std::string_view data,
+                                unsigned mode = 0640);
 
 /// Reads a whole (small) file.
 Result<std::string> readFile(const std::filesystem::path& path);
@@ -48,8 +51,8 @@ class FileWriter {
   FileWriter(FileWriter&& other) noexcept;
   FileWriter& operator=(FileWriter&& other) noexcept;
 
-  /// Creates `path` exclusively (O_EXCL), mode 0640.
-  static Result<FileWriter> create(const std::filesystem::path& path);
+  /// Creates `path` exclusively (O_EXCL).
+  static Result<FileWriter> create(const std::filesystem::path& path, unsigned mode = 0640);
 
   /// Buffered write; errors (ENOSPC, EIO) surface here or at flush/sync.
   Status write(std::string_view data);

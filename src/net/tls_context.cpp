@@ -1,13 +1,11 @@
 #include "net/tls_context.h"
 
-#include <fcntl.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/pkcs12.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <climits>
@@ -322,32 +320,6 @@ Result<std::string> toPem(Write write, const char* what) {
   return out;
 }
 
-// writeFileAtomic creates its files 0640; a private key must never be
-// readable by the group, not even for the moment before a chmod. Same steps
-// otherwise: temporary, fsync, rename (the caller fsyncs the directory).
-Status writePrivateFileAtomic(const std::filesystem::path& path, std::string_view data) {
-  std::filesystem::path tmp = path;
-  tmp += ".tmp";
-  (void)fs::removeFile(tmp);  // left over from a crash
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return Error::fromErrno("create " + tmp.string(), errno);
-  Status st;
-  while (st && !data.empty()) {
-    const ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      st = Error::fromErrno("write " + tmp.string(), errno);
-      break;
-    }
-    data.remove_prefix(static_cast<std::size_t>(n));
-  }
-  if (st) st = fs::syncFd(fd, tmp.string());
-  if (::close(fd) != 0 && st) st = Error::fromErrno("close " + tmp.string(), errno);
-  if (st) st = fs::renameFile(tmp, path);
-  if (!st) (void)fs::removeFile(tmp);
-  return st;
-}
-
 bool fileExists(const std::filesystem::path& path) {
   std::error_code ec;
   return std::filesystem::exists(path, ec);
@@ -482,7 +454,9 @@ Result<std::shared_ptr<TlsContext>> TlsContext::selfSigned(const std::filesystem
   if (Status st = fs::makeDirectories(dir, 0700); !st) return st.error();
   // Key first: a crash between the two leaves a pair that does not match,
   // which the next start replaces, never a new certificate with an old key.
-  Status st = writePrivateFileAtomic(key_path, *key_pem);
+  // 0600 from creation: the key is never readable by the group, not even
+  // for the moment before a chmod.
+  Status st = fs::writeFileAtomicNoDirSync(key_path, *key_pem, 0600);
   OPENSSL_cleanse(key_pem->data(), key_pem->size());
   if (!st) return st.error();
   if (st = fs::writeFileAtomic(cert_path, *cert_pem); !st) return st.error();
