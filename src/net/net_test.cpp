@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "net/asio.h"
+#include "base/testing/temp_dir.h"
 #include "net/stream.h"
 #include "net/tcp_listener.h"
 #include "net/tls_context.h"
@@ -31,25 +32,7 @@ namespace stdfs = std::filesystem;
 
 // ---------------------------------------------------------------- helpers
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/mb_net_test.XXXXXX";
-    const char* made = ::mkdtemp(tmpl);
-    if (made == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = made;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    stdfs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const stdfs::path& path() const { return path_; }
-
- private:
-  stdfs::path path_;
-};
+using mb::testing::TempDir;
 
 void writeFile(const stdfs::path& path, std::string_view data) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

@@ -152,6 +152,14 @@ void QueueManager::loop() {
   }
 }
 
+void QueueManager::forgetLocked(const std::string& id) {
+  in_flight_.erase(id);
+  queued_.erase(id);
+  unsaved_.erase(id);
+  cv_.notify_all();
+  idle_cv_.notify_all();
+}
+
 std::size_t QueueManager::runDueLocked(std::unique_lock<std::mutex>& lock) {
   std::size_t started = 0;
   while (!stopping_ && in_flight_.size() < maxInFlight() && !schedule_.empty()) {
@@ -179,11 +187,7 @@ void QueueManager::startAttemptLocked(const std::string& id, std::unique_lock<st
     spdlog::error("{}: cannot load envelope, dropped from the schedule until restart: {}", id,
                   loaded.error().message);
     lock.lock();
-    in_flight_.erase(id);
-    queued_.erase(id);
-    unsaved_.erase(id);
-    cv_.notify_all();
-    idle_cv_.notify_all();
+    forgetLocked(id);
     return;
   }
 
@@ -280,11 +284,7 @@ void QueueManager::onAttemptDone(std::string id, DeliveryJob job, DeliveryResult
       spdlog::info("{} done after {} attempt(s), removed from the queue", id, env.attempts);
     }
     std::lock_guard lock(mutex_);
-    in_flight_.erase(id);
-    queued_.erase(id);
-    unsaved_.erase(id);
-    cv_.notify_all();
-    idle_cv_.notify_all();
+    forgetLocked(id);
     return;
   }
 

@@ -58,6 +58,9 @@ class QueueManager {
   void startAttemptLocked(const std::string& id, std::unique_lock<std::mutex>& lock);
   void onAttemptDone(std::string id, DeliveryJob job, DeliveryResult result);
   std::size_t runDueLocked(std::unique_lock<std::mutex>& lock);
+  // Drops a message from every in-memory table (delivered, bounced or
+  // unloadable) and wakes whoever waits on the tables. mutex_ held.
+  void forgetLocked(const std::string& id);
   std::int64_t nowSeconds() const;
   std::chrono::seconds backoff(int attempts) const;
   std::size_t maxInFlight() const;

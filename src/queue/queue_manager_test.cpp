@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "base/durable_file.h"
+#include "base/testing/temp_dir.h"
 #include "queue/file_spool.h"
 
 namespace mb::queue {
@@ -24,22 +25,7 @@ namespace {
 namespace stdfs = std::filesystem;
 using namespace std::chrono_literals;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = "/tmp/mb-queue-test-XXXXXX";
-    const char* made = ::mkdtemp(tmpl.data());
-    if (made != nullptr) path_ = made;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) stdfs::remove_all(path_, ec);
-  }
-  const stdfs::path& path() const { return path_; }
-
- private:
-  stdfs::path path_;
-};
+using mb::testing::TempDir;
 
 RecipientResult delivered() { return {Outcome::Delivered, 250, "2.0.0", "ok", std::nullopt}; }
 RecipientResult temporary(std::optional<std::chrono::seconds> retry_after = std::nullopt) {

@@ -10,28 +10,14 @@
 #include <set>
 
 #include "base/durable_file.h"
+#include "base/testing/temp_dir.h"
 
 namespace mb::delivery {
 namespace {
 
 namespace stdfs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = "/tmp/mb-outbox-test-XXXXXX";
-    const char* made = ::mkdtemp(tmpl.data());
-    if (made != nullptr) path_ = made;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) stdfs::remove_all(path_, ec);
-  }
-  const stdfs::path& path() const { return path_; }
-
- private:
-  stdfs::path path_;
-};
+using mb::testing::TempDir;
 
 std::set<std::string> listDir(const stdfs::path& dir) {
   std::set<std::string> out;
