@@ -27,7 +27,7 @@ test: build
 fuzz:
 	scripts/install-deps --fuzz
 	cmake --preset fuzz
-	cmake --build --preset fuzz -j $(JOBS)
+	cmake --build --preset fuzz -j $(JOBS) --target fuzz_targets
 	scripts/run-fuzz build/fuzz $(FUZZ_SECONDS)
 
 bench:
