@@ -12,6 +12,7 @@
 #include "delivery/router.h"
 #include "net/asio.h"
 #include "net/tls_context_holder.h"
+#include "queue/bouncer.h"
 #include "queue/file_spool.h"
 #include "queue/queue_manager.h"
 #include "server/smtp_server.h"
@@ -121,6 +122,11 @@ int App::run() {
 
   delivery::Router router(makeProviders(config_));
   queue::QueueManager queue_manager(config_.queue, spool, router, clock_);
+  queue::Bouncer bouncer(config_.queue, config_.server.hostname, spool, clock_,
+                         [&queue_manager](const queue::Envelope& env) { queue_manager.enqueue(env); });
+  queue_manager.setOnBounce([&bouncer](const queue::Envelope& env, std::vector<std::size_t> failed) {
+    bouncer.onBounce(env, failed);
+  });
 
   asio::io_context io(1);
   server::SmtpServer server(

@@ -71,11 +71,21 @@ struct AccessConfig {
   bool open_relay = false;
 };
 
-/// `queue:` — retries of the simple delivery loop.
+/// `queue:` — retries, expiry, per-mailbox pacing and the per-route circuit
+/// breaker of the delivery loop.
+enum class BounceTo { Sender, Admin, Both, None };
+
 struct QueueConfig {
   std::chrono::seconds retry_delay{60};        // first retry
   std::chrono::seconds max_retry_delay{1800};  // backoff cap
   std::size_t max_in_flight = 8;               // deliveries at once
+  std::chrono::seconds max_lifetime{5 * 24 * 3600};  // then pending recipients fail 5.4.7
+  std::size_t max_in_flight_per_mailbox = 4;   // per (route, sender); Graph allows 4
+  std::size_t max_per_minute_per_mailbox = 30; // started per 60 s window; 0 = unlimited
+  std::size_t breaker_failures = 5;            // consecutive transient attempts; 0 = never open
+  std::chrono::seconds breaker_cooldown{60};   // open time before a probe
+  BounceTo bounce_to = BounceTo::Sender;       // who gets a DSN for a permanent failure
+  std::string admin_address;                   // for bounce_to: admin | both
 };
 
 /// One entry of `auth.users:` (or of the users file).

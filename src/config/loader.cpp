@@ -884,7 +884,10 @@ void readRecipients(const Fields& top, RecipientConfig& out) {
 }
 
 void readQueue(const Fields& top, QueueConfig& out) {
-  auto f = openSection(top, "queue", {"retry_delay", "max_retry_delay", "max_in_flight"});
+  auto f = openSection(top, "queue",
+                       {"retry_delay", "max_retry_delay", "max_in_flight", "max_lifetime",
+                        "max_in_flight_per_mailbox", "max_per_minute_per_mailbox",
+                        "breaker_failures", "breaker_cooldown", "bounce_to", "admin_address"});
   if (!f) return;
   const auto retry = readSeconds(*f, "retry_delay", seconds(1));
   const auto max_retry = readSeconds(*f, "max_retry_delay", seconds(1));
@@ -903,6 +906,29 @@ void readQueue(const Fields& top, QueueConfig& out) {
   }
   if (auto v = readInt(*f, "max_in_flight", 1, 1000)) {
     out.max_in_flight = static_cast<std::size_t>(*v);
+  }
+  if (auto v = readSeconds(*f, "max_lifetime", seconds(60))) out.max_lifetime = *v;
+  if (auto v = readInt(*f, "max_in_flight_per_mailbox", 1, 1000)) {
+    out.max_in_flight_per_mailbox = static_cast<std::size_t>(*v);
+  }
+  if (auto v = readInt(*f, "max_per_minute_per_mailbox", 0, 100000)) {
+    out.max_per_minute_per_mailbox = static_cast<std::size_t>(*v);
+  }
+  if (auto v = readInt(*f, "breaker_failures", 0, 1000)) {
+    out.breaker_failures = static_cast<std::size_t>(*v);
+  }
+  if (auto v = readSeconds(*f, "breaker_cooldown", seconds(1))) out.breaker_cooldown = *v;
+  if (auto v = readChoice<BounceTo>(*f, "bounce_to",
+                                    {{"sender", BounceTo::Sender},
+                                     {"admin", BounceTo::Admin},
+                                     {"both", BounceTo::Both},
+                                     {"none", BounceTo::None}})) {
+    out.bounce_to = *v;
+  }
+  if (auto a = readAddress(*f, "admin_address")) out.admin_address = *a;
+  if ((out.bounce_to == BounceTo::Admin || out.bounce_to == BounceTo::Both) &&
+      out.admin_address.empty()) {
+    f->bad("bounce_to", "admin and both need queue.admin_address (who receives the bounces)");
   }
 }
 

@@ -122,6 +122,13 @@ queue:
   retry_delay: 30s
   max_retry_delay: 2h
   max_in_flight: 16
+  max_lifetime: 3d
+  max_in_flight_per_mailbox: 2
+  max_per_minute_per_mailbox: 0
+  breaker_failures: 7
+  breaker_cooldown: 2m
+  bounce_to: both
+  admin_address: postmaster@example.com
 providers:
   - name: box-1
     type: outbox
@@ -197,6 +204,13 @@ logging:
   EXPECT_EQ(c.queue.retry_delay, seconds(30));
   EXPECT_EQ(c.queue.max_retry_delay, seconds(7200));
   EXPECT_EQ(c.queue.max_in_flight, 16u);
+  EXPECT_EQ(c.queue.max_lifetime, seconds(3 * 24 * 3600));
+  EXPECT_EQ(c.queue.max_in_flight_per_mailbox, 2u);
+  EXPECT_EQ(c.queue.max_per_minute_per_mailbox, 0u);
+  EXPECT_EQ(c.queue.breaker_failures, 7u);
+  EXPECT_EQ(c.queue.breaker_cooldown, seconds(120));
+  EXPECT_EQ(c.queue.bounce_to, BounceTo::Both);
+  EXPECT_EQ(c.queue.admin_address, "postmaster@example.com");
 
   ASSERT_EQ(c.providers.size(), 2u);
   EXPECT_EQ(c.providers[0].name, "box-1");
@@ -254,6 +268,13 @@ TEST(ConfigLoader, DefaultsWhenOnlyProvidersAreGiven) {
   EXPECT_EQ(c.queue.retry_delay, seconds(60));
   EXPECT_EQ(c.queue.max_retry_delay, seconds(1800));
   EXPECT_EQ(c.queue.max_in_flight, 8u);
+  EXPECT_EQ(c.queue.max_lifetime, seconds(5 * 24 * 3600));
+  EXPECT_EQ(c.queue.max_in_flight_per_mailbox, 4u);
+  EXPECT_EQ(c.queue.max_per_minute_per_mailbox, 30u);
+  EXPECT_EQ(c.queue.breaker_failures, 5u);
+  EXPECT_EQ(c.queue.breaker_cooldown, seconds(60));
+  EXPECT_EQ(c.queue.bounce_to, BounceTo::Sender);
+  EXPECT_TRUE(c.queue.admin_address.empty());
   EXPECT_EQ(c.logging.level, "info");
   EXPECT_EQ(c.logging.format, LogFormat::Text);
 }
@@ -649,6 +670,29 @@ TEST(ConfigLoader, QueueRetryDelays) {
   EXPECT_EQ(c.queue.max_retry_delay, seconds(3600));
   const Config d = load("queue:\n  max_retry_delay: 2m\n" + p);
   EXPECT_EQ(d.queue.retry_delay, seconds(60));
+}
+
+TEST(ConfigLoader, QueuePacingAndBreakerErrors) {
+  const std::string p = kProviders;
+  expectIssue("queue:\n  max_lifetime: 30s\n" + p, 2, 17, "queue.max_lifetime",
+              "expected a duration from 1m to 52w1d, got 30s");
+  expectIssue("queue:\n  max_in_flight_per_mailbox: 0\n" + p, 2, 30,
+              "queue.max_in_flight_per_mailbox",
+              "expected an integer from 1 to 1000, got 0");
+  expectIssue("queue:\n  max_per_minute_per_mailbox: -1\n" + p, 2, 31,
+              "queue.max_per_minute_per_mailbox",
+              "expected an integer from 0 to 100000, got -1");
+  expectIssue("queue:\n  breaker_failures: 1001\n" + p, 2, 21, "queue.breaker_failures",
+              "expected an integer from 0 to 1000, got 1001");
+  expectIssue("queue:\n  breaker_cooldown: 0s\n" + p, 2, 21, "queue.breaker_cooldown",
+              "expected a duration from 1s to 52w1d, got 0s");
+  expectIssue("queue:\n  bounce_to: admin\n" + p, 2, 14, "queue.bounce_to",
+              "admin and both need queue.admin_address");
+  expectIssue("queue:\n  bounce_to: postmaster\n" + p, 2, 14, "queue.bounce_to", "sender");
+  expectIssue("queue:\n  admin_address: not-an-address\n" + p, 2, 18, "queue.admin_address", "");
+  const Config c = load("queue:\n  max_lifetime: 1d12h\n  breaker_failures: 0\n" + p);
+  EXPECT_EQ(c.queue.max_lifetime, seconds(36 * 3600));
+  EXPECT_EQ(c.queue.breaker_failures, 0u);
 }
 
 TEST(ConfigLoader, ProviderErrors) {

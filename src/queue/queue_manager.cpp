@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <limits>
 #include <optional>
 #include <shared_mutex>
@@ -17,6 +18,19 @@ namespace {
 // sooner: due times are wall-clock seconds, and a wall clock that is stepped
 // (NTP, or a ManualClock in tests) does not wake a steady-clock wait.
 constexpr std::chrono::seconds kMaxWait{1};
+
+// The pacing window: Exchange Online counts messages per minute.
+constexpr std::int64_t kWindowSeconds = 60;
+
+const std::string kDefaultRoute = "default";
+
+const std::string& routeKey(const std::string& route) { return route.empty() ? kDefaultRoute : route; }
+
+std::int64_t addSeconds(std::int64_t t, std::chrono::seconds d) {
+  if (d.count() <= 0) return t;
+  return d.count() > std::numeric_limits<std::int64_t>::max() - t ? std::numeric_limits<std::int64_t>::max()
+                                                                 : t + d.count();
+}
 
 RecipientResult temporary(std::string detail) {
   RecipientResult r;
@@ -37,7 +51,12 @@ struct QueueManager::LifeGuard {
 };
 
 QueueManager::QueueManager(const config::QueueConfig& config, Spool& spool, DeliveryAgent& agent, Clock& clock)
-    : config_(config), spool_(spool), agent_(agent), clock_(clock), guard_(std::make_shared<LifeGuard>()) {
+    : config_(config),
+      spool_(spool),
+      agent_(agent),
+      clock_(clock),
+      rng_(std::random_device{}()),
+      guard_(std::make_shared<LifeGuard>()) {
   guard_->owner = this;
 }
 
@@ -65,7 +84,7 @@ void QueueManager::start(const std::vector<Envelope>& recovered) {
   const std::int64_t now = nowSeconds();
   for (const auto& env : recovered) {
     if (queued_.count(env.id) != 0) continue;
-    queued_.emplace(env.id, now);
+    queued_.emplace(env.id, Entry{now, asciiLower(env.sender), env.route});
     schedule_.emplace(now, env.id);
   }
   if (!started_ && !stopping_) {
@@ -83,7 +102,7 @@ void QueueManager::enqueue(const Envelope& env) {
       return;
     }
     const std::int64_t now = nowSeconds();
-    queued_.emplace(env.id, now);
+    queued_.emplace(env.id, Entry{now, asciiLower(env.sender), env.route});
     schedule_.emplace(now, env.id);
   }
   cv_.notify_all();
@@ -119,6 +138,31 @@ std::size_t QueueManager::inFlightCount() const {
   return in_flight_.size();
 }
 
+std::string QueueManager::breakerState(const std::string& route) const {
+  std::lock_guard lock(mutex_);
+  const auto it = breakers_.find(routeKey(route));
+  if (it == breakers_.end()) return "closed";
+  switch (it->second.state) {
+    case BreakerState::Closed:
+      return "closed";
+    case BreakerState::HalfOpen:
+      return "half-open";
+    case BreakerState::Open:
+      return nowSeconds() >= it->second.open_until ? "half-open" : "open";
+  }
+  return "closed";
+}
+
+void QueueManager::setOnBounce(BounceCallback cb) {
+  std::lock_guard lock(mutex_);
+  on_bounce_ = std::move(cb);
+}
+
+void QueueManager::setRandom(std::function<double()> unit) {
+  std::lock_guard lock(mutex_);
+  random_ = std::move(unit);
+}
+
 std::int64_t QueueManager::nowSeconds() const {
   return std::chrono::duration_cast<std::chrono::seconds>(clock_.wallNow().time_since_epoch()).count();
 }
@@ -134,17 +178,32 @@ std::chrono::seconds QueueManager::backoff(int attempts) const {
   return std::min(delay, cap);
 }
 
+std::chrono::seconds QueueManager::jitteredLocked(std::chrono::seconds base) {
+  // Jitter spreads the retries of messages that failed together (a provider
+  // outage) so they do not come back as one burst.
+  double unit = random_ ? random_() : std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
+  if (!(unit >= 0.0)) unit = 0.0;  // NaN as well
+  unit = std::min(unit, 1.0);
+  const double factor = 0.8 + 0.4 * unit;
+  const double scaled = static_cast<double>(base.count()) * factor;
+  const double cap = static_cast<double>(std::max(config_.max_retry_delay, base).count());
+  return std::chrono::seconds(static_cast<std::int64_t>(std::llround(std::min(scaled, cap))));
+}
+
 void QueueManager::loop() {
   std::unique_lock lock(mutex_);
   while (!stopping_) {
     runDueLocked(lock);
     if (stopping_) break;
-    if (schedule_.empty() || in_flight_.size() >= maxInFlight()) {
+    // Due messages held back by pacing or an open breaker do not count:
+    // the wait is for the first one that may really start.
+    const std::int64_t wake = in_flight_.size() >= maxInFlight() ? kNever : nextWakeLocked();
+    if (wake == kNever) {
       // Woken by enqueue(), a finished attempt or stop().
       cv_.wait(lock);
       continue;
     }
-    const Clock::WallTime due{std::chrono::seconds(schedule_.begin()->first)};
+    const Clock::WallTime due{std::chrono::seconds(wake)};
     const auto remaining = due - clock_.wallNow();
     if (remaining <= Clock::WallTime::duration::zero()) continue;
     const auto wait = std::min<std::chrono::nanoseconds>(remaining, kMaxWait);
@@ -160,22 +219,138 @@ void QueueManager::forgetLocked(const std::string& id) {
   idle_cv_.notify_all();
 }
 
+QueueManager::Breaker& QueueManager::breakerLocked(const std::string& route) { return breakers_[route]; }
+
+std::int64_t QueueManager::readyAtLocked(const Entry& entry, std::int64_t now) {
+  std::int64_t ready = std::max(entry.due, now);
+  const std::string& route = routeKey(entry.route);
+  if (const auto b = breakers_.find(route); b != breakers_.end()) {
+    const Breaker& br = b->second;
+    if (br.state == BreakerState::Open && now < br.open_until) {
+      ready = std::max(ready, br.open_until);
+    } else if (br.state != BreakerState::Closed && br.probe_in_flight) {
+      return kNever;  // one probe at a time; its result decides
+    }
+  }
+  const auto p = pace_.find(std::make_pair(route, entry.mailbox));
+  if (p == pace_.end()) return ready;
+  Pace& pace = p->second;
+  while (!pace.starts.empty() && pace.starts.front() <= now - kWindowSeconds) pace.starts.pop_front();
+  if (pace.in_flight >= std::max<std::size_t>(1, config_.max_in_flight_per_mailbox)) return kNever;
+  const std::size_t limit = config_.max_per_minute_per_mailbox;
+  if (limit > 0 && pace.starts.size() >= limit) {
+    // The window has room again once enough of the oldest starts leave it.
+    ready = std::max(ready, pace.starts[pace.starts.size() - limit] + kWindowSeconds);
+  }
+  if (pace.in_flight == 0 && pace.starts.empty()) pace_.erase(p);
+  return ready;
+}
+
+std::int64_t QueueManager::nextWakeLocked() {
+  const std::int64_t now = nowSeconds();
+  std::int64_t wake = kNever;
+  for (const auto& [due, id] : schedule_) {
+    if (due > now) return std::min(wake, due);
+    const auto q = queued_.find(id);
+    wake = std::min(wake, q == queued_.end() ? now : readyAtLocked(q->second, now));
+  }
+  return wake;
+}
+
 std::size_t QueueManager::runDueLocked(std::unique_lock<std::mutex>& lock) {
   std::size_t started = 0;
   while (!stopping_ && in_flight_.size() < maxInFlight() && !schedule_.empty()) {
-    const auto first = schedule_.begin();
-    if (first->first > nowSeconds()) break;
-    const std::string id = first->second;
-    schedule_.erase(first);
+    const std::int64_t now = nowSeconds();
+    // The first due message that pacing and the breaker let through; the
+    // ones before it stay in place, so their order is kept for later.
+    auto pick = schedule_.end();
+    for (auto it = schedule_.begin(); it != schedule_.end() && it->first <= now; ++it) {
+      const auto q = queued_.find(it->second);
+      if (q == queued_.end() || readyAtLocked(q->second, now) <= now) {
+        pick = it;
+        break;
+      }
+    }
+    if (pick == schedule_.end()) break;
+    const std::string id = pick->second;
+    schedule_.erase(pick);
+
+    Attempt attempt;
+    std::string mailbox;
+    if (const auto q = queued_.find(id); q != queued_.end()) {
+      attempt.route = routeKey(q->second.route);
+      mailbox = q->second.mailbox;
+    } else {
+      attempt.route = kDefaultRoute;
+    }
+    attempt.pace_key = std::make_pair(attempt.route, mailbox);
+    Pace& pace = pace_[attempt.pace_key];
+    ++pace.in_flight;
+    pace.starts.push_back(now);
+    const auto b = breakers_.find(attempt.route);
+    if (b != breakers_.end() && b->second.state != BreakerState::Closed) {
+      // readyAtLocked let it through: the cool-down is over and no probe runs.
+      b->second.state = BreakerState::HalfOpen;
+      b->second.probe_in_flight = true;
+      attempt.probe = true;
+      spdlog::info("provider {}: circuit half-open, probing with {}", printable(attempt.route), id);
+    }
     // Releases the lock while it works, so the schedule is re-read each time.
-    startAttemptLocked(id, lock);
+    startAttemptLocked(id, std::move(attempt), lock);
     ++started;
   }
   return started;
 }
 
-void QueueManager::startAttemptLocked(const std::string& id, std::unique_lock<std::mutex>& lock) {
-  in_flight_.insert(id);
+void QueueManager::releaseLocked(const std::string& id, const std::string& provider,
+                                 std::optional<bool> transient) {
+  const auto it = in_flight_.find(id);
+  if (it == in_flight_.end()) return;
+  const Attempt attempt = std::move(it->second);
+  in_flight_.erase(it);
+  const std::int64_t now = nowSeconds();
+
+  if (const auto p = pace_.find(attempt.pace_key); p != pace_.end()) {
+    Pace& pace = p->second;
+    if (pace.in_flight > 0) --pace.in_flight;
+    while (!pace.starts.empty() && pace.starts.front() <= now - kWindowSeconds) pace.starts.pop_front();
+    if (pace.in_flight == 0 && pace.starts.empty()) pace_.erase(p);
+  }
+
+  if (attempt.probe) breakerLocked(attempt.route).probe_in_flight = false;
+  if (!transient) return;
+  // The probe answers for the route it was let through on; other attempts
+  // for the provider that really handled them.
+  const std::string& route = attempt.probe || provider.empty() ? attempt.route : provider;
+  Breaker& b = breakerLocked(route);
+  if (!*transient) {
+    b.failures = 0;
+    if (b.state != BreakerState::Closed) {
+      b.state = BreakerState::Closed;
+      spdlog::info("provider {}: circuit closed, the provider answers again", printable(route));
+    }
+    return;
+  }
+  ++b.failures;
+  const bool reopen = attempt.probe && b.state == BreakerState::HalfOpen;
+  const bool open = b.state == BreakerState::Closed && config_.breaker_failures > 0 &&
+                    b.failures >= config_.breaker_failures;
+  if (reopen || open) {
+    b.state = BreakerState::Open;
+    b.open_until = addSeconds(now, config_.breaker_cooldown);
+    if (reopen) {
+      spdlog::warn("provider {}: circuit open again for {}s, the probe failed temporarily too",
+                   printable(route), config_.breaker_cooldown.count());
+    } else {
+      spdlog::warn("provider {}: circuit open for {}s after {} consecutive attempts that failed temporarily",
+                   printable(route), config_.breaker_cooldown.count(), b.failures);
+    }
+  }
+}
+
+void QueueManager::startAttemptLocked(const std::string& id, Attempt attempt,
+                                      std::unique_lock<std::mutex>& lock) {
+  in_flight_.insert_or_assign(id, std::move(attempt));
   std::optional<Envelope> cached;
   if (const auto it = unsaved_.find(id); it != unsaved_.end()) cached = it->second;
   lock.unlock();
@@ -187,6 +362,7 @@ void QueueManager::startAttemptLocked(const std::string& id, std::unique_lock<st
     spdlog::error("{}: cannot load envelope, dropped from the schedule until restart: {}", id,
                   loaded.error().message);
     lock.lock();
+    releaseLocked(id, std::string(), std::nullopt);
     forgetLocked(id);
     return;
   }
@@ -236,6 +412,7 @@ void QueueManager::onAttemptDone(std::string id, DeliveryJob job, DeliveryResult
 
   std::chrono::seconds retry_after{0};
   std::size_t deferred = 0;
+  bool answered = false;  // some recipient got a final answer: the provider works
   for (std::size_t i = 0; i < job.recipients.size(); ++i) {
     const std::size_t index = job.recipients[i];
     if (index >= env.recipients.size()) continue;
@@ -246,16 +423,18 @@ void QueueManager::onAttemptDone(std::string id, DeliveryJob job, DeliveryResult
     rcpt.enhanced = r.enhanced;
     switch (r.outcome) {
       case Outcome::Delivered:
+        answered = true;
         rcpt.state = RecipientState::Delivered;
         rcpt.last_error.clear();
         spdlog::info("{} delivered to {} via {}: {} {} {}", id, printable(rcpt.address), via, r.smtp_code,
                      r.enhanced, printable(result.remote_id));
         break;
       case Outcome::PermanentFailure:
+        answered = true;
         rcpt.state = RecipientState::Failed;
         rcpt.last_error = r.detail;
-        // No DSN is sent yet: the DSN builder comes later and will read the
-        // failed recipients from here. Until then the log is the only trace.
+        // The bounce callback reads the failed recipients from the envelope
+        // once the message is done.
         spdlog::warn("{} bounced {} via {}: {} {} {}", id, printable(rcpt.address), via, r.smtp_code,
                      r.enhanced, printable(r.detail, 512));
         break;
@@ -270,8 +449,44 @@ void QueueManager::onAttemptDone(std::string id, DeliveryJob job, DeliveryResult
         break;
     }
   }
+  // Only an attempt where nobody got a final answer says the provider is
+  // unwell; the settled clean-up (no recipients) says nothing.
+  std::optional<bool> transient;
+  if (!job.recipients.empty()) transient = !answered;
+
+  const std::int64_t now = nowSeconds();
+  // arrival 0 means unknown (never written by the server): no expiry rather
+  // than an instant one.
+  if (!env.allRecipientsDone() && env.arrival > 0 && now - env.arrival >= config_.max_lifetime.count()) {
+    std::size_t expired = 0;
+    for (RecipientEntry& rcpt : env.recipients) {
+      if (rcpt.state != RecipientState::Pending) continue;
+      const std::string last = rcpt.last_error.empty() ? env.last_error : rcpt.last_error;
+      rcpt.state = RecipientState::Failed;
+      rcpt.smtp_code = 554;
+      rcpt.enhanced = "5.4.7";  // RFC 3463: delivery time expired
+      rcpt.last_error = "delivery time expired; last error: " + (last.empty() ? std::string("none") : last);
+      ++expired;
+    }
+    spdlog::warn("{} expired after {}s and {} attempt(s) in the queue; {} recipient(s) failed "
+                 "with 554 5.4.7, last error: {}",
+                 id, now - env.arrival, env.attempts, expired, printable(env.last_error, 512));
+  }
 
   if (env.allRecipientsDone()) {
+    std::vector<std::size_t> failed;
+    for (std::size_t i = 0; i < env.recipients.size(); ++i) {
+      if (env.recipients[i].state == RecipientState::Failed) failed.push_back(i);
+    }
+    BounceCallback bounce;
+    if (!failed.empty()) {
+      std::lock_guard lock(mutex_);
+      bounce = on_bounce_;
+    }
+    // Before the original goes: the bounce quotes its headers, and once the
+    // bounce is committed a crash cannot lose it (at worst it is sent twice).
+    // Outside the lock: the callback enqueues the DSN.
+    if (bounce) bounce(env, failed);
     Status st = spool_.remove(id);
     if (!st) {
       // Record the outcome at least, so a restart cleans up instead of
@@ -284,15 +499,18 @@ void QueueManager::onAttemptDone(std::string id, DeliveryJob job, DeliveryResult
       spdlog::info("{} done after {} attempt(s), removed from the queue", id, env.attempts);
     }
     std::lock_guard lock(mutex_);
+    releaseLocked(id, result.provider, transient);
     forgetLocked(id);
     return;
   }
 
-  const std::chrono::seconds delay = std::max(backoff(env.attempts), retry_after);
-  const std::int64_t now = nowSeconds();
-  env.next_attempt = delay.count() > std::numeric_limits<std::int64_t>::max() - now
-                         ? std::numeric_limits<std::int64_t>::max()
-                         : now + delay.count();
+  std::chrono::seconds jittered{0};
+  {
+    std::lock_guard lock(mutex_);
+    jittered = jitteredLocked(backoff(env.attempts));
+  }
+  const std::chrono::seconds delay = std::max(jittered, retry_after);
+  env.next_attempt = addSeconds(now, delay);
   spdlog::info("{}: {} recipient(s) deferred, attempt {} failed, next attempt in {}s", id, deferred,
                env.attempts, delay.count());
   // Durable before rescheduling, so that after a restart a delivered
@@ -301,13 +519,16 @@ void QueueManager::onAttemptDone(std::string id, DeliveryJob job, DeliveryResult
   if (!st) spdlog::error("{}: cannot record attempt results: {}", id, st.error().message);
 
   std::lock_guard lock(mutex_);
-  in_flight_.erase(id);
+  releaseLocked(id, result.provider, transient);
   if (st) {
     unsaved_.erase(id);
   } else {
     unsaved_[id] = env;
   }
-  queued_[id] = env.next_attempt;
+  Entry& entry = queued_[id];
+  entry.due = env.next_attempt;
+  entry.mailbox = asciiLower(env.sender);
+  entry.route = env.route;
   schedule_.emplace(env.next_attempt, id);
   cv_.notify_all();
   idle_cv_.notify_all();

@@ -3,12 +3,17 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <set>
+#include <optional>
+#include <random>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "base/clock.h"
@@ -18,13 +23,22 @@
 
 namespace mb::queue {
 
-/// QueueManager: the simple delivery loop of the walking skeleton. Keeps the
-/// ids of queued messages with their next attempt time, hands due ones to the
+/// QueueManager: the delivery loop. Keeps the ids of queued messages with
+/// their next attempt time, sender and route, hands due ones to the
 /// DeliveryAgent (at most max_in_flight at once), records per-recipient
 /// results durably in the envelope, removes a message when every recipient is
 /// done, and reschedules the rest with exponential backoff (retry_delay,
-/// doubling, capped at max_retry_delay; a provider's Retry-After wins when
-/// longer).
+/// doubling, capped at max_retry_delay, times a random factor in [0.8, 1.2]
+/// kept under the cap; a provider's Retry-After wins when longer).
+///
+/// Also: expiry (recipients still pending after max_lifetime fail with
+/// 554 5.4.7, RFC 3463 §3.5), pacing per (route, sender mailbox) — at most
+/// max_in_flight_per_mailbox attempts at once and max_per_minute_per_mailbox
+/// started in any 60 s window, as Graph's per-mailbox limits ask — and a
+/// circuit breaker per route (closed → open after breaker_failures
+/// all-temporary attempts in a row → half-open probe after breaker_cooldown).
+/// A message held back by pacing or an open breaker simply stays queued: no
+/// attempt is counted and nothing is written.
 ///
 /// Threading: enqueue()/stop() from any thread; the loop runs on its own
 /// thread started by start(); DeliveryAgent callbacks may come on any thread.
@@ -53,16 +67,73 @@ class QueueManager {
   std::size_t queuedCount() const;
   std::size_t inFlightCount() const;
 
+  /// "closed", "open" or "half-open" (cool-down over, probe allowed or
+  /// running). Routes never seen are "closed". An empty route is "default".
+  std::string breakerState(const std::string& route) const;
+
+  /// Called once per message after its final outcome when at least one
+  /// recipient failed permanently (in any attempt, expiry included), with
+  /// the indexes of those recipients into env.recipients. Runs on the thread
+  /// that reported the result, without the manager's lock. Set before
+  /// start(); DSN creation plugs in here.
+  using BounceCallback = std::function<void(const Envelope& env, std::vector<std::size_t> failed)>;
+  void setOnBounce(BounceCallback cb);
+
+  /// The randomness of the backoff jitter: returns a value in [0, 1] (values
+  /// outside are clamped); the factor is 0.8 + 0.4·value. Defaults to a
+  /// std::mt19937_64 seeded from std::random_device. For tests.
+  void setRandom(std::function<double()> unit);
+
  private:
+  // What the schedule needs to know about a queued message without loading
+  // its envelope.
+  struct Entry {
+    std::int64_t due = 0;  // next attempt, unix s
+    std::string mailbox;   // sender, lower-cased; "" for the null sender
+    std::string route;     // envelope.route; "" until routed
+  };
+  // An attempt in flight: which pacing slot and breaker it holds.
+  struct Attempt {
+    std::pair<std::string, std::string> pace_key;  // (route, mailbox)
+    std::string route;
+    bool probe = false;  // the half-open probe of `route`
+  };
+  struct Pace {
+    std::size_t in_flight = 0;
+    std::deque<std::int64_t> starts;  // start times within the last 60 s, oldest first
+  };
+  enum class BreakerState { Closed, Open, HalfOpen };
+  struct Breaker {
+    BreakerState state = BreakerState::Closed;
+    std::size_t failures = 0;  // consecutive transient attempts
+    std::int64_t open_until = 0;
+    bool probe_in_flight = false;
+  };
+  static constexpr std::int64_t kNever = std::numeric_limits<std::int64_t>::max();
+
+
   void loop();
-  void startAttemptLocked(const std::string& id, std::unique_lock<std::mutex>& lock);
+  void startAttemptLocked(const std::string& id, Attempt attempt, std::unique_lock<std::mutex>& lock);
   void onAttemptDone(std::string id, DeliveryJob job, DeliveryResult result);
   std::size_t runDueLocked(std::unique_lock<std::mutex>& lock);
+  // When the entry may start: `now` if it may start now, a later time when
+  // a window or a cool-down opens then, kNever when it waits for a slot to
+  // free. mutex_ held.
+  std::int64_t readyAtLocked(const Entry& entry, std::int64_t now);
+  // The earliest time anything queued may start (kNever: only a finished
+  // attempt can change that). mutex_ held.
+  std::int64_t nextWakeLocked();
+  // Gives back the pacing slot of an attempt and feeds its outcome to the
+  // breaker: true = transient (all recipients temporary), false = the
+  // provider answered, nullopt = no verdict. mutex_ held.
+  void releaseLocked(const std::string& id, const std::string& provider, std::optional<bool> transient);
+  Breaker& breakerLocked(const std::string& route);
   // Drops a message from every in-memory table (delivered, bounced or
   // unloadable) and wakes whoever waits on the tables. mutex_ held.
   void forgetLocked(const std::string& id);
   std::int64_t nowSeconds() const;
-  std::chrono::seconds backoff(int attempts) const;
+  std::chrono::seconds backoff(int attempts) const;  // without jitter
+  std::chrono::seconds jitteredLocked(std::chrono::seconds base);
   std::size_t maxInFlight() const;
 
   // Lets a DeliveryAgent callback that arrives after the manager is gone (an
@@ -79,8 +150,13 @@ class QueueManager {
   std::condition_variable cv_;
   std::condition_variable idle_cv_;
   std::multimap<std::int64_t, std::string> schedule_;  // next attempt (unix s) -> id
-  std::map<std::string, std::int64_t> queued_;         // id -> next attempt
-  std::set<std::string> in_flight_;
+  std::map<std::string, Entry> queued_;                // id -> schedule data
+  std::map<std::string, Attempt> in_flight_;
+  std::map<std::pair<std::string, std::string>, Pace> pace_;
+  std::map<std::string, Breaker, std::less<>> breakers_;
+  BounceCallback on_bounce_;
+  std::function<double()> random_;
+  std::mt19937_64 rng_;
   bool stopping_ = false;
   bool started_ = false;
   std::thread thread_;

@@ -17,6 +17,7 @@
 
 #include "base/durable_file.h"
 #include "base/testing/temp_dir.h"
+#include "base/text.h"
 #include "queue/file_spool.h"
 
 namespace mb::queue {
@@ -130,13 +131,15 @@ class QueueManagerTest : public ::testing::Test {
   void SetUp() override { ASSERT_TRUE(spool_.open().ok()); }
 
   /// Puts a message into the spool the way a session would.
-  Envelope commit(std::vector<std::string> rcpts = {"a@example.org"}) {
+  Envelope commit(std::vector<std::string> rcpts = {"a@example.org"}, std::string sender = "scanner@example.com",
+                  std::string route = "") {
     auto msg = spool_.create();
     EXPECT_TRUE(msg.ok());
     if (!msg) return {};
     EXPECT_TRUE((*msg)->write("Subject: test\r\n\r\nbody\r\n").ok());
     Envelope env;
-    env.sender = "scanner@example.com";
+    env.sender = std::move(sender);
+    env.route = std::move(route);
     for (auto& r : rcpts) env.recipients.push_back({std::move(r), RecipientState::Pending, 0, "", ""});
     env.arrival = std::chrono::duration_cast<std::chrono::seconds>(clock_.wallNow().time_since_epoch()).count();
     std::promise<Status> done;
@@ -184,6 +187,7 @@ TEST_F(QueueManagerTest, DeliveredMessageIsRemoved) {
 TEST_F(QueueManagerTest, TemporaryFailureBacksOffExponentiallyToTheCap) {
   agent_.setFallback([](const DeliveryJob& job) { return allWith(job, temporary()); });
   QueueManager qm(config_, spool_, agent_, clock_);
+  qm.setRandom([] { return 0.5; });  // jitter factor 1.0
   const Envelope env = commit();
   qm.enqueue(env);
   const std::vector<std::int64_t> expected = {60, 120, 240, 480, 960, 1800, 1800, 1800};
@@ -208,6 +212,7 @@ TEST_F(QueueManagerTest, TemporaryFailureBacksOffExponentiallyToTheCap) {
 
 TEST_F(QueueManagerTest, LongerRetryAfterWins) {
   QueueManager qm(config_, spool_, agent_, clock_);
+  qm.setRandom([] { return 0.5; });  // jitter factor 1.0
   const Envelope env = commit({"a@example.org", "b@example.org"});
   agent_.push([](const DeliveryJob&) {
     DeliveryResult r;
@@ -225,6 +230,7 @@ TEST_F(QueueManagerTest, LongerRetryAfterWins) {
 
 TEST_F(QueueManagerTest, MixedResultsAreRecordedAndDeliveredRecipientsNotRetried) {
   QueueManager qm(config_, spool_, agent_, clock_);
+  qm.setRandom([] { return 0.5; });  // jitter factor 1.0
   const Envelope env = commit({"ok@example.org", "later@example.org", "bad@example.org"});
   agent_.push([](const DeliveryJob&) {
     DeliveryResult r;
@@ -293,6 +299,7 @@ TEST_F(QueueManagerTest, PermanentFailureRemovesMessage) {
 
 TEST_F(QueueManagerTest, WrongResultCountIsTemporaryForEveryone) {
   QueueManager qm(config_, spool_, agent_, clock_);
+  qm.setRandom([] { return 0.5; });  // jitter factor 1.0
   const Envelope env = commit({"x@example.org", "y@example.org"});
   agent_.push([](const DeliveryJob&) {
     DeliveryResult r;
@@ -447,6 +454,7 @@ TEST_F(QueueManagerTest, UnloadableMessageIsDropped) {
 
 TEST_F(QueueManagerTest, FailedUpdateStillReschedulesFromMemory) {
   QueueManager qm(config_, spool_, agent_, clock_);
+  qm.setRandom([] { return 0.5; });  // jitter factor 1.0
   const Envelope env = commit({"ok@example.org", "later@example.org"});
   // With its content gone, FileSpool refuses update(): a stand-in for a
   // failing disk.
@@ -498,6 +506,346 @@ TEST_F(QueueManagerTest, DuplicateCallbackIsIgnored) {
   EXPECT_EQ(qm.queuedCount(), 1u);
   EXPECT_TRUE(inSpool(env.id));
   EXPECT_EQ(spool_.load(env.id)->recipients[0].state, RecipientState::Pending);
+}
+
+// --- backoff jitter -------------------------------------------------------
+
+TEST_F(QueueManagerTest, JitterStaysWithinBoundsAndUnderTheCap) {
+  config_.retry_delay = 100s;
+  config_.max_retry_delay = 1000s;
+  config_.breaker_failures = 0;
+  agent_.setFallback([](const DeliveryJob& job) { return allWith(job, temporary()); });
+  QueueManager qm(config_, spool_, agent_, clock_);  // the real generator
+  const Envelope env = commit();
+  qm.enqueue(env);
+  std::int64_t low_at_cap = 1000;
+  for (int attempt = 1; attempt <= 200; ++attempt) {
+    ASSERT_EQ(qm.runDue(), 1u) << "attempt " << attempt;
+    const std::int64_t base = std::min<std::int64_t>(100LL << std::min(attempt - 1, 10), 1000);
+    const std::int64_t delay = spool_.load(env.id)->next_attempt - now();
+    EXPECT_GE(delay, base * 8 / 10) << "attempt " << attempt;
+    EXPECT_LE(delay, std::min<std::int64_t>(base * 12 / 10, 1000)) << "attempt " << attempt;
+    if (base == 1000) low_at_cap = std::min(low_at_cap, delay);
+    clock_.advance(std::chrono::seconds(delay));
+  }
+  EXPECT_LT(low_at_cap, 900);  // 196 draws at the cap really spread
+}
+
+TEST_F(QueueManagerTest, JitterExactBounds) {
+  config_.retry_delay = 100s;
+  config_.max_retry_delay = 1000s;
+  config_.breaker_failures = 0;
+  agent_.setFallback([](const DeliveryJob& job) { return allWith(job, temporary()); });
+  QueueManager qm(config_, spool_, agent_, clock_);
+  double unit = 0.0;
+  qm.setRandom([&unit] { return unit; });
+  const Envelope env = commit();
+  qm.enqueue(env);
+  // (unit, expected delay) per attempt; bases 100, 200, 400, 800, 1000 (cap), 1000.
+  const std::vector<std::pair<double, std::int64_t>> steps = {
+      {0.0, 80}, {1.0, 240}, {0.5, 400}, {1.0, 960}, {1.0, 1000}, {0.0, 800}, {7.0, 1000}, {-3.0, 800}};
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    unit = steps[i].first;
+    ASSERT_EQ(qm.runDue(), 1u);
+    const std::int64_t delay = spool_.load(env.id)->next_attempt - now();
+    EXPECT_EQ(delay, steps[i].second) << "attempt " << i + 1;
+    clock_.advance(std::chrono::seconds(delay));
+  }
+}
+
+TEST_F(QueueManagerTest, RetryAfterWinsWhenLongerAndIsNeverShortenedByJitter) {
+  QueueManager qm(config_, spool_, agent_, clock_);
+  double unit = 1.0;
+  qm.setRandom([&unit] { return unit; });
+  const Envelope env = commit();
+  agent_.push([](const DeliveryJob& job) { return allWith(job, temporary(70s)); });
+  agent_.push([](const DeliveryJob& job) { return allWith(job, temporary(300s)); });
+  agent_.push([](const DeliveryJob& job) { return allWith(job, temporary(100s)); });
+  qm.enqueue(env);
+  ASSERT_EQ(qm.runDue(), 1u);
+  EXPECT_EQ(spool_.load(env.id)->next_attempt - now(), 72);  // 60 × 1.2 beats 70
+  clock_.advance(72s);
+  unit = 0.0;
+  ASSERT_EQ(qm.runDue(), 1u);
+  EXPECT_EQ(spool_.load(env.id)->next_attempt - now(), 300);  // 120 × 0.8 = 96 < 300
+  clock_.advance(300s);
+  ASSERT_EQ(qm.runDue(), 1u);
+  EXPECT_EQ(spool_.load(env.id)->next_attempt - now(), 192);  // 240 × 0.8 = 192 > 100
+}
+
+// --- lifetime and bounces -------------------------------------------------
+
+TEST_F(QueueManagerTest, ExpiredMessageFails547AndBouncesOnce) {
+  config_.max_lifetime = 3600s;
+  config_.breaker_failures = 0;
+  QueueManager qm(config_, spool_, agent_, clock_);
+  qm.setRandom([] { return 0.5; });
+  std::vector<std::pair<Envelope, std::vector<std::size_t>>> bounces;
+  qm.setOnBounce(
+      [&](const Envelope& e, std::vector<std::size_t> failed) { bounces.emplace_back(e, failed); });
+  const Envelope env = commit({"ok@example.org", "bad@example.org", "later@example.org"});
+  agent_.push([](const DeliveryJob&) {
+    DeliveryResult r;
+    r.results = {delivered(), permanent(), temporary()};
+    r.provider = "fake";
+    return r;
+  });
+  agent_.setFallback([](const DeliveryJob& job) { return allWith(job, temporary()); });
+  qm.enqueue(env);
+  // 60 + 120 + 240 + 480 + 960 = 1860 s; then 1800 s steps: the attempt at
+  // 3660 s is the first to end past the lifetime.
+  int attempts = 0;
+  while (qm.queuedCount() > 0 && attempts < 20) {
+    ASSERT_EQ(qm.runDue(), 1u);
+    ++attempts;
+    if (qm.queuedCount() == 0) break;
+    EXPECT_TRUE(bounces.empty());
+    auto stored = spool_.load(env.id);
+    ASSERT_TRUE(stored.ok());
+    EXPECT_LT(now() - env.arrival, 3600);
+    clock_.advance(std::chrono::seconds(stored->next_attempt - now()));
+  }
+  EXPECT_EQ(attempts, 7);
+  EXPECT_GE(now() - env.arrival, 3600);
+  EXPECT_FALSE(inSpool(env.id));
+  ASSERT_EQ(bounces.size(), 1u);
+  const auto& [bounced, failed] = bounces[0];
+  EXPECT_EQ(bounced.id, env.id);
+  EXPECT_EQ(failed, (std::vector<std::size_t>{1, 2}));
+  EXPECT_EQ(bounced.recipients[0].state, RecipientState::Delivered);
+  EXPECT_EQ(bounced.recipients[1].smtp_code, 550);
+  EXPECT_EQ(bounced.recipients[1].enhanced, "5.1.1");
+  EXPECT_EQ(bounced.recipients[2].state, RecipientState::Failed);
+  EXPECT_EQ(bounced.recipients[2].smtp_code, 554);
+  EXPECT_EQ(bounced.recipients[2].enhanced, "5.4.7");
+  EXPECT_NE(bounced.recipients[2].last_error.find("expired"), std::string::npos);
+  EXPECT_NE(bounced.recipients[2].last_error.find("try later"), std::string::npos);
+  EXPECT_EQ(qm.runDue(), 0u);
+  EXPECT_EQ(bounces.size(), 1u);
+}
+
+TEST_F(QueueManagerTest, PermanentFailureBouncesAndDeliveryDoesNot) {
+  QueueManager qm(config_, spool_, agent_, clock_);
+  std::vector<std::pair<std::string, std::vector<std::size_t>>> bounces;
+  qm.setOnBounce([&](const Envelope& e, std::vector<std::size_t> failed) {
+    bounces.emplace_back(e.id, failed);
+  });
+  const Envelope ok = commit({"x@example.org"});
+  qm.enqueue(ok);
+  ASSERT_EQ(qm.runDue(), 1u);
+  EXPECT_TRUE(bounces.empty());
+
+  agent_.setFallback([](const DeliveryJob& job) { return allWith(job, permanent()); });
+  const Envelope bad = commit({"x@example.org", "y@example.org"});
+  qm.enqueue(bad);
+  ASSERT_EQ(qm.runDue(), 1u);
+  ASSERT_EQ(bounces.size(), 1u);
+  EXPECT_EQ(bounces[0].first, bad.id);
+  EXPECT_EQ(bounces[0].second, (std::vector<std::size_t>{0, 1}));
+}
+
+// --- pacing per (route, mailbox) ------------------------------------------
+
+TEST_F(QueueManagerTest, BurstFromOneSenderIsPacedTo4InFlightAnd30PerMinute) {
+  agent_.setHold(true);
+  QueueManager qm(config_, spool_, agent_, clock_);  // defaults: 4 at once, 30 a minute
+  for (int i = 0; i < 300; ++i) qm.enqueue(commit({"r@example.org"}));
+  const std::int64_t t0 = now();
+  std::vector<std::int64_t> starts;      // second of each start, relative to t0
+  std::deque<std::int64_t> running;      // start seconds of held attempts, oldest first
+  std::size_t max_in_flight = 0;
+  std::int64_t finished = -1;
+  for (std::int64_t t = 0; t <= 900; ++t) {
+    // Every attempt takes 2 s.
+    while (!running.empty() && running.front() + 2 <= t) {
+      agent_.completeHeld([](const DeliveryJob& job) { return allWith(job, delivered()); });
+      running.pop_front();
+    }
+    const std::size_t before = agent_.jobs().size();
+    qm.runDue();
+    for (std::size_t i = before; i < agent_.jobs().size(); ++i) {
+      starts.push_back(t);
+      running.push_back(t);
+    }
+    max_in_flight = std::max(max_in_flight, qm.inFlightCount());
+    if (qm.queuedCount() == 0) {
+      finished = t;
+      break;
+    }
+    clock_.advance(1s);
+  }
+  EXPECT_EQ(now() - t0, finished);
+  ASSERT_EQ(starts.size(), 300u);
+  EXPECT_EQ(max_in_flight, 4u);
+  // Every 60 s window, aligned or not.
+  for (std::size_t i = 0; i < starts.size(); ++i) {
+    const auto in_window = std::count_if(starts.begin(), starts.end(), [&](std::int64_t s) {
+      return s >= starts[i] && s < starts[i] + 60;
+    });
+    EXPECT_LE(in_window, 30) << "window from " << starts[i] << " s";
+  }
+  // Each minute's count: a full 30 in each of the ten minutes.
+  for (std::int64_t minute = 0; minute < 10; ++minute) {
+    const auto n = std::count_if(starts.begin(), starts.end(),
+                                 [&](std::int64_t s) { return s >= minute * 60 && s < minute * 60 + 60; });
+    EXPECT_EQ(n, 30) << "minute " << minute;
+  }
+  EXPECT_GE(finished, 540);
+  EXPECT_LE(finished, 600);
+  // Held back is not an attempt: every message went out at its first try.
+  for (const auto& job : agent_.jobs()) EXPECT_EQ(job.envelope.attempts, 1);
+}
+
+TEST_F(QueueManagerTest, SendersArePacedIndependentlyAndCaseInsensitively) {
+  config_.max_in_flight_per_mailbox = 1;
+  config_.max_per_minute_per_mailbox = 2;
+  agent_.setHold(true);
+  QueueManager qm(config_, spool_, agent_, clock_);
+  std::vector<Envelope> a;
+  std::vector<Envelope> b;
+  for (int i = 0; i < 3; ++i) {
+    a.push_back(commit({"r@example.org"}, i == 1 ? "Printer@Example.COM" : "printer@example.com"));
+    b.push_back(commit({"r@example.org"}, "erp@example.com"));
+  }
+  for (int i = 0; i < 3; ++i) {
+    qm.enqueue(a[static_cast<std::size_t>(i)]);
+    qm.enqueue(b[static_cast<std::size_t>(i)]);
+  }
+  const auto senderOf = [&](std::size_t job) { return asciiLower(agent_.jobs()[job].envelope.sender); };
+  const auto completeAll = [&] {
+    while (agent_.heldCount() > 0) {
+      agent_.completeHeld([](const DeliveryJob& job) { return allWith(job, delivered()); });
+    }
+  };
+  EXPECT_EQ(qm.runDue(), 2u);  // one per mailbox in flight
+  EXPECT_NE(senderOf(0), senderOf(1));
+  EXPECT_EQ(qm.runDue(), 0u);
+  completeAll();
+  EXPECT_EQ(qm.runDue(), 2u);
+  completeAll();
+  EXPECT_EQ(qm.runDue(), 0u);  // both at 2 a minute
+  EXPECT_EQ(qm.queuedCount(), 2u);
+  // Held back: no attempt counted, nothing written.
+  for (const auto& env : {a[2], b[2]}) {
+    auto stored = spool_.load(env.id);
+    ASSERT_TRUE(stored.ok());
+    EXPECT_EQ(stored->attempts, 0);
+    EXPECT_EQ(stored->next_attempt, 0);
+  }
+  clock_.advance(59s);
+  EXPECT_EQ(qm.runDue(), 0u);
+  clock_.advance(1s);
+  EXPECT_EQ(qm.runDue(), 2u);
+  completeAll();
+  EXPECT_EQ(qm.queuedCount(), 0u);
+  EXPECT_EQ(agent_.jobs().size(), 6u);
+}
+
+TEST_F(QueueManagerTest, ZeroPerMinuteMeansUnlimited) {
+  config_.max_per_minute_per_mailbox = 0;
+  QueueManager qm(config_, spool_, agent_, clock_);
+  for (int i = 0; i < 40; ++i) qm.enqueue(commit());
+  EXPECT_EQ(qm.runDue(), 40u);
+  EXPECT_EQ(qm.queuedCount(), 0u);
+}
+
+TEST_F(QueueManagerTest, ThreadedModeWakesWhenThePacingWindowOpens) {
+  config_.max_per_minute_per_mailbox = 2;
+  QueueManager qm(config_, spool_, agent_, clock_);
+  qm.start({});
+  for (int i = 0; i < 3; ++i) qm.enqueue(commit());
+  ASSERT_TRUE(agent_.waitForJobs(2));
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(agent_.jobs().size(), 2u);
+  clock_.advance(60s);
+  ASSERT_TRUE(agent_.waitForJobs(3, 3s));  // the loop re-reads the clock within a second
+  qm.stop(1s);
+  EXPECT_EQ(qm.queuedCount(), 0u);
+}
+
+// --- circuit breaker --------------------------------------------------------
+
+TEST_F(QueueManagerTest, BreakerOpensProbesAndCloses) {
+  config_.max_per_minute_per_mailbox = 0;
+  config_.max_in_flight_per_mailbox = 100;
+  agent_.setFallback([](const DeliveryJob& job) { return allWith(job, temporary()); });
+  QueueManager qm(config_, spool_, agent_, clock_);
+  qm.setRandom([] { return 0.0; });  // retries after 48 s, inside the 60 s cool-down
+  EXPECT_EQ(qm.breakerState("fake"), "closed");
+  std::vector<Envelope> envs;
+  for (int i = 0; i < 6; ++i) envs.push_back(commit({"r@example.org"}, "scanner@example.com", "fake"));
+  for (const auto& env : envs) qm.enqueue(env);
+
+  EXPECT_EQ(qm.runDue(), 5u);  // the fifth all-temporary attempt opens it
+  EXPECT_EQ(qm.breakerState("fake"), "open");
+  EXPECT_EQ(qm.queuedCount(), 6u);
+  EXPECT_EQ(spool_.load(envs[5].id)->attempts, 0);  // held back, not attempted
+  clock_.advance(59s);                              // the five retries are due; still cooling down
+  EXPECT_EQ(qm.runDue(), 0u);
+  EXPECT_EQ(agent_.jobs().size(), 5u);
+
+  clock_.advance(1s);
+  EXPECT_EQ(qm.breakerState("fake"), "half-open");
+  agent_.setHold(true);
+  EXPECT_EQ(qm.runDue(), 1u);  // one probe, though six are due
+  EXPECT_EQ(qm.breakerState("fake"), "half-open");
+  EXPECT_EQ(qm.runDue(), 0u);
+  agent_.completeHeld([](const DeliveryJob& job) { return allWith(job, temporary()); });
+  EXPECT_EQ(qm.breakerState("fake"), "open");  // re-opened for another cool-down
+  clock_.advance(59s);
+  EXPECT_EQ(qm.runDue(), 0u);
+  clock_.advance(1s);
+  EXPECT_EQ(qm.runDue(), 1u);
+  agent_.completeHeld([](const DeliveryJob& job) { return allWith(job, delivered()); });
+  EXPECT_EQ(qm.breakerState("fake"), "closed");
+  EXPECT_EQ(qm.runDue(), 5u);  // the rest that are due go at once
+  EXPECT_EQ(agent_.jobs().size(), 12u);
+  while (agent_.heldCount() > 0) {
+    agent_.completeHeld([](const DeliveryJob& job) { return allWith(job, delivered()); });
+  }
+  EXPECT_EQ(qm.queuedCount(), 0u);
+  // Other routes never had a breaker.
+  EXPECT_EQ(qm.breakerState("other"), "closed");
+  EXPECT_EQ(qm.breakerState(""), "closed");
+}
+
+TEST_F(QueueManagerTest, BreakerCountsOnlyConsecutiveAllTemporaryAttempts) {
+  config_.max_per_minute_per_mailbox = 0;
+  config_.max_in_flight_per_mailbox = 100;
+  QueueManager qm(config_, spool_, agent_, clock_);
+  const auto run = [&](const RecipientResult& r, int n) {
+    for (int i = 0; i < n; ++i) {
+      agent_.push([r](const DeliveryJob& job) { return allWith(job, r); });
+      qm.enqueue(commit({"r@example.org"}, "scanner@example.com", "fake"));
+      ASSERT_EQ(qm.runDue(), 1u);
+    }
+  };
+  run(temporary(), 4);
+  run(permanent(), 1);  // the provider answered: the count starts over
+  run(temporary(), 4);
+  EXPECT_EQ(qm.breakerState("fake"), "closed");
+  // A result where one recipient got an answer is not transient either.
+  agent_.push([](const DeliveryJob&) {
+    DeliveryResult r;
+    r.results = {temporary(), delivered()};
+    r.provider = "fake";
+    return r;
+  });
+  qm.enqueue(commit({"r@example.org", "s@example.org"}, "scanner@example.com", "fake"));
+  ASSERT_EQ(qm.runDue(), 1u);
+  run(temporary(), 4);
+  EXPECT_EQ(qm.breakerState("fake"), "closed");
+  run(temporary(), 1);
+  EXPECT_EQ(qm.breakerState("fake"), "open");
+}
+
+TEST_F(QueueManagerTest, BreakerZeroFailuresNeverOpens) {
+  config_.breaker_failures = 0;
+  agent_.setFallback([](const DeliveryJob& job) { return allWith(job, temporary()); });
+  QueueManager qm(config_, spool_, agent_, clock_);
+  for (int i = 0; i < 10; ++i) qm.enqueue(commit({"r@example.org"}, "scanner@example.com", "fake"));
+  EXPECT_EQ(qm.runDue(), 10u);
+  EXPECT_EQ(qm.breakerState("fake"), "closed");
 }
 
 }  // namespace

@@ -1,0 +1,92 @@
+#include "queue/bouncer.h"
+
+#include <future>
+
+#include "base/log.h"
+#include "base/text.h"
+#include "queue/dsn.h"
+
+namespace mb::queue {
+
+Bouncer::Bouncer(const config::QueueConfig& config, std::string hostname, Spool& spool,
+                 Clock& clock, Enqueue enqueue)
+    : bounce_to_(config.bounce_to),
+      admin_address_(config.admin_address),
+      hostname_(std::move(hostname)),
+      spool_(spool),
+      clock_(clock),
+      enqueue_(std::move(enqueue)) {}
+
+void Bouncer::onBounce(const Envelope& env, const std::vector<std::size_t>& failed) {
+  if (failed.empty() || bounce_to_ == config::BounceTo::None) return;
+  if (!shouldBounce(env)) {
+    spdlog::info("{}: no bounce for a message with the null sender", env.id);
+    return;
+  }
+  if (bounce_to_ == config::BounceTo::Sender || bounce_to_ == config::BounceTo::Both) {
+    send(env, failed, env.sender);
+  }
+  if ((bounce_to_ == config::BounceTo::Admin || bounce_to_ == config::BounceTo::Both) &&
+      !admin_address_.empty() && admin_address_ != env.sender) {
+    send(env, failed, admin_address_);
+  }
+}
+
+void Bouncer::send(const Envelope& env, const std::vector<std::size_t>& failed,
+                   const std::string& to) {
+  const auto now =
+      std::chrono::duration_cast<std::chrono::seconds>(clock_.wallNow().time_since_epoch())
+          .count();
+  DsnInput in;
+  in.envelope = &env;
+  in.failed = failed;
+  in.reporting_host = hostname_;
+  in.now = now;
+  in.original_content = spool_.contentPath(env.id);
+  in.from_address = "MAILER-DAEMON@" + hostname_;
+  in.to_address = to;
+  auto text = buildDsn(in);
+  if (!text) {
+    spdlog::error("{}: cannot build a bounce to {}: {}", env.id, printable(to),
+                  text.error().message);
+    return;
+  }
+  auto created = spool_.create();
+  if (!created) {
+    spdlog::error("{}: cannot store a bounce to {}: {}", env.id, printable(to),
+                  created.error().message);
+    return;
+  }
+  auto message = std::move(created).value();
+  if (Status st = message->write(*text); !st) {
+    spdlog::error("{}: cannot store a bounce to {}: {}", env.id, printable(to), st.error().message);
+    return;  // the partial file goes with `message`
+  }
+  Envelope dsn;
+  dsn.id = message->id();
+  dsn.sender = "";  // null sender: a bounce never bounces
+  RecipientEntry rcpt;
+  rcpt.address = to;
+  dsn.recipients.push_back(std::move(rcpt));
+  dsn.helo = hostname_;
+  dsn.listener = "bounce";
+  dsn.arrival = now;
+  dsn.route = env.route;
+
+  // Wait for the commit: the original is removed after this returns, and
+  // the bounce must be durable by then.
+  std::promise<Status> committed;
+  auto done = committed.get_future();
+  spool_.commit(std::move(message), dsn,
+                [&committed](Status st) { committed.set_value(std::move(st)); });
+  const Status st = done.get();
+  if (!st) {
+    spdlog::error("{}: cannot store a bounce to {}: {}", env.id, printable(to), st.error().message);
+    return;
+  }
+  spdlog::warn("{}: bounce {} queued to {} for {} failed recipient(s)", env.id, dsn.id,
+               printable(to), failed.size());
+  enqueue_(dsn);
+}
+
+}  // namespace mb::queue

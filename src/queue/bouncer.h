@@ -1,0 +1,44 @@
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "base/clock.h"
+#include "config/config.h"
+#include "queue/envelope.h"
+#include "queue/spool.h"
+
+namespace mb::queue {
+
+/// Bouncer: turns a message's permanent failures into delivery status
+/// notifications (buildDsn) and queues each one like any other message: in
+/// the spool with the null sender, so that it cannot bounce in turn, handed
+/// to `enqueue` once durable. Who receives it follows `queue.bounce_to`:
+/// the envelope sender, the admin address, both, or nobody. A message with
+/// the null sender never gets one (RFC 5321 §4.5.5).
+///
+/// Threading: onBounce() may be called from any thread (the queue manager's
+/// delivery callbacks); it blocks until the spool has committed the DSN.
+class Bouncer {
+ public:
+  using Enqueue = std::function<void(const Envelope&)>;
+
+  Bouncer(const config::QueueConfig& config, std::string hostname, Spool& spool, Clock& clock,
+          Enqueue enqueue);
+
+  /// For QueueManager::setOnBounce(): `failed` indexes env.recipients.
+  void onBounce(const Envelope& env, const std::vector<std::size_t>& failed);
+
+ private:
+  void send(const Envelope& env, const std::vector<std::size_t>& failed, const std::string& to);
+
+  config::BounceTo bounce_to_;
+  std::string admin_address_;
+  std::string hostname_;
+  Spool& spool_;
+  Clock& clock_;
+  Enqueue enqueue_;
+};
+
+}  // namespace mb::queue
