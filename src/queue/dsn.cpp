@@ -1,5 +1,7 @@
 #include "queue/dsn.h"
 
+#include "base/time_format.h"
+
 #include <fcntl.h>
 #include <sodium.h>
 #include <unistd.h>
@@ -23,42 +25,6 @@ constexpr std::size_t kMaxAddress = 512;
 constexpr std::size_t kMaxIdChars = 24;
 constexpr int kBoundaryAttempts = 8;
 constexpr std::string_view kCrlf = "\r\n";
-
-// ---- dates ----------------------------------------------------------------
-
-std::string pad(long long value, int width) {
-  std::string s = std::to_string(value);
-  while (static_cast<int>(s.size()) < width) s.insert(s.begin(), '0');
-  return s;
-}
-
-// The queue must not depend on smtp/, so this is its own RFC 5322 §3.3 date,
-// always UTC and with C-locale names whatever the process locale says.
-std::string dateTime(std::int64_t unix_seconds) {
-  static constexpr std::array<std::string_view, 7> kDays{"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-  static constexpr std::array<std::string_view, 12> kMonths{"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  // A four-digit year is all the format can show: 0001-01-01 .. 9999-12-31.
-  unix_seconds = std::clamp<std::int64_t>(unix_seconds, -62135596800, 253402300799);
-  using namespace std::chrono;
-  const sys_seconds tp{seconds{unix_seconds}};
-  const sys_days day = floor<days>(tp);
-  const year_month_day ymd{day};
-  const hh_mm_ss hms{tp - day};
-  std::string out;
-  out += kDays[weekday{day}.c_encoding()];
-  out += ", ";
-  out += pad(static_cast<unsigned>(ymd.day()), 2);
-  out += ' ';
-  out += kMonths[static_cast<unsigned>(ymd.month()) - 1];
-  out += ' ';
-  out += pad(static_cast<int>(ymd.year()), 4);
-  out += ' ';
-  out += pad(hms.hours().count(), 2) + ':' + pad(hms.minutes().count(), 2) + ':' +
-         pad(hms.seconds().count(), 2);
-  out += " +0000";
-  return out;
-}
 
 // ---- text -----------------------------------------------------------------
 
@@ -453,8 +419,8 @@ Result<std::string> buildDsn(const DsnInput& in) {
   if (from.empty()) from = "MAILER-DAEMON@" + host;
   std::string id = keepOnly(env.id, "", kMaxIdChars);
   if (id.empty()) id = "unknown";
-  const std::string now = dateTime(in.now);
-  const std::string arrival = dateTime(env.arrival);
+  const std::string now = rfc5322Date(in.now);
+  const std::string arrival = rfc5322Date(env.arrival);
 
   std::vector<FailedRecipient> recipients;
   recipients.reserve(failed.size());

@@ -11,6 +11,7 @@
 
 #include "base/log.h"
 #include "base/text.h"
+#include "base/time_format.h"
 #include "base/worker_pool.h"
 #include "net/asio.h"
 #include "net/stream.h"
@@ -485,7 +486,7 @@ std::optional<smtp::Reply> Connection::onDataStart(const smtp::Transaction& txn)
   if (txn.esmtp && !txn.auth_user.empty()) received.protocol += "A";
   received.id = message_->id();
   if (txn.recipients.size() == 1) received.for_recipient = txn.recipients.front();
-  received.date = smtp::rfc5322Date(unixSeconds(server_->clock_.wallNow()));
+  received.date = rfc5322Date(unixSeconds(server_->clock_.wallNow()));
   if (Status st = message_->write(smtp::formatReceived(received)); !st) {
     spdlog::error("{}: cannot write to the spool: {}", message_->id(), st.error().message);
     message_.reset();

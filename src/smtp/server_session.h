@@ -220,7 +220,5 @@ struct ReceivedInfo {
 };
 std::string formatReceived(const ReceivedInfo& info);
 
-/// RFC 5322 date-time for `unix_seconds`, in UTC: "Mon, 23 Nov 2026 16:19:00 +0000".
-std::string rfc5322Date(std::int64_t unix_seconds);
 
 }  // namespace mb::smtp
