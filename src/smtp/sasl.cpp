@@ -1,86 +1,36 @@
 #include "smtp/sasl.h"
 
+#include <sodium.h>
+
 #include <cstdint>
 
 namespace mb::smtp {
 
-namespace {
-
-constexpr std::string_view kAlphabet =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-// The 6-bit value of a base64 character, or -1.
-int sextet(char ch) {
-  if (ch >= 'A' && ch <= 'Z') return ch - 'A';
-  if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
-  if (ch >= '0' && ch <= '9') return ch - '0' + 52;
-  if (ch == '+') return 62;
-  if (ch == '/') return 63;
-  return -1;
-}
-
-}  // namespace
-
 std::string encodeBase64(std::string_view in) {
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  for (; i + 3 <= in.size(); i += 3) {
-    const std::uint32_t n =
-        (static_cast<std::uint32_t>(static_cast<unsigned char>(in[i])) << 16) |
-        (static_cast<std::uint32_t>(static_cast<unsigned char>(in[i + 1])) << 8) |
-        static_cast<unsigned char>(in[i + 2]);
-    out += kAlphabet[(n >> 18) & 63];
-    out += kAlphabet[(n >> 12) & 63];
-    out += kAlphabet[(n >> 6) & 63];
-    out += kAlphabet[n & 63];
-  }
-  const std::size_t left = in.size() - i;
-  if (left > 0) {
-    std::uint32_t n = static_cast<std::uint32_t>(static_cast<unsigned char>(in[i])) << 16;
-    if (left == 2) n |= static_cast<std::uint32_t>(static_cast<unsigned char>(in[i + 1])) << 8;
-    out += kAlphabet[(n >> 18) & 63];
-    out += kAlphabet[(n >> 12) & 63];
-    out += left == 2 ? kAlphabet[(n >> 6) & 63] : '=';
-    out += '=';
-  }
+  const std::size_t len = sodium_base64_encoded_len(in.size(), sodium_base64_VARIANT_ORIGINAL);
+  std::string out(len, '\0');
+  sodium_bin2base64(out.data(), len, reinterpret_cast<const unsigned char*>(in.data()), in.size(),
+                    sodium_base64_VARIANT_ORIGINAL);
+  out.resize(len - 1);  // the terminating NUL
   return out;
 }
 
 bool decodeBase64(std::string_view in, std::string& out) {
   wipe(out);
   if (in.size() % 4 != 0) return false;
-  // Reserved once, so no reallocation leaves a partial copy behind.
-  out.reserve(in.size() / 4 * 3);
-  for (std::size_t i = 0; i < in.size(); i += 4) {
-    const bool final_group = i + 4 == in.size();
-    const int a = sextet(in[i]);
-    const int b = sextet(in[i + 1]);
-    const int c = sextet(in[i + 2]);
-    const int d = sextet(in[i + 3]);
-    bool ok = a >= 0 && b >= 0;
-    int produce = 3;
-    if (ok && c < 0) {
-      // "xx==": one octet, and the low four bits of the second sextet unused.
-      ok = final_group && in[i + 2] == '=' && in[i + 3] == '=' && (b & 0x0f) == 0;
-      produce = 1;
-    } else if (ok && d < 0) {
-      // "xxx=": two octets, the low two bits of the third sextet unused.
-      ok = final_group && in[i + 3] == '=' && (c & 0x03) == 0;
-      produce = 2;
-    }
-    if (!ok) {
-      wipe(out);
-      return false;
-    }
-    const std::uint32_t n = (static_cast<std::uint32_t>(a) << 18) |
-                            (static_cast<std::uint32_t>(b) << 12) |
-                            (static_cast<std::uint32_t>(c < 0 ? 0 : c) << 6) |
-                            static_cast<std::uint32_t>(d < 0 ? 0 : d);
-    out += static_cast<char>((n >> 16) & 0xff);
-    if (produce >= 2) out += static_cast<char>((n >> 8) & 0xff);
-    if (produce == 3) out += static_cast<char>(n & 0xff);
+  // Sized once, so no reallocation leaves a partial copy of a password behind.
+  out.resize(in.size() / 4 * 3);
+  std::size_t len = 0;
+  const char* end = nullptr;
+  // libsodium's decoder is strict: padding required, no stray characters
+  // (`end` must reach the end), and unused bits must be zero.
+  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), in.data(),
+                        in.size(), nullptr, &len, &end, sodium_base64_VARIANT_ORIGINAL) != 0 ||
+      end != in.data() + in.size()) {
+    wipe(out);
+    return false;
   }
+  out.resize(len);
   return true;
 }
 
