@@ -50,6 +50,18 @@ TEST(Base64, StrictDecoding) {
   EXPECT_FALSE(decodeBase64(std::string_view("Zg\0=", 4), out));
 }
 
+TEST(Base64, OctetsAbove0x7fAreNotDigits) {
+  // Found by smtp_command_fuzz: libsodium alone decoded this to three bytes.
+  std::string out;
+  EXPECT_FALSE(decodeBase64(std::string("\xda" "H" "\xf4" "F", 4), out));
+  EXPECT_TRUE(out.empty());
+  for (int c = 0x80; c <= 0xff; ++c) {
+    std::string in = "QUJD";
+    in[1] = static_cast<char>(c);
+    EXPECT_FALSE(decodeBase64(in, out)) << c;
+  }
+}
+
 TEST(Sasl, SplitPlainMessage) {
   AuthRequest r;
   ASSERT_TRUE(splitPlainMessage(std::string_view("\0user\0pass", 10), r));
