@@ -18,6 +18,7 @@
 
 #include "net/asio.h"
 #include "base/testing/temp_dir.h"
+#include "net/openssl_ptr.h"
 #include "net/stream.h"
 #include "net/tcp_listener.h"
 #include "net/tls_context.h"
@@ -50,17 +51,6 @@ unsigned modeOf(const stdfs::path& path) {
   return st.st_mode & 07777;
 }
 
-template <auto Fn>
-struct Free {
-  template <typename T>
-  void operator()(T* p) const {
-    Fn(p);
-  }
-};
-using BioPtr = std::unique_ptr<BIO, Free<BIO_free_all>>;
-using X509Ptr = std::unique_ptr<X509, Free<X509_free>>;
-using PkeyPtr = std::unique_ptr<EVP_PKEY, Free<EVP_PKEY_free>>;
-using Pkcs12Ptr = std::unique_ptr<PKCS12, Free<PKCS12_free>>;
 
 std::string bioText(BIO* bio) {
   char* data = nullptr;

@@ -1,5 +1,7 @@
 #include "net/tls_context.h"
 
+#include "net/openssl_ptr.h"
+
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -27,21 +29,6 @@ constexpr const char* kTls12Ciphers = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!PSK";
 constexpr int kSelfSignedValidityDays = 3652;  // ten years, leap days included
 constexpr auto kSelfSignedRenewBefore = chrono::days{30};
 
-template <auto Fn>
-struct Free {
-  template <typename T>
-  void operator()(T* p) const {
-    Fn(p);
-  }
-};
-using BioPtr = std::unique_ptr<BIO, Free<BIO_free_all>>;
-using X509Ptr = std::unique_ptr<X509, Free<X509_free>>;
-using PkeyPtr = std::unique_ptr<EVP_PKEY, Free<EVP_PKEY_free>>;
-using CtxPtr = std::unique_ptr<SSL_CTX, Free<SSL_CTX_free>>;
-using Pkcs12Ptr = std::unique_ptr<PKCS12, Free<PKCS12_free>>;
-using BignumPtr = std::unique_ptr<BIGNUM, Free<BN_free>>;
-using GeneralNamesPtr = std::unique_ptr<GENERAL_NAMES, Free<GENERAL_NAMES_free>>;
-using ExtensionPtr = std::unique_ptr<X509_EXTENSION, Free<X509_EXTENSION_free>>;
 
 // OpenSSL's reason for the failure just seen, prefixed with what we were
 // doing; the queue is emptied so the next error starts clean. The earliest
