@@ -65,9 +65,7 @@ std::size_t DataReader::feed(std::string_view in, std::string& out) {
         } else {
           // A bare CR must not leave the relay: some servers take it for a
           // line end. It is no line end here, so it does not start a line.
-          out += ' ';
-          bare_cr_ = true;
-          state_ = State::Middle;
+          emitBareCr(out);
         }
         break;
 
@@ -95,9 +93,7 @@ std::size_t DataReader::feed(std::string_view in, std::string& out) {
         } else {
           // "." then a bare CR: a line with content (the CR, as a space), so
           // the dot was a stuffing dot.
-          out += ' ';
-          bare_cr_ = true;
-          state_ = State::Middle;
+          emitBareCr(out);
         }
         break;
 
@@ -109,9 +105,7 @@ std::size_t DataReader::feed(std::string_view in, std::string& out) {
           state_ = State::LineStart;
           ++i;
         } else {
-          out += ' ';
-          bare_cr_ = true;
-          state_ = State::Middle;
+          emitBareCr(out);
         }
         break;
 

@@ -101,6 +101,14 @@ class DataReader {
   State state_ = State::LineStart;
   bool bare_lf_ = false;
   bool bare_cr_ = false;
+
+  // A CR that turned out not to start CR LF: it leaves the relay as a
+  // space, and the line goes on.
+  void emitBareCr(std::string& out) {
+    out += ' ';
+    bare_cr_ = true;
+    state_ = State::Middle;
+  }
   std::uint64_t emitted_ = 0;
   LineMeter meter_;
 };
