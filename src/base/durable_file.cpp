@@ -1,11 +1,14 @@
 #include "base/durable_file.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <random>
+#include <utility>
 
 namespace mb::fs {
 namespace {
@@ -104,6 +107,39 @@ Status removeFile(const std::filesystem::path& path) {
     return Error::fromErrno("unlink " + path.string(), errno);
   }
   return {};
+}
+
+Result<std::uint64_t> freeSpace(const std::filesystem::path& path) {
+  struct statvfs st {};
+  if (::statvfs(path.c_str(), &st) != 0) return Error::fromErrno("statvfs " + path.string(), errno);
+  return static_cast<std::uint64_t>(st.f_bavail) * static_cast<std::uint64_t>(st.f_frsize);
+}
+
+DirectoryLock::~DirectoryLock() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+DirectoryLock::DirectoryLock(DirectoryLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+
+DirectoryLock& DirectoryLock::operator=(DirectoryLock&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = std::exchange(other.fd_, -1);
+  }
+  return *this;
+}
+
+Result<DirectoryLock> DirectoryLock::acquire(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+  if (fd < 0) return Error::fromErrno("open " + path.string(), errno);
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return Error::fromErrno("lock " + path.string(), err);
+  }
+  DirectoryLock lock;
+  lock.fd_ = fd;
+  return lock;
 }
 
 Status makeDirectories(const std::filesystem::path& dir, unsigned mode) {

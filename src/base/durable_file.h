@@ -39,6 +39,30 @@ Status removeFile(const std::filesystem::path& path);
 /// mkdir -p with the given mode for the directories it creates.
 Status makeDirectories(const std::filesystem::path& dir, unsigned mode = 0750);
 
+/// Bytes an unprivileged writer may still use on the filesystem holding
+/// `path` (statvfs f_bavail × f_frsize).
+Result<std::uint64_t> freeSpace(const std::filesystem::path& path);
+
+/// An exclusive advisory lock (flock) on a file, held while the object
+/// lives: one relay per state directory. The kernel drops it when the
+/// process dies, so a SIGKILL leaves no stale lock behind.
+class DirectoryLock {
+ public:
+  DirectoryLock() = default;
+  ~DirectoryLock();
+  DirectoryLock(const DirectoryLock&) = delete;
+  DirectoryLock& operator=(const DirectoryLock&) = delete;
+  DirectoryLock(DirectoryLock&& other) noexcept;
+  DirectoryLock& operator=(DirectoryLock&& other) noexcept;
+
+  /// Creates `path` if needed and locks it without waiting. An error with
+  /// sys_errno EWOULDBLOCK means another process holds it.
+  static Result<DirectoryLock> acquire(const std::filesystem::path& path);
+
+ private:
+  int fd_ = -1;
+};
+
 /// A file opened for writing with a user-space buffer, for streaming message
 /// content to disk without holding it in memory. Not thread-safe; one owner.
 /// The destructor closes the descriptor but never removes the file.

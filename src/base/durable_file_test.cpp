@@ -283,5 +283,28 @@ TEST(DurableFileErrors, FromErrnoAppendsStrerror) {
   EXPECT_EQ(e.message, "open /x: No space left on device");
 }
 
+TEST_F(DurableFileTest, FreeSpace) {
+  auto free = freeSpace(dir_);
+  ASSERT_TRUE(free.ok()) << free.error().message;
+  EXPECT_GT(*free, 0u);
+  auto missing = freeSpace(dir_ / "missing");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().sys_errno, ENOENT);
+}
+
+TEST_F(DurableFileTest, DirectoryLockIsExclusiveUntilReleased) {
+  const auto p = dir_ / "lock";
+  auto first = DirectoryLock::acquire(p);
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  auto second = DirectoryLock::acquire(p);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.error().sys_errno, EWOULDBLOCK);
+
+  DirectoryLock moved = std::move(first).value();
+  EXPECT_FALSE(DirectoryLock::acquire(p).ok());
+  moved = DirectoryLock();  // released
+  EXPECT_TRUE(DirectoryLock::acquire(p).ok());
+}
+
 }  // namespace
 }  // namespace mb::fs

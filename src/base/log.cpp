@@ -41,6 +41,10 @@ class JsonMessageFlag final : public spdlog::custom_flag_formatter {
 
 }  // namespace
 
+void setLevel(std::string_view level) {
+  spdlog::default_logger()->set_level(spdlog::level::from_str(std::string(level)));
+}
+
 void init(std::string_view level, Format format) {
   auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
   auto logger = std::make_shared<spdlog::logger>("mailbridge", sink);
