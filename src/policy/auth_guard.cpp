@@ -61,6 +61,11 @@ void AuthGuard::Table::pruneUntil(Time cutoff) {
 
 AuthGuard::AuthGuard(Params params, const Clock& clock) : clock_(clock), limits_(params) {}
 
+void AuthGuard::setParams(Params params) {
+  std::lock_guard lock(mutex_);
+  limits_ = params;
+}
+
 std::string AuthGuard::clientKey(std::string_view ip) {
   std::string text(capped(ip));
   if (text.find(':') == std::string::npos) return text;

@@ -53,6 +53,10 @@ class AuthGuard {
                          auth.lockout},
                   clock) {}
 
+  /// New limits (configuration reload). Failures already counted and
+  /// lockouts already running stay; the new limits judge what comes next.
+  void setParams(Params params);
+
   /// True while `ip` is locked out.
   bool locked(std::string_view ip);
 
@@ -106,7 +110,7 @@ class AuthGuard {
   static void countFailure(Entry& e, Time now, std::chrono::seconds window, std::size_t limit);
 
   const Clock& clock_;
-  const Params limits_;
+  Params limits_;  // mutex_
   mutable std::mutex mutex_;
   Table clients_;
   Table users_;

@@ -37,6 +37,21 @@ TEST(AuthGuard, LocksAnAddressAtItsLimit) {
   EXPECT_FALSE(guard.locked("192.0.2.1"));
 }
 
+TEST(AuthGuard, NewParamsKeepWhatWasCounted) {
+  ManualClock clock;
+  AuthGuard guard(limits(3, 100), clock);
+  EXPECT_EQ(guard.recordFailure("192.0.2.1", "a"), Verdict::Continue);
+  EXPECT_EQ(guard.recordFailure("192.0.2.1", "a"), Verdict::Continue);
+  EXPECT_EQ(guard.recordFailure("192.0.2.9", "b"), Verdict::Continue);
+  EXPECT_EQ(guard.recordFailure("192.0.2.9", "b"), Verdict::Continue);
+  EXPECT_EQ(guard.recordFailure("192.0.2.9", "b"), Verdict::LockOut);
+  guard.setParams(limits(5, 100));
+  EXPECT_TRUE(guard.locked("192.0.2.9"));  // the running lockout stays
+  EXPECT_EQ(guard.recordFailure("192.0.2.1", "a"), Verdict::Continue);   // 3 of 5
+  EXPECT_EQ(guard.recordFailure("192.0.2.1", "a"), Verdict::Continue);   // 4 of 5
+  EXPECT_EQ(guard.recordFailure("192.0.2.1", "a"), Verdict::LockOut);    // 5 of 5
+}
+
 TEST(AuthGuard, FromTheConfiguration) {
   ManualClock clock;
   config::AuthConfig auth;

@@ -19,6 +19,16 @@ bool ConnectionCounter::tryAcquire(const std::string& ip) {
   return true;
 }
 
+std::size_t ConnectionCounter::maxPerIp() const {
+  std::lock_guard lock(mutex_);
+  return max_per_ip_;
+}
+
+void ConnectionCounter::setMaxPerIp(std::size_t max_per_ip) {
+  std::lock_guard lock(mutex_);
+  max_per_ip_ = max_per_ip;
+}
+
 void ConnectionCounter::release(const std::string& ip) {
   std::lock_guard lock(mutex_);
   const auto it = counts_.find(ip);

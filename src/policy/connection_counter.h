@@ -35,10 +35,13 @@ class ConnectionCounter {
   std::size_t count(const std::string& ip) const;
   /// Distinct addresses with at least one connection.
   std::size_t addresses() const;
-  std::size_t maxPerIp() const { return max_per_ip_; }
+  std::size_t maxPerIp() const;
+  /// A new limit (configuration reload): addresses already above it keep
+  /// their connections but get no new one until they are below it.
+  void setMaxPerIp(std::size_t max_per_ip);
 
  private:
-  const std::size_t max_per_ip_;
+  std::size_t max_per_ip_;  // mutex_
   mutable std::mutex mutex_;
   std::unordered_map<std::string, std::size_t> counts_;
 };

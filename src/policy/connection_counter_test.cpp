@@ -34,6 +34,24 @@ TEST(ConnectionCounter, AddressesAreForgottenAtZero) {
   EXPECT_EQ(c.count("192.0.2.1"), 1u);
 }
 
+TEST(ConnectionCounter, ANewLimitKeepsOpenConnections) {
+  ConnectionCounter c(3);
+  ASSERT_TRUE(c.tryAcquire("192.0.2.1"));
+  ASSERT_TRUE(c.tryAcquire("192.0.2.1"));
+  ASSERT_TRUE(c.tryAcquire("192.0.2.1"));
+  c.setMaxPerIp(1);
+  EXPECT_EQ(c.maxPerIp(), 1u);
+  EXPECT_EQ(c.count("192.0.2.1"), 3u);
+  EXPECT_FALSE(c.tryAcquire("192.0.2.1"));
+  c.release("192.0.2.1");
+  c.release("192.0.2.1");
+  EXPECT_FALSE(c.tryAcquire("192.0.2.1"));
+  c.release("192.0.2.1");
+  EXPECT_TRUE(c.tryAcquire("192.0.2.1"));
+  c.setMaxPerIp(2);
+  EXPECT_TRUE(c.tryAcquire("192.0.2.1"));
+}
+
 TEST(ConnectionCounter, ZeroAdmitsNobody) {
   ConnectionCounter c(0);
   EXPECT_FALSE(c.tryAcquire("192.0.2.1"));

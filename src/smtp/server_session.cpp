@@ -73,6 +73,7 @@ class ServerSession::Impl {
   bool tlsRequested() const { return phase_ == Phase::TlsPending; }
   bool closed() const { return phase_ == Phase::Closed; }
   bool inData() const { return phase_ == Phase::Data || phase_ == Phase::Chunk; }
+  bool inTransaction() const { return have_mail_; }
   std::size_t buffered() const { return buf_.size() - pos_; }
   const std::string& authUser() const { return txn_.auth_user; }
 
@@ -793,6 +794,7 @@ void ServerSession::shutdown() { impl_->shutdown(); }
 void ServerSession::disconnected() { impl_->disconnected(); }
 bool ServerSession::closed() const { return impl_->closed(); }
 bool ServerSession::inData() const { return impl_->inData(); }
+bool ServerSession::inTransaction() const { return impl_->inTransaction(); }
 std::size_t ServerSession::buffered() const { return impl_->buffered(); }
 
 }  // namespace mb::smtp

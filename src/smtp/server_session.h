@@ -198,6 +198,11 @@ class ServerSession {
   /// the driver uses the longer data timeout then.
   bool inData() const;
 
+  /// True from an accepted MAIL until the transaction ends (the answer to
+  /// the final dot or the last BDAT chunk, RSET, HELO/EHLO). A stopping
+  /// server lets such a session finish before it sends 421.
+  bool inTransaction() const;
+
   /// Bytes fed but not yet processed (bounded by the driver not reading
   /// while awaitingCommit()).
   std::size_t buffered() const;

@@ -237,6 +237,29 @@ TEST(ServerSession, RsetClearsTransaction) {
   EXPECT_EQ(t.say("MAIL FROM:<a@b>"), "250 2.1.0");
 }
 
+TEST(ServerSession, InTransactionFromMailToTheEndOfTheMessage) {
+  Harness t;
+  t.auto_commit = false;
+  t.run("EHLO c\r\n");
+  EXPECT_FALSE(t.session.inTransaction());
+  t.run("MAIL FROM:<a@b>\r\n");
+  EXPECT_TRUE(t.session.inTransaction());
+  t.run("RCPT TO:<c@d>\r\nDATA\r\nSubject: x\r\n");
+  EXPECT_TRUE(t.session.inTransaction());
+  t.run("\r\nbody\r\n.\r\n");
+  EXPECT_TRUE(t.session.awaitingCommit());
+  EXPECT_TRUE(t.session.inTransaction()) << "not answered yet";
+  t.session.completeData(Reply{250, "2.0.0", "Queued", {}});
+  EXPECT_FALSE(t.session.inTransaction()) << "the commit was answered";
+  t.run("MAIL FROM:<a@b>\r\n");
+  EXPECT_TRUE(t.session.inTransaction());
+  t.run("RSET\r\n");
+  EXPECT_FALSE(t.session.inTransaction());
+  t.run("MAIL FROM:<a@b>\r\n");
+  t.run("EHLO again\r\n");
+  EXPECT_FALSE(t.session.inTransaction());
+}
+
 TEST(ServerSession, QuitClosesAndIgnoresTheRest) {
   Harness t;
   EXPECT_EQ(t.run("NOOP\r\nQUIT\r\nNOOP\r\n"), (Replies{"250 2.0.0", "221 2.0.0"}));
