@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -62,6 +63,10 @@ struct SmtpConfig {
   std::uint64_t min_data_rate = 500;        // bytes/s that extend data_timeout; 0 = off
   std::chrono::milliseconds greeting_delay{0};  // input before the greeting → 554 5.5.0
   std::size_t max_errors = 20;              // then 421 4.7.0
+  // After the final dot, wait this long for the first delivery attempt and
+  // answer with its result (delivered 250, refused 5xx); 0 = answer "queued"
+  // at once.
+  std::chrono::milliseconds wait_for_delivery{10000};
 };
 
 /// `access:` — who may connect and who may relay without AUTH.
@@ -86,7 +91,17 @@ struct QueueConfig {
   std::chrono::seconds breaker_cooldown{60};   // open time before a probe
   BounceTo bounce_to = BounceTo::Sender;       // who gets a DSN for a permanent failure
   std::string admin_address;                   // for bounce_to: admin | both
+  // Free space below which MAIL is answered 452 4.3.1. nullopt = automatic:
+  // 1.5 × smtp.max_message_size + kFreeSpaceMargin; 0 = never refuse.
+  std::optional<std::uint64_t> min_free_space;
+  static constexpr std::uint64_t kFreeSpaceMargin = 64ull * 1024 * 1024;
 };
+
+/// The free-space floor in effect (see QueueConfig::min_free_space).
+inline std::uint64_t freeSpaceFloor(const QueueConfig& queue, const SmtpConfig& smtp) {
+  if (queue.min_free_space) return *queue.min_free_space;
+  return smtp.max_message_size + smtp.max_message_size / 2 + QueueConfig::kFreeSpaceMargin;
+}
 
 /// One entry of `auth.users:` (or of the users file).
 struct UserConfig {
@@ -127,6 +142,9 @@ struct ProviderConfig {
   std::string name;
   ProviderType type = ProviderType::Outbox;
   std::filesystem::path directory;      // outbox: where .eml files go
+  // outbox: recipients ("user@domain" or "@domain") answered 550 5.1.1
+  // instead of written, to try out how devices show a refusal.
+  std::vector<std::string> refuse_recipients;
 };
 
 enum class LogFormat { Text, Json };

@@ -553,7 +553,8 @@ void readSmtp(const Fields& top, SmtpConfig& out) {
   auto f = openSection(top, "smtp",
                        {"max_message_size", "max_recipients", "max_connections", "idle_timeout",
                         "data_timeout", "bare_lf", "max_line_length", "long_lines",
-                        "max_connections_per_ip", "min_data_rate", "greeting_delay", "max_errors"});
+                        "max_connections_per_ip", "min_data_rate", "greeting_delay", "max_errors",
+                        "wait_for_delivery"});
   if (!f) return;
   if (auto v = readSize(*f, "max_message_size", kKiB, kGiB)) out.max_message_size = *v;
   if (auto v = readInt(*f, "max_recipients", 1, 100000)) {
@@ -593,6 +594,12 @@ void readSmtp(const Fields& top, SmtpConfig& out) {
     out.greeting_delay = *v;
   }
   if (auto v = readInt(*f, "max_errors", 1, 1000)) out.max_errors = static_cast<std::size_t>(*v);
+  // Clients give the reply to the final dot 10 minutes (RFC 5321
+  // §4.5.3.2.6), many devices far less; 5 minutes is more than any first
+  // attempt should take.
+  if (auto v = readDuration(*f, "wait_for_delivery", milliseconds(0), std::chrono::minutes(5), false)) {
+    out.wait_for_delivery = *v;
+  }
 }
 
 // open(2) instead of reading: a certificate path that names a FIFO or a
@@ -698,6 +705,11 @@ std::optional<std::vector<std::string>> readSenderPatterns(const Fields& f, std:
   return readList(f, name, "sender addresses or @domains such as scanner@example.com",
                   "an address or @domain such as scanner@example.com",
                   &policy::SenderPolicy::validatePattern);
+}
+
+std::optional<std::vector<std::string>> readRecipientPatterns(const Fields& f, std::string_view name) {
+  return readList(f, name, "recipient addresses or @domains such as nobody@example.com",
+                  "an address or @domain such as nobody@example.com", &policy::SenderPolicy::validatePattern);
 }
 
 std::optional<std::vector<std::string>> readDomains(const Fields& f, std::string_view name) {
@@ -887,7 +899,8 @@ void readQueue(const Fields& top, QueueConfig& out) {
   auto f = openSection(top, "queue",
                        {"retry_delay", "max_retry_delay", "max_in_flight", "max_lifetime",
                         "max_in_flight_per_mailbox", "max_per_minute_per_mailbox",
-                        "breaker_failures", "breaker_cooldown", "bounce_to", "admin_address"});
+                        "breaker_failures", "breaker_cooldown", "bounce_to", "admin_address",
+                        "min_free_space"});
   if (!f) return;
   const auto retry = readSeconds(*f, "retry_delay", seconds(1));
   const auto max_retry = readSeconds(*f, "max_retry_delay", seconds(1));
@@ -926,6 +939,10 @@ void readQueue(const Fields& top, QueueConfig& out) {
     out.bounce_to = *v;
   }
   if (auto a = readAddress(*f, "admin_address")) out.admin_address = *a;
+  if (auto v = readSize(*f, "min_free_space", 0, kGiB * 1024 * 1024,
+                        "a size such as 2GB, or 0 (never refuse)")) {
+    out.min_free_space = *v;
+  }
   if ((out.bounce_to == BounceTo::Admin || out.bounce_to == BounceTo::Both) &&
       out.admin_address.empty()) {
     f->bad("bounce_to", "admin and both need queue.admin_address (who receives the bounces)");
@@ -969,7 +986,7 @@ void readProviders(const Fields& top, std::vector<ProviderConfig>& out) {
     }
     // Every type shares name and type; the rest depends on the type. With
     // one type so far the key list is the same for all.
-    Fields f(top.ctx(), item, path, {"name", "type", "directory"});
+    Fields f(top.ctx(), item, path, {"name", "type", "directory", "refuse_recipients"});
     ProviderConfig p;
     bool ok = true;
 
@@ -1016,6 +1033,7 @@ void readProviders(const Fields& top, std::vector<ProviderConfig>& out) {
                       "messages as .eml files");
           }
         }
+        if (auto v = readRecipientPatterns(f, "refuse_recipients")) p.refuse_recipients = std::move(*v);
         break;
     }
     if (ok) out.push_back(std::move(p));

@@ -17,33 +17,49 @@ Bouncer::Bouncer(const config::QueueConfig& config, std::string hostname, Spool&
       clock_(clock),
       enqueue_(std::move(enqueue)) {}
 
+void Bouncer::reconfigure(const config::QueueConfig& config, std::string hostname) {
+  std::lock_guard lock(mutex_);
+  bounce_to_ = config.bounce_to;
+  admin_address_ = config.admin_address;
+  hostname_ = std::move(hostname);
+}
+
 void Bouncer::onBounce(const Envelope& env, const std::vector<std::size_t>& failed) {
-  if (failed.empty() || bounce_to_ == config::BounceTo::None) return;
+  config::BounceTo bounce_to;
+  std::string admin_address;
+  std::string hostname;
+  {
+    std::lock_guard lock(mutex_);
+    bounce_to = bounce_to_;
+    admin_address = admin_address_;
+    hostname = hostname_;
+  }
+  if (failed.empty() || bounce_to == config::BounceTo::None) return;
   if (!shouldBounce(env)) {
     spdlog::info("{}: no bounce for a message with the null sender", env.id);
     return;
   }
-  if (bounce_to_ == config::BounceTo::Sender || bounce_to_ == config::BounceTo::Both) {
-    send(env, failed, env.sender);
+  if (bounce_to == config::BounceTo::Sender || bounce_to == config::BounceTo::Both) {
+    send(env, failed, env.sender, hostname);
   }
-  if ((bounce_to_ == config::BounceTo::Admin || bounce_to_ == config::BounceTo::Both) &&
-      !admin_address_.empty() && admin_address_ != env.sender) {
-    send(env, failed, admin_address_);
+  if ((bounce_to == config::BounceTo::Admin || bounce_to == config::BounceTo::Both) &&
+      !admin_address.empty() && admin_address != env.sender) {
+    send(env, failed, admin_address, hostname);
   }
 }
 
 void Bouncer::send(const Envelope& env, const std::vector<std::size_t>& failed,
-                   const std::string& to) {
+                   const std::string& to, const std::string& hostname) {
   const auto now =
       std::chrono::duration_cast<std::chrono::seconds>(clock_.wallNow().time_since_epoch())
           .count();
   DsnInput in;
   in.envelope = &env;
   in.failed = failed;
-  in.reporting_host = hostname_;
+  in.reporting_host = hostname;
   in.now = now;
   in.original_content = spool_.contentPath(env.id);
-  in.from_address = "MAILER-DAEMON@" + hostname_;
+  in.from_address = "MAILER-DAEMON@" + hostname;
   in.to_address = to;
   auto text = buildDsn(in);
   if (!text) {
@@ -68,7 +84,7 @@ void Bouncer::send(const Envelope& env, const std::vector<std::size_t>& failed,
   RecipientEntry rcpt;
   rcpt.address = to;
   dsn.recipients.push_back(std::move(rcpt));
-  dsn.helo = hostname_;
+  dsn.helo = hostname;
   dsn.listener = "bounce";
   dsn.arrival = now;
   dsn.route = env.route;

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <functional>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -27,12 +28,18 @@ class Bouncer {
   Bouncer(const config::QueueConfig& config, std::string hostname, Spool& spool, Clock& clock,
           Enqueue enqueue);
 
+  /// A reloaded configuration: bounce_to, admin_address and the reporting
+  /// host name for bounces from now on.
+  void reconfigure(const config::QueueConfig& config, std::string hostname);
+
   /// For QueueManager::setOnBounce(): `failed` indexes env.recipients.
   void onBounce(const Envelope& env, const std::vector<std::size_t>& failed);
 
  private:
-  void send(const Envelope& env, const std::vector<std::size_t>& failed, const std::string& to);
+  void send(const Envelope& env, const std::vector<std::size_t>& failed, const std::string& to,
+            const std::string& hostname);
 
+  std::mutex mutex_;  // guards the three below
   config::BounceTo bounce_to_;
   std::string admin_address_;
   std::string hostname_;

@@ -98,5 +98,22 @@ TEST_F(BouncerTest, BounceToChoosesTheRecipients) {
   EXPECT_EQ(queued_[1].recipients[0].address, "postmaster@example.com");
 }
 
+TEST_F(BouncerTest, ReconfigureChangesWhoGetsTheNextBounce) {
+  const Envelope env = original("device@example.com");
+  Bouncer b = bouncer(config::BounceTo::None);
+  b.onBounce(env, {1});
+  EXPECT_TRUE(queued_.empty());
+  config::QueueConfig cfg;
+  cfg.bounce_to = config::BounceTo::Admin;
+  cfg.admin_address = "postmaster@example.com";
+  b.reconfigure(cfg, "relay2.example.com");
+  b.onBounce(env, {1});
+  ASSERT_EQ(queued_.size(), 1u);
+  EXPECT_EQ(queued_[0].recipients[0].address, "postmaster@example.com");
+  auto text = fs::readFile(spool_.contentPath(queued_[0].id));
+  ASSERT_TRUE(text.ok());
+  EXPECT_NE(text->find("MAILER-DAEMON@relay2.example.com"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace mb::queue

@@ -20,6 +20,9 @@ struct RecipientResult {
   std::string enhanced = "4.3.0";
   std::string detail;                  // for the log; may be long, never secret
   std::optional<std::chrono::seconds> retry_after;  // a provider's Retry-After
+  std::string summary;                 // for the SMTP client: a few fixed words chosen by
+                                       // the provider ("sender not allowed to send as this
+                                       // mailbox"), never remote text; may be empty
 };
 
 /// One attempt: the envelope, the indexes of the recipients still pending

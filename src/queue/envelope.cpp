@@ -163,6 +163,11 @@ Status readFields(const json& obj, Envelope& env) {
   if (st) st = readString(obj, "last_error", top, env.last_error);
   if (st) st = readString(obj, "route", top, env.route);
   if (!st) return st;
+  // Added after the first files were written; absent means not held.
+  if (const auto hit = obj.find("held"); hit != obj.end()) {
+    if (!hit->is_boolean()) return badType("held", "true or false");
+    env.held = hit->get<bool>();
+  }
 
   if (!isValidQueueId(env.id)) return Error{"field 'id' is not a valid queue id"};
 
@@ -235,7 +240,8 @@ std::string serialize(const Envelope& env) {
                  {"attempts", env.attempts},
                  {"next_attempt", env.next_attempt},
                  {"last_error", env.last_error},
-                 {"route", env.route}};
+                 {"route", env.route},
+                 {"held", env.held}};
   // Client-supplied text (HELO, addresses) may not be valid UTF-8; the
   // default handler would throw, so invalid sequences become U+FFFD instead.
   // dump() without indentation keeps the object on one line, which is what

@@ -38,6 +38,7 @@ struct Envelope {
   std::int64_t next_attempt = 0; // unix seconds; 0 = now
   std::string last_error;
   std::string route;             // provider name, once routed
+  bool held = false;             // `mailbridge queue hold`: not attempted until released
 
   bool allRecipientsDone() const;
   std::vector<std::size_t> pendingRecipients() const;

@@ -30,6 +30,7 @@ Envelope sampleEnvelope() {
   env.next_attempt = 1'800'000'999;
   env.last_error = "451 4.3.0 try later";
   env.route = "outbox";
+  env.held = true;
   return env;
 }
 
@@ -54,6 +55,7 @@ void expectEqual(const Envelope& a, const Envelope& b) {
   EXPECT_EQ(a.next_attempt, b.next_attempt);
   EXPECT_EQ(a.last_error, b.last_error);
   EXPECT_EQ(a.route, b.route);
+  EXPECT_EQ(a.held, b.held);
 }
 
 // Seals a hand-made body the way the format says (BLAKE2b-128 of every byte
@@ -224,6 +226,17 @@ TEST(EnvelopeTest, RejectsIllTypedFields) {
   j["recipients"][0]["smtp_code"] = "250";
   EXPECT_NE(parseError(sealed(j.dump())).find("'recipients[0].smtp_code' must be an integer"),
             std::string::npos);
+}
+
+TEST(EnvelopeTest, HeldIsOptionalAndTyped) {
+  // Files written before `held` existed are not held.
+  auto j = sampleJson();
+  j.erase("held");
+  auto parsed = parse(sealed(j.dump()));
+  ASSERT_TRUE(parsed.ok()) << parsed.error().message;
+  EXPECT_FALSE(parsed->held);
+  j["held"] = "yes";
+  EXPECT_NE(parseError(sealed(j.dump())).find("'held' must be true or false"), std::string::npos);
 }
 
 TEST(EnvelopeTest, RejectsInvalidQueueId) {

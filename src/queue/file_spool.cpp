@@ -110,7 +110,9 @@ FileSpool::FileSpool(stdfs::path state_dir)
       corrupt_dir_(state_dir / "corrupt"),
       committer_([this] { committerLoop(); }) {}
 
-FileSpool::~FileSpool() {
+FileSpool::~FileSpool() { stop(); }
+
+void FileSpool::stop() {
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
@@ -145,16 +147,24 @@ Result<std::unique_ptr<IncomingMessage>> FileSpool::create() {
 void FileSpool::commit(std::unique_ptr<IncomingMessage> msg, Envelope env, CommitCallback done) {
   {
     std::lock_guard lock(mutex_);
-    pending_.push_back(PendingCommit{std::move(msg), std::move(env), std::move(done)});
+    if (!stopped_) {
+      pending_.push_back(PendingCommit{std::move(msg), std::move(env), std::move(done)});
+      cv_.notify_one();
+      return;
+    }
   }
-  cv_.notify_one();
+  msg.reset();  // removes the content file: nothing was acknowledged
+  if (done) done(Error{"the spool is stopped"});
 }
 
 void FileSpool::committerLoop() {
   std::unique_lock lock(mutex_);
   for (;;) {
     cv_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
-    if (pending_.empty()) return;  // stopping, and nothing left to finish
+    if (pending_.empty()) {  // stopping, and nothing left to finish
+      stopped_ = true;
+      return;
+    }
     std::deque<PendingCommit> batch;
     batch.swap(pending_);
     lock.unlock();

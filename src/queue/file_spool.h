@@ -18,10 +18,16 @@ namespace mb::queue {
 class FileSpool final : public Spool {
  public:
   explicit FileSpool(std::filesystem::path state_dir);
-  ~FileSpool() override;   // finishes pending commits, stops the thread
+  ~FileSpool() override;   // stop()
 
   /// Creates the directories; call once before use.
   Status open();
+
+  /// Finishes the commits already handed over (their callbacks run) and
+  /// stops the committer thread; a commit after that fails at once. For an
+  /// orderly shutdown, while whatever the callbacks reach is still alive.
+  /// Idempotent.
+  void stop();
 
   // Spool
   Result<std::unique_ptr<IncomingMessage>> create() override;
@@ -46,6 +52,7 @@ class FileSpool final : public Spool {
   std::condition_variable cv_;
   std::deque<PendingCommit> pending_;
   bool stopping_ = false;
+  bool stopped_ = false;  // the committer has exited
   std::thread committer_;
 };
 

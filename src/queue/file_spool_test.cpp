@@ -118,6 +118,22 @@ TEST_F(FileSpoolTest, LargeContentIsStreamed) {
   EXPECT_EQ(spool_.load(id)->size, expected.size());
 }
 
+TEST_F(FileSpoolTest, StopFinishesWhatWasHandedOverAndRefusesTheRest) {
+  const std::string kept = commitOne("Subject: before\r\n\r\nx\r\n");
+  spool_.stop();
+  spool_.stop();  // idempotent
+  auto msg = spool_.create();
+  ASSERT_TRUE(msg.ok());
+  ASSERT_TRUE((*msg)->write("Subject: after\r\n\r\nx\r\n").ok());
+  bool called = false;
+  spool_.commit(std::move(msg).value(), envelopeFor("a@example.org"), [&called](Status st) {
+    called = true;
+    EXPECT_FALSE(st.ok());
+  });
+  EXPECT_TRUE(called) << "answered at once, not left hanging";
+  EXPECT_EQ(listDir(spool_.queueDir()), (std::set<std::string>{kept + ".env", kept + ".msg"}));
+}
+
 TEST_F(FileSpoolTest, AbandonedMessageLeavesNothing) {
   {
     auto msg = spool_.create();

@@ -82,11 +82,17 @@ void QueueManager::start(const std::vector<Envelope>& recovered) {
   // after `postqueue -f`. The stored next_attempt still drives the backoff
   // of later retries through the attempt count.
   const std::int64_t now = nowSeconds();
+  std::size_t held = 0;
   for (const auto& env : recovered) {
     if (queued_.count(env.id) != 0) continue;
-    queued_.emplace(env.id, Entry{now, asciiLower(env.sender), env.route});
-    schedule_.emplace(now, env.id);
+    queued_.emplace(env.id, Entry{now, asciiLower(env.sender), env.route, env.held});
+    if (env.held) {
+      ++held;
+    } else {
+      schedule_.emplace(now, env.id);
+    }
   }
+  if (held > 0) spdlog::info("queue: {} message(s) on hold; `mailbridge queue release` sends them", held);
   if (!started_ && !stopping_) {
     started_ = true;
     thread_ = std::thread([this] { loop(); });
@@ -94,7 +100,7 @@ void QueueManager::start(const std::vector<Envelope>& recovered) {
   cv_.notify_all();
 }
 
-void QueueManager::enqueue(const Envelope& env) {
+void QueueManager::enqueue(const Envelope& env, FirstAttemptCallback on_first) {
   {
     std::lock_guard lock(mutex_);
     if (queued_.count(env.id) != 0) {
@@ -102,8 +108,9 @@ void QueueManager::enqueue(const Envelope& env) {
       return;
     }
     const std::int64_t now = nowSeconds();
-    queued_.emplace(env.id, Entry{now, asciiLower(env.sender), env.route});
+    queued_.emplace(env.id, Entry{now, asciiLower(env.sender), env.route, false});
     schedule_.emplace(now, env.id);
+    if (on_first) waiters_.insert_or_assign(env.id, std::move(on_first));
   }
   cv_.notify_all();
 }
@@ -215,6 +222,7 @@ void QueueManager::forgetLocked(const std::string& id) {
   in_flight_.erase(id);
   queued_.erase(id);
   unsaved_.erase(id);
+  waiters_.erase(id);
   cv_.notify_all();
   idle_cv_.notify_all();
 }
@@ -399,7 +407,20 @@ void QueueManager::startAttemptLocked(const std::string& id, Attempt attempt,
   lock.lock();
 }
 
+void QueueManager::reconfigure(const config::QueueConfig& config) {
+  {
+    std::lock_guard lock(mutex_);
+    config_ = config;
+  }
+  // Higher limits may let waiting messages start now.
+  cv_.notify_all();
+}
+
 void QueueManager::onAttemptDone(std::string id, DeliveryJob job, DeliveryResult result) {
+  const std::chrono::seconds max_lifetime = [this] {
+    std::lock_guard lock(mutex_);
+    return config_.max_lifetime;
+  }();
   Envelope& env = job.envelope;
   const std::string via = result.provider.empty() ? std::string("(unknown provider)") : result.provider;
   if (!result.provider.empty()) env.route = result.provider;
@@ -457,7 +478,7 @@ void QueueManager::onAttemptDone(std::string id, DeliveryJob job, DeliveryResult
   const std::int64_t now = nowSeconds();
   // arrival 0 means unknown (never written by the server): no expiry rather
   // than an instant one.
-  if (!env.allRecipientsDone() && env.arrival > 0 && now - env.arrival >= config_.max_lifetime.count()) {
+  if (!env.allRecipientsDone() && env.arrival > 0 && now - env.arrival >= max_lifetime.count()) {
     std::size_t expired = 0;
     for (RecipientEntry& rcpt : env.recipients) {
       if (rcpt.state != RecipientState::Pending) continue;
@@ -473,10 +494,18 @@ void QueueManager::onAttemptDone(std::string id, DeliveryJob job, DeliveryResult
                  id, now - env.arrival, env.attempts, expired, printable(env.last_error, 512));
   }
 
+  // A session waiting for this attempt hears its outcome now; when it takes
+  // a refusal, its 5xx tells the sender and a bounce would say it twice.
+  const bool refused_to_client = reportFirstAttempt(id, env, job, result);
+
   if (env.allRecipientsDone()) {
     std::vector<std::size_t> failed;
     for (std::size_t i = 0; i < env.recipients.size(); ++i) {
       if (env.recipients[i].state == RecipientState::Failed) failed.push_back(i);
+    }
+    if (refused_to_client) {
+      spdlog::info("{}: refused to the waiting client, no bounce", id);
+      failed.clear();
     }
     BounceCallback bounce;
     if (!failed.empty()) {
@@ -515,10 +544,19 @@ void QueueManager::onAttemptDone(std::string id, DeliveryJob job, DeliveryResult
                env.attempts, delay.count());
   // Durable before rescheduling, so that after a restart a delivered
   // recipient is never sent again and the backoff continues where it was.
-  const Status st = spool_.update(env);
-  if (!st) spdlog::error("{}: cannot record attempt results: {}", id, st.error().message);
-
-  std::lock_guard lock(mutex_);
+  // While the attempt counts as in flight nobody else writes this envelope;
+  // a `queue hold` or `release` that came meanwhile only changed the entry,
+  // so the write repeats until it carries the entry's hold state.
+  std::unique_lock lock(mutex_);
+  Status st;
+  for (;;) {
+    env.held = queued_[id].held;
+    lock.unlock();
+    st = spool_.update(env);
+    if (!st) spdlog::error("{}: cannot record attempt results: {}", id, st.error().message);
+    lock.lock();
+    if (!st || queued_[id].held == env.held) break;
+  }
   releaseLocked(id, result.provider, transient);
   if (st) {
     unsaved_.erase(id);
@@ -529,9 +567,240 @@ void QueueManager::onAttemptDone(std::string id, DeliveryJob job, DeliveryResult
   entry.due = env.next_attempt;
   entry.mailbox = asciiLower(env.sender);
   entry.route = env.route;
-  schedule_.emplace(env.next_attempt, id);
+  if (!entry.held) schedule_.emplace(env.next_attempt, id);
   cv_.notify_all();
   idle_cv_.notify_all();
+}
+
+bool QueueManager::reportFirstAttempt(const std::string& id, const Envelope& env, const DeliveryJob& job,
+                                      const DeliveryResult& result) {
+  FirstAttemptCallback waiter;
+  {
+    std::lock_guard lock(mutex_);
+    const auto it = waiters_.find(id);
+    if (it == waiters_.end()) return false;
+    waiter = std::move(it->second);
+    waiters_.erase(it);
+  }
+  FirstAttempt first;
+  first.provider = result.provider;
+  first.remote_id = result.remote_id;
+  const bool done = env.allRecipientsDone();
+  bool any_delivered = false;
+  const RecipientEntry* first_failed = nullptr;
+  for (const RecipientEntry& r : env.recipients) {
+    if (r.state == RecipientState::Delivered) any_delivered = true;
+    if (r.state == RecipientState::Failed && first_failed == nullptr) first_failed = &r;
+  }
+  if (done && any_delivered) {
+    // Some recipients may have failed; they get a bounce, the client its 250.
+    first.verdict = FirstAttempt::Verdict::Delivered;
+  } else if (done && first_failed != nullptr) {
+    first.verdict = FirstAttempt::Verdict::Rejected;
+    first.smtp_code = first_failed->smtp_code;
+    first.enhanced = first_failed->enhanced;
+    // The provider's client-safe words for the first refused recipient.
+    for (std::size_t i = 0; i < job.recipients.size() && i < result.results.size(); ++i) {
+      if (job.recipients[i] < env.recipients.size() && &env.recipients[job.recipients[i]] == first_failed) {
+        first.summary = result.results[i].summary;
+        break;
+      }
+    }
+  } else {
+    first.verdict = FirstAttempt::Verdict::Deferred;
+  }
+  const bool taken = waiter(first);
+  return taken && first.verdict == FirstAttempt::Verdict::Rejected;
+}
+
+// ---- QueueControl ----------------------------------------------------------
+//
+// Control commands change a message only while no attempt runs for it (the
+// lock keeps one from starting); for a message in flight they change the
+// in-memory entry and the attempt's own envelope write records it.
+
+void QueueManager::unscheduleLocked(const std::string& id, const Entry& entry) {
+  auto [first, last] = schedule_.equal_range(entry.due);
+  for (auto it = first; it != last; ++it) {
+    if (it->second == id) {
+      schedule_.erase(it);
+      return;
+    }
+  }
+  // Not where its due time says (should not happen): search everything.
+  for (auto it = schedule_.begin(); it != schedule_.end(); ++it) {
+    if (it->second == id) {
+      schedule_.erase(it);
+      return;
+    }
+  }
+}
+
+Result<Envelope> QueueManager::currentEnvelopeLocked(const std::string& id) {
+  if (const auto it = unsaved_.find(id); it != unsaved_.end()) return it->second;
+  return spool_.load(id);
+}
+
+Result<QueueManager::Entry*> QueueManager::controlEntryLocked(const std::string& id) {
+  const auto it = queued_.find(id);
+  if (it == queued_.end()) return Error{"no message " + printable(id, 64) + " in the queue"};
+  return &it->second;
+}
+
+namespace {
+
+QueueItem toItem(const Envelope& env, bool held, bool in_flight) {
+  QueueItem item;
+  item.id = env.id;
+  item.sender = env.sender;
+  item.recipients = env.recipients;
+  item.arrival = env.arrival;
+  item.size = env.size;
+  item.attempts = env.attempts;
+  item.next_attempt = env.next_attempt;
+  item.last_error = env.last_error;
+  item.route = env.route;
+  item.held = held;
+  item.in_flight = in_flight;
+  return item;
+}
+
+}  // namespace
+
+Result<std::vector<QueueItem>> QueueManager::list() {
+  std::vector<std::pair<std::string, std::pair<bool, bool>>> ids;
+  std::map<std::string, Envelope> unsaved;
+  {
+    std::lock_guard lock(mutex_);
+    ids.reserve(queued_.size());
+    for (const auto& [id, entry] : queued_) ids.push_back({id, {entry.held, in_flight_.count(id) != 0}});
+    unsaved = unsaved_;
+  }
+  // Reading the envelopes without the lock keeps deliveries going while a
+  // large queue is listed; an entry that finished meanwhile is left out.
+  std::vector<QueueItem> items;
+  items.reserve(ids.size());
+  for (const auto& [id, state] : ids) {
+    const auto u = unsaved.find(id);
+    Result<Envelope> env = u != unsaved.end() ? Result<Envelope>(u->second) : spool_.load(id);
+    if (!env) continue;
+    items.push_back(toItem(*env, state.first, state.second));
+  }
+  std::sort(items.begin(), items.end(), [](const QueueItem& a, const QueueItem& b) {
+    return a.arrival != b.arrival ? a.arrival < b.arrival : a.id < b.id;
+  });
+  return items;
+}
+
+Result<QueueItem> QueueManager::show(const std::string& id) {
+  std::lock_guard lock(mutex_);
+  auto entry = controlEntryLocked(id);
+  if (!entry) return entry.error();
+  auto env = currentEnvelopeLocked(id);
+  if (!env) return Error{"cannot read message " + id + ": " + env.error().message};
+  return toItem(*env, (*entry)->held, in_flight_.count(id) != 0);
+}
+
+Status QueueManager::retry(const std::string& id) {
+  {
+    std::lock_guard lock(mutex_);
+    auto entry = controlEntryLocked(id);
+    if (!entry) return entry.error();
+    Entry& e = **entry;
+    if (e.held) return Error{"message " + id + " is on hold; release it to deliver it"};
+    if (in_flight_.count(id) != 0) return {};  // being attempted right now
+    unscheduleLocked(id, e);
+    e.due = nowSeconds();
+    schedule_.emplace(e.due, id);
+  }
+  spdlog::info("{}: retry requested by the operator", id);
+  cv_.notify_all();
+  return {};
+}
+
+Result<std::size_t> QueueManager::retryAll() {
+  std::size_t count = 0;
+  {
+    std::lock_guard lock(mutex_);
+    const std::int64_t now = nowSeconds();
+    std::multimap<std::int64_t, std::string> rest;
+    for (auto& [due, id] : schedule_) {
+      auto q = queued_.find(id);
+      if (q != queued_.end() && due > now) {
+        q->second.due = now;
+        rest.emplace(now, id);
+        ++count;
+      } else {
+        rest.emplace(due, id);
+      }
+    }
+    schedule_ = std::move(rest);
+  }
+  spdlog::info("queue: flush requested by the operator, {} deferred message(s) due now", count);
+  cv_.notify_all();
+  return count;
+}
+
+Status QueueManager::hold(const std::string& id) {
+  {
+    std::lock_guard lock(mutex_);
+    auto entry = controlEntryLocked(id);
+    if (!entry) return entry.error();
+    Entry& e = **entry;
+    if (e.held) return {};
+    if (in_flight_.count(id) == 0) {
+      auto env = currentEnvelopeLocked(id);
+      if (!env) return Error{"cannot read message " + id + ": " + env.error().message};
+      env->held = true;
+      if (Status st = spool_.update(*env); !st) return Error{"cannot hold " + id + ": " + st.error().message};
+      unsaved_.erase(id);
+      unscheduleLocked(id, e);
+    }
+    e.held = true;
+  }
+  spdlog::info("{}: put on hold by the operator", id);
+  return {};
+}
+
+Status QueueManager::release(const std::string& id) {
+  {
+    std::lock_guard lock(mutex_);
+    auto entry = controlEntryLocked(id);
+    if (!entry) return entry.error();
+    Entry& e = **entry;
+    if (!e.held) return {};
+    if (in_flight_.count(id) == 0) {
+      auto env = currentEnvelopeLocked(id);
+      if (!env) return Error{"cannot read message " + id + ": " + env.error().message};
+      env->held = false;
+      if (Status st = spool_.update(*env); !st) {
+        return Error{"cannot release " + id + ": " + st.error().message};
+      }
+      unsaved_.erase(id);
+      e.due = nowSeconds();
+      schedule_.emplace(e.due, id);
+    }
+    e.held = false;
+  }
+  spdlog::info("{}: released by the operator", id);
+  cv_.notify_all();
+  return {};
+}
+
+Status QueueManager::remove(const std::string& id) {
+  {
+    std::lock_guard lock(mutex_);
+    auto entry = controlEntryLocked(id);
+    if (!entry) return entry.error();
+    if (in_flight_.count(id) != 0) {
+      return Error{"message " + id + " is being delivered right now; try again in a moment"};
+    }
+    if (Status st = spool_.remove(id); !st) return Error{"cannot delete " + id + ": " + st.error().message};
+    unscheduleLocked(id, **entry);
+    forgetLocked(id);
+  }
+  spdlog::warn("{}: deleted from the queue by the operator, not delivered and not bounced", id);
+  return {};
 }
 
 }  // namespace mb::queue

@@ -19,6 +19,8 @@
 #include "base/clock.h"
 #include "config/config.h"
 #include "queue/delivery_agent.h"
+#include "queue/first_attempt.h"
+#include "queue/queue_control.h"
 #include "queue/spool.h"
 
 namespace mb::queue {
@@ -44,20 +46,28 @@ namespace mb::queue {
 /// thread started by start(); DeliveryAgent callbacks may come on any thread.
 /// The scheduling core (runDue) can be driven by hand from tests with a
 /// ManualClock and no thread.
-class QueueManager {
+class QueueManager : public QueueControl {
  public:
   QueueManager(const config::QueueConfig& config, Spool& spool, DeliveryAgent& agent, Clock& clock);
-  ~QueueManager();  // stop()
+  ~QueueManager() override;  // stop()
 
   /// Adds recovered messages, all due at once, and starts the delivery thread.
   void start(const std::vector<Envelope>& recovered);
 
-  /// A newly committed message: attempt it now.
-  void enqueue(const Envelope& env);
+  /// A newly committed message: attempt it now. With `on_first`, reports
+  /// the first attempt's outcome (see FirstAttemptCallback). A message held
+  /// back by pacing or an open breaker simply has its first attempt later;
+  /// the caller's own timeout covers that.
+  void enqueue(const Envelope& env, FirstAttemptCallback on_first = {});
 
   /// Stops handing out new attempts, waits for those in flight (up to
   /// `grace`), and joins the thread. Messages stay in the spool.
   void stop(std::chrono::milliseconds grace = std::chrono::seconds(30));
+
+  /// A reloaded configuration (SIGHUP): retry delays, lifetime, pacing,
+  /// breaker and max_in_flight judge every decision from now on; attempts
+  /// in flight and next-attempt times already set stay as they are.
+  void reconfigure(const config::QueueConfig& config);
 
   /// Test hook: without the thread, starts every attempt due at clock.now();
   /// returns how many were started.
@@ -79,6 +89,15 @@ class QueueManager {
   using BounceCallback = std::function<void(const Envelope& env, std::vector<std::size_t> failed)>;
   void setOnBounce(BounceCallback cb);
 
+  // QueueControl
+  Result<std::vector<QueueItem>> list() override;
+  Result<QueueItem> show(const std::string& id) override;
+  Status retry(const std::string& id) override;
+  Result<std::size_t> retryAll() override;
+  Status hold(const std::string& id) override;
+  Status release(const std::string& id) override;
+  Status remove(const std::string& id) override;
+
   /// The randomness of the backoff jitter: returns a value in [0, 1] (values
   /// outside are clamped); the factor is 0.8 + 0.4·value. Defaults to a
   /// std::mt19937_64 seeded from std::random_device. For tests.
@@ -91,6 +110,7 @@ class QueueManager {
     std::int64_t due = 0;  // next attempt, unix s
     std::string mailbox;   // sender, lower-cased; "" for the null sender
     std::string route;     // envelope.route; "" until routed
+    bool held = false;     // not in schedule_ until released
   };
   // An attempt in flight: which pacing slot and breaker it holds.
   struct Attempt {
@@ -131,6 +151,17 @@ class QueueManager {
   // Drops a message from every in-memory table (delivered, bounced or
   // unloadable) and wakes whoever waits on the tables. mutex_ held.
   void forgetLocked(const std::string& id);
+  // Removes the schedule_ entry of a queued message, if it has one. mutex_ held.
+  void unscheduleLocked(const std::string& id, const Entry& entry);
+  // The envelope as the queue knows it: the unsaved copy if an update
+  // failed, else the spool's. mutex_ held.
+  Result<Envelope> currentEnvelopeLocked(const std::string& id);
+  // Looks a message up for a control command; the error names the id. mutex_ held.
+  Result<Entry*> controlEntryLocked(const std::string& id);
+  // Records the outcome of a first attempt for a waiting session; true when
+  // the session took a Rejected verdict (no bounce then).
+  bool reportFirstAttempt(const std::string& id, const Envelope& env, const DeliveryJob& job,
+                          const DeliveryResult& result);
   std::int64_t nowSeconds() const;
   std::chrono::seconds backoff(int attempts) const;  // without jitter
   std::chrono::seconds jitteredLocked(std::chrono::seconds base);
@@ -141,7 +172,7 @@ class QueueManager {
   // of touching freed memory.
   struct LifeGuard;
 
-  config::QueueConfig config_;
+  config::QueueConfig config_;  // mutex_ (reconfigure)
   Spool& spool_;
   DeliveryAgent& agent_;
   Clock& clock_;
@@ -163,6 +194,8 @@ class QueueManager {
   // Envelopes whose spool.update() failed: the next attempt starts from these
   // rather than from the stale file, so a delivered recipient is not sent again.
   std::map<std::string, Envelope> unsaved_;
+  // Sessions waiting for a message's first attempt (smtp.wait_for_delivery).
+  std::map<std::string, FirstAttemptCallback> waiters_;
   std::shared_ptr<LifeGuard> guard_;
 };
 

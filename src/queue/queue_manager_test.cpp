@@ -28,11 +28,11 @@ using namespace std::chrono_literals;
 
 using mb::testing::TempDir;
 
-RecipientResult delivered() { return {Outcome::Delivered, 250, "2.0.0", "ok", std::nullopt}; }
+RecipientResult delivered() { return {Outcome::Delivered, 250, "2.0.0", "ok", std::nullopt, ""}; }
 RecipientResult temporary(std::optional<std::chrono::seconds> retry_after = std::nullopt) {
-  return {Outcome::TemporaryFailure, 451, "4.3.0", "try later", retry_after};
+  return {Outcome::TemporaryFailure, 451, "4.3.0", "try later", retry_after, ""};
 }
-RecipientResult permanent() { return {Outcome::PermanentFailure, 550, "5.1.1", "no such user", std::nullopt}; }
+RecipientResult permanent() { return {Outcome::PermanentFailure, 550, "5.1.1", "no such user", std::nullopt, ""}; }
 
 DeliveryResult allWith(const DeliveryJob& job, const RecipientResult& r) {
   DeliveryResult out;
@@ -696,6 +696,31 @@ TEST_F(QueueManagerTest, BurstFromOneSenderIsPacedTo4InFlightAnd30PerMinute) {
   for (const auto& job : agent_.jobs()) EXPECT_EQ(job.envelope.attempts, 1);
 }
 
+TEST_F(QueueManagerTest, ReconfigureAppliesNewPacingToWaitingMessages) {
+  agent_.setHold(true);
+  config_.max_per_minute_per_mailbox = 1;
+  QueueManager qm(config_, spool_, agent_, clock_);
+  for (int i = 0; i < 3; ++i) qm.enqueue(commit({"r@example.org"}));
+  EXPECT_EQ(qm.runDue(), 1u);
+  EXPECT_EQ(qm.runDue(), 0u);
+  config::QueueConfig raised = config_;
+  raised.max_per_minute_per_mailbox = 0;  // unlimited
+  qm.reconfigure(raised);
+  EXPECT_EQ(qm.runDue(), 2u);
+  EXPECT_EQ(qm.inFlightCount(), 3u);
+
+  // And down again: nothing in flight is touched, new starts obey.
+  raised.max_in_flight_per_mailbox = 1;
+  qm.reconfigure(raised);
+  qm.enqueue(commit({"r@example.org"}));
+  EXPECT_EQ(qm.runDue(), 0u);
+  EXPECT_EQ(qm.inFlightCount(), 3u);
+  agent_.completeHeld([](const DeliveryJob& job) { return allWith(job, delivered()); });
+  agent_.completeHeld([](const DeliveryJob& job) { return allWith(job, delivered()); });
+  agent_.completeHeld([](const DeliveryJob& job) { return allWith(job, delivered()); });
+  EXPECT_EQ(qm.runDue(), 1u);
+}
+
 TEST_F(QueueManagerTest, SendersArePacedIndependentlyAndCaseInsensitively) {
   config_.max_in_flight_per_mailbox = 1;
   config_.max_per_minute_per_mailbox = 2;
@@ -846,6 +871,241 @@ TEST_F(QueueManagerTest, BreakerZeroFailuresNeverOpens) {
   for (int i = 0; i < 10; ++i) qm.enqueue(commit({"r@example.org"}, "scanner@example.com", "fake"));
   EXPECT_EQ(qm.runDue(), 10u);
   EXPECT_EQ(qm.breakerState("fake"), "closed");
+}
+
+// --- first attempt reported to a waiting session ---------------------------
+
+TEST_F(QueueManagerTest, FirstAttemptDeliveredIsReported) {
+  QueueManager qm(config_, spool_, agent_, clock_);
+  agent_.setFallback([](const DeliveryJob& job) {
+    DeliveryResult r = allWith(job, delivered());
+    r.remote_id = "remote-1";
+    return r;
+  });
+  std::vector<FirstAttempt> seen;
+  const Envelope env = commit({"a@example.org"});
+  qm.enqueue(env, [&](const FirstAttempt& f) {
+    seen.push_back(f);
+    return true;
+  });
+  ASSERT_EQ(qm.runDue(), 1u);
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].verdict, FirstAttempt::Verdict::Delivered);
+  EXPECT_EQ(seen[0].provider, "fake");
+  EXPECT_EQ(seen[0].remote_id, "remote-1");
+  EXPECT_FALSE(inSpool(env.id));
+}
+
+TEST_F(QueueManagerTest, FirstAttemptRefusalTakenByTheClientIsRemovedWithoutBounce) {
+  QueueManager qm(config_, spool_, agent_, clock_);
+  std::size_t bounces = 0;
+  qm.setOnBounce([&](const Envelope&, std::vector<std::size_t>) { ++bounces; });
+  agent_.setFallback([](const DeliveryJob& job) {
+    RecipientResult r{Outcome::PermanentFailure, 550, "5.7.60", "SendAsDenied: long remote text", std::nullopt,
+                      "sender not allowed to send as this mailbox"};
+    return allWith(job, r);
+  });
+  std::vector<FirstAttempt> seen;
+  const Envelope env = commit({"a@example.org", "b@example.org"});
+  qm.enqueue(env, [&](const FirstAttempt& f) {
+    seen.push_back(f);
+    return true;
+  });
+  ASSERT_EQ(qm.runDue(), 1u);
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].verdict, FirstAttempt::Verdict::Rejected);
+  EXPECT_EQ(seen[0].smtp_code, 550);
+  EXPECT_EQ(seen[0].enhanced, "5.7.60");
+  EXPECT_EQ(seen[0].summary, "sender not allowed to send as this mailbox");
+  EXPECT_EQ(bounces, 0u);
+  EXPECT_FALSE(inSpool(env.id));
+  EXPECT_EQ(qm.queuedCount(), 0u);
+}
+
+TEST_F(QueueManagerTest, FirstAttemptRefusalAfterTheClientWasAnsweredBounces) {
+  QueueManager qm(config_, spool_, agent_, clock_);
+  std::size_t bounces = 0;
+  qm.setOnBounce([&](const Envelope&, std::vector<std::size_t>) { ++bounces; });
+  agent_.setFallback([](const DeliveryJob& job) { return allWith(job, permanent()); });
+  const Envelope env = commit({"a@example.org"});
+  qm.enqueue(env, [](const FirstAttempt&) { return false; });  // the wait timed out: 250 already sent
+  ASSERT_EQ(qm.runDue(), 1u);
+  EXPECT_EQ(bounces, 1u);
+  EXPECT_FALSE(inSpool(env.id));
+}
+
+TEST_F(QueueManagerTest, FirstAttemptMixedOutcomes) {
+  QueueManager qm(config_, spool_, agent_, clock_);
+  std::size_t bounces = 0;
+  qm.setOnBounce([&](const Envelope&, std::vector<std::size_t>) { ++bounces; });
+  std::vector<FirstAttempt> seen;
+  const auto watch = [&](const FirstAttempt& f) {
+    seen.push_back(f);
+    return true;
+  };
+  // Delivered to one, refused for the other: the client hears 250, the
+  // refused recipient is bounced.
+  agent_.push([](const DeliveryJob&) {
+    DeliveryResult r;
+    r.results = {delivered(), permanent()};
+    return r;
+  });
+  qm.enqueue(commit({"ok@example.org", "bad@example.org"}), watch);
+  ASSERT_EQ(qm.runDue(), 1u);
+  // Deferred for one: 250 queued, the queue carries on; later attempts are
+  // not reported again.
+  agent_.push([](const DeliveryJob&) {
+    DeliveryResult r;
+    r.results = {delivered(), temporary()};
+    return r;
+  });
+  const Envelope later = commit({"ok@example.org", "later@example.org"});
+  qm.enqueue(later, watch);
+  ASSERT_EQ(qm.runDue(), 1u);
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0].verdict, FirstAttempt::Verdict::Delivered);
+  EXPECT_EQ(bounces, 1u);
+  EXPECT_EQ(seen[1].verdict, FirstAttempt::Verdict::Deferred);
+  EXPECT_TRUE(inSpool(later.id));
+  clock_.advance(3600s);
+  ASSERT_EQ(qm.runDue(), 1u);
+  EXPECT_EQ(seen.size(), 2u);
+  EXPECT_FALSE(inSpool(later.id));
+}
+
+// --- queue control -----------------------------------------------------------
+
+TEST_F(QueueManagerTest, ControlListAndShow) {
+  agent_.setFallback([](const DeliveryJob& job) { return allWith(job, temporary()); });
+  QueueManager qm(config_, spool_, agent_, clock_);
+  const Envelope first = commit({"a@example.org"});
+  clock_.advance(1s);
+  const Envelope second = commit({"b@example.org", "c@example.org"}, "");
+  qm.enqueue(second);
+  qm.enqueue(first);
+  ASSERT_EQ(qm.runDue(), 2u);
+  auto items = qm.list();
+  ASSERT_TRUE(items.ok());
+  ASSERT_EQ(items->size(), 2u);
+  EXPECT_EQ((*items)[0].id, first.id);  // oldest arrival first
+  EXPECT_EQ((*items)[1].id, second.id);
+  EXPECT_EQ((*items)[1].sender, "");
+  EXPECT_EQ((*items)[1].recipients.size(), 2u);
+  EXPECT_EQ((*items)[0].attempts, 1);
+  EXPECT_EQ((*items)[0].last_error, "try later");
+  EXPECT_FALSE((*items)[0].held);
+  EXPECT_FALSE((*items)[0].in_flight);
+  auto shown = qm.show(second.id);
+  ASSERT_TRUE(shown.ok());
+  EXPECT_EQ(shown->recipients[1].address, "c@example.org");
+  EXPECT_GT(shown->next_attempt, now());
+  auto missing = qm.show("0000000000000000000A");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().message, "no message 0000000000000000000A in the queue");
+}
+
+TEST_F(QueueManagerTest, ControlRetryAndFlushMakeDeferredMessagesDueNow) {
+  agent_.setFallback([](const DeliveryJob& job) { return allWith(job, temporary()); });
+  config_.retry_delay = 3600s;
+  config_.max_retry_delay = 3600s;
+  config_.breaker_failures = 0;  // five deferrals in a row would open it
+  QueueManager qm(config_, spool_, agent_, clock_);
+  const Envelope a = commit();
+  const Envelope b = commit();
+  const Envelope c = commit();
+  qm.enqueue(a);
+  qm.enqueue(b);
+  qm.enqueue(c);
+  ASSERT_EQ(qm.runDue(), 3u);
+  EXPECT_EQ(qm.runDue(), 0u);
+  ASSERT_TRUE(qm.retry(b.id).ok());
+  ASSERT_EQ(qm.runDue(), 1u);
+  EXPECT_EQ(agent_.jobs().back().envelope.id, b.id);
+  ASSERT_TRUE(qm.hold(c.id).ok());
+  auto count = qm.retryAll();
+  ASSERT_TRUE(count.ok());
+  EXPECT_EQ(*count, 2u);  // a and b; c is on hold
+  EXPECT_EQ(qm.runDue(), 2u);
+  const Status held_retry = qm.retry(c.id);
+  ASSERT_FALSE(held_retry.ok());
+  EXPECT_NE(held_retry.error().message.find("on hold"), std::string::npos);
+  EXPECT_FALSE(qm.retry("0000000000000000000A").ok());
+}
+
+TEST_F(QueueManagerTest, ControlHoldIsDurableAndReleaseSends) {
+  agent_.setFallback([](const DeliveryJob& job) { return allWith(job, temporary()); });
+  const Envelope env = commit();
+  {
+    QueueManager qm(config_, spool_, agent_, clock_);
+    qm.enqueue(env);
+    ASSERT_TRUE(qm.hold(env.id).ok());
+    ASSERT_TRUE(qm.hold(env.id).ok());  // idempotent
+    EXPECT_EQ(qm.runDue(), 0u);
+    EXPECT_TRUE(spool_.load(env.id)->held);
+    EXPECT_TRUE(qm.show(env.id)->held);
+    qm.stop(0ms);
+  }
+  auto recovered = spool_.recover();
+  ASSERT_TRUE(recovered.ok());
+  QueueManager qm(config_, spool_, agent_, clock_);
+  agent_.setFallback([](const DeliveryJob& job) { return allWith(job, delivered()); });
+  for (const auto& e : *recovered) qm.enqueue(e);  // (start() without the thread below)
+  qm.stop(0ms);
+  QueueManager again(config_, spool_, agent_, clock_);
+  agent_.setHold(true);
+  again.start(*recovered);
+  EXPECT_FALSE(agent_.waitForHeld(1, 300ms));  // held across the restart
+  ASSERT_EQ(again.queuedCount(), 1u);
+  ASSERT_TRUE(again.release(env.id).ok());
+  EXPECT_FALSE(spool_.load(env.id)->held);
+  ASSERT_TRUE(agent_.waitForHeld(1));
+  agent_.completeHeld([](const DeliveryJob& job) { return allWith(job, delivered()); });
+  again.stop(5s);
+  EXPECT_FALSE(inSpool(env.id));
+}
+
+TEST_F(QueueManagerTest, ControlHoldDuringAnAttemptIsRecordedByTheAttempt) {
+  agent_.setHold(true);
+  QueueManager qm(config_, spool_, agent_, clock_);
+  const Envelope env = commit({"a@example.org", "b@example.org"});
+  qm.enqueue(env);
+  ASSERT_EQ(qm.runDue(), 1u);
+  ASSERT_TRUE(qm.hold(env.id).ok());
+  EXPECT_TRUE(qm.show(env.id)->in_flight);
+  const Status del = qm.remove(env.id);
+  ASSERT_FALSE(del.ok());
+  EXPECT_NE(del.error().message.find("being delivered right now"), std::string::npos);
+  agent_.completeHeld([](const DeliveryJob&) {
+    DeliveryResult r;
+    r.results = {delivered(), temporary()};
+    return r;
+  });
+  auto stored = spool_.load(env.id);
+  ASSERT_TRUE(stored.ok());
+  EXPECT_TRUE(stored->held);
+  EXPECT_EQ(stored->recipients[0].state, RecipientState::Delivered);
+  clock_.advance(7200s);
+  EXPECT_EQ(qm.runDue(), 0u);
+  ASSERT_TRUE(qm.release(env.id).ok());
+  ASSERT_EQ(qm.runDue(), 1u);
+  EXPECT_EQ(agent_.jobs().back().recipients, std::vector<std::size_t>{1});
+}
+
+TEST_F(QueueManagerTest, ControlDeleteRemovesWithoutDeliveryOrBounce) {
+  agent_.setFallback([](const DeliveryJob& job) { return allWith(job, temporary()); });
+  QueueManager qm(config_, spool_, agent_, clock_);
+  std::size_t bounces = 0;
+  qm.setOnBounce([&](const Envelope&, std::vector<std::size_t>) { ++bounces; });
+  const Envelope env = commit();
+  qm.enqueue(env);
+  ASSERT_EQ(qm.runDue(), 1u);
+  ASSERT_TRUE(qm.remove(env.id).ok());
+  EXPECT_FALSE(inSpool(env.id));
+  EXPECT_EQ(qm.queuedCount(), 0u);
+  clock_.advance(7200s);
+  EXPECT_EQ(qm.runDue(), 0u);
+  EXPECT_EQ(bounces, 0u);
+  EXPECT_FALSE(qm.remove(env.id).ok());
 }
 
 }  // namespace

@@ -6,11 +6,13 @@
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include "base/durable_file.h"
 #include "base/log.h"
+#include "base/text.h"
 
 namespace mb::delivery {
 namespace {
@@ -59,10 +61,36 @@ Status copyFile(const std::filesystem::path& from, const std::filesystem::path& 
   return st;
 }
 
+/// Writes `data` to `tmp` (replacing one a crash left), fsyncs it and
+/// renames it to `path`; the directory fsync is the caller's.
+Status writeReplacing(const std::filesystem::path& tmp, const std::filesystem::path& path, std::string_view data) {
+  if (Status st = fs::removeFile(tmp); !st) return st;
+  auto writer = fs::FileWriter::create(tmp);
+  if (!writer) return writer.error();
+  Status st = writer->write(data);
+  if (st) st = writer->sync();
+  if (st) st = writer->close();
+  if (st) st = fs::renameFile(tmp, path);
+  if (!st) (void)fs::removeFile(tmp);
+  return st;
+}
+
+bool refused(const std::vector<std::string>& patterns, std::string_view address) {
+  for (const auto& p : patterns) {
+    if (p.front() == '@' ? address.size() > p.size() && iequals(address.substr(address.size() - p.size()), p)
+                         : iequals(address, p)) {
+      return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
-OutboxProvider::OutboxProvider(std::string name, std::filesystem::path directory)
-    : name_(std::move(name)), directory_(std::move(directory)) {}
+OutboxProvider::OutboxProvider(std::string name, std::filesystem::path directory, std::vector<std::string> refuse)
+    : name_(std::move(name)), directory_(std::move(directory)), refuse_(std::move(refuse)) {
+  std::erase_if(refuse_, [](const std::string& p) { return p.empty(); });
+}
 
 void OutboxProvider::deliver(const queue::DeliveryJob& job, queue::DeliveryAgent::DoneCallback done) {
   queue::DeliveryResult result;
@@ -83,8 +111,30 @@ void OutboxProvider::deliver(const queue::DeliveryJob& job, queue::DeliveryAgent
   if (!queue::isValidQueueId(job.envelope.id)) return fail("invalid queue id");
   if (Status st = fs::makeDirectories(directory_); !st) return fail(describe(st.error()));
 
+  // Recipients matched by refuse_recipients are answered, the rest written.
+  std::vector<std::size_t> write;
+  std::vector<std::size_t> refuse;
+  for (std::size_t i = 0; i < job.recipients.size(); ++i) {
+    const std::size_t index = job.recipients[i];
+    const bool no = index < job.envelope.recipients.size() &&
+                    refused(refuse_, job.envelope.recipients[index].address);
+    (no ? refuse : write).push_back(i);
+  }
+  queue::RecipientResult no;
+  no.outcome = queue::Outcome::PermanentFailure;
+  no.smtp_code = 550;
+  no.enhanced = "5.1.1";
+  no.detail = "refused by the outbox's refuse_recipients rule";
+  no.summary = "recipient refused by the outbox's refuse_recipients rule";
+  if (write.empty()) {
+    result.results.assign(job.recipients.size(), no);
+    done(std::move(result));
+    return;
+  }
+
   nlohmann::json recipients = nlohmann::json::array();
-  for (std::size_t index : job.recipients) {
+  for (std::size_t i : write) {
+    const std::size_t index = job.recipients[i];
     if (index < job.envelope.recipients.size()) recipients.push_back(job.envelope.recipients[index].address);
   }
   const nlohmann::json meta{{"id", job.envelope.id},
@@ -103,8 +153,11 @@ void OutboxProvider::deliver(const queue::DeliveryJob& job, queue::DeliveryAgent
   // two attempts of one message at once.
   const auto eml_tmp = directory_ / (job.envelope.id + ".eml.tmp");
 
-  // The .json goes first so that a watcher that sees the .eml finds it.
-  if (Status st = fs::writeFileAtomicNoDirSync(json_path, json_text); !st) return fail(describe(st.error()));
+  const auto json_tmp = directory_ / (job.envelope.id + ".json.tmp");
+
+  // The .json goes first so that a watcher that sees the .eml finds it. Its
+  // temporary name is fixed too, for the same reason as the .eml's.
+  if (Status st = writeReplacing(json_tmp, json_path, json_text); !st) return fail(describe(st.error()));
   if (Status st = fs::removeFile(eml_tmp); !st) return fail(describe(st.error()));
   Status st = copyFile(job.content, eml_tmp);
   if (st) st = fs::renameFile(eml_tmp, eml_path);
@@ -121,7 +174,10 @@ void OutboxProvider::deliver(const queue::DeliveryJob& job, queue::DeliveryAgent
   ok.enhanced = "2.0.0";
   ok.detail = "written to " + eml_path.string();
   result.results.assign(job.recipients.size(), ok);
-  result.remote_id = eml_path.string();
+  for (std::size_t i : refuse) result.results[i] = no;
+  // The id may reach the SMTP client (smtp.wait_for_delivery); the file
+  // name says which message it was without showing the server's layout.
+  result.remote_id = eml_path.filename().string();
   done(std::move(result));
 }
 

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "delivery/provider.h"
 
@@ -17,7 +18,10 @@ namespace mb::delivery {
 /// fixed later). Synchronous: done is called before deliver() returns.
 class OutboxProvider final : public Provider {
  public:
-  OutboxProvider(std::string name, std::filesystem::path directory);
+  /// `refuse` ("user@domain" or "@domain", matched without regard to case):
+  /// recipients answered 550 5.1.1 instead of written, so that an
+  /// administrator can see how a device shows a refusal.
+  OutboxProvider(std::string name, std::filesystem::path directory, std::vector<std::string> refuse = {});
 
   // Provider
   const std::string& name() const override { return name_; }
@@ -26,6 +30,7 @@ class OutboxProvider final : public Provider {
  private:
   std::string name_;
   std::filesystem::path directory_;
+  std::vector<std::string> refuse_;
 };
 
 }  // namespace mb::delivery

@@ -82,7 +82,7 @@ TEST_F(OutboxProviderTest, WritesExactBytesAndJson) {
     EXPECT_EQ(r.enhanced, "2.0.0");
   }
   EXPECT_EQ(result.provider, "outbox");
-  EXPECT_EQ(result.remote_id, eml.string());
+  EXPECT_EQ(result.remote_id, eml.filename().string()) << "no server path for the client";
 
   auto written = fs::readFile(eml);
   ASSERT_TRUE(written.ok());
@@ -118,6 +118,7 @@ TEST_F(OutboxProviderTest, RedeliveryOverwrites) {
   ASSERT_EQ(run(provider, job).results[0].outcome, queue::Outcome::Delivered);
   // A leftover temporary from a crash must not stand in the way.
   ASSERT_TRUE(fs::writeFileAtomic(outbox / (job.envelope.id + ".eml.tmp"), "stale").ok());
+  ASSERT_TRUE(fs::writeFileAtomic(outbox / (job.envelope.id + ".json.tmp"), "stale").ok());
   ASSERT_TRUE(fs::removeFile(job.content).ok());
   ASSERT_TRUE(fs::writeFileAtomic(job.content, "second version\r\n").ok());
   job.recipients = {2};
@@ -128,6 +129,39 @@ TEST_F(OutboxProviderTest, RedeliveryOverwrites) {
   const auto meta = nlohmann::json::parse(*fs::readFile(outbox / (job.envelope.id + ".json")), nullptr, false);
   EXPECT_EQ(meta["recipients"], nlohmann::json::array({"b@example.org"}));
   EXPECT_EQ(listDir(outbox).size(), 2u);
+}
+
+TEST_F(OutboxProviderTest, RefusedRecipientsFailPermanentlyAndTheRestAreWritten) {
+  auto job = makeJob("content\r\n");
+  job.envelope.recipients[2].address = "B@Refused.Example";
+  const auto outbox = dir_.path() / "out";
+  OutboxProvider provider("outbox", outbox, {"@refused.example", "nobody@example.org"});
+  auto result = run(provider, job);
+  ASSERT_EQ(result.results.size(), 2u);
+  EXPECT_EQ(result.results[0].outcome, queue::Outcome::Delivered);
+  EXPECT_EQ(result.results[1].outcome, queue::Outcome::PermanentFailure);
+  EXPECT_EQ(result.results[1].smtp_code, 550);
+  EXPECT_EQ(result.results[1].enhanced, "5.1.1");
+  EXPECT_FALSE(result.results[1].summary.empty());
+  const auto meta = nlohmann::json::parse(*fs::readFile(outbox / (job.envelope.id + ".json")), nullptr, false);
+  EXPECT_EQ(meta["recipients"], nlohmann::json::array({"a@example.org"}));
+
+  // Everyone refused: nothing is written. "@example.org" does not match
+  // "a@sub.example.org"-style suffixes without the '@'.
+  auto all = makeJob("content\r\n");
+  all.envelope.recipients[1].address = "nobody@example.org";
+  all.envelope.recipients[2].address = "x@refused.example";
+  result = run(provider, all);
+  ASSERT_EQ(result.results.size(), 2u);
+  EXPECT_EQ(result.results[0].outcome, queue::Outcome::PermanentFailure);
+  EXPECT_EQ(result.results[1].outcome, queue::Outcome::PermanentFailure);
+  EXPECT_FALSE(stdfs::exists(outbox / (all.envelope.id + ".eml")));
+  auto near = makeJob("content\r\n");
+  near.envelope.recipients[1].address = "x@notrefused.example";
+  near.envelope.recipients[2].address = "nobody@example.org.evil";
+  result = run(provider, near);
+  EXPECT_EQ(result.results[0].outcome, queue::Outcome::Delivered);
+  EXPECT_EQ(result.results[1].outcome, queue::Outcome::Delivered);
 }
 
 TEST_F(OutboxProviderTest, UnwritableDirectoryIsTemporaryFailure) {
