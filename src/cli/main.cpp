@@ -1,6 +1,7 @@
 // mailbridge: the command line. Each subcommand loads what it needs and
-// hands over to app/ (serve) or prints a result (check-config,
-// hash-password, version).
+// hands over to app/ (serve), to the running daemon (queue, in
+// queue_command.cpp) or prints a result (check-config, hash-password,
+// version).
 
 #include <sodium.h>
 #include <termios.h>
@@ -15,6 +16,7 @@
 #include <string>
 
 #include "app/app.h"
+#include "cli/queue_command.h"
 #include "config/loader.h"
 #include "demo_config.h"
 #include "policy/user_store.h"
@@ -157,7 +159,15 @@ int main(int argc, char** argv) {
 
   auto* version = cli.add_subcommand("version", "Print the version and exit.");
 
-  CLI11_PARSE(cli, argc, argv);
+  mb::cli::QueueCommand queue_cmd(cli);
+
+  try {
+    cli.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = cli.exit(e);
+    // `queue` promises 2 for a usage error; the others keep CLI11's codes.
+    return rc != 0 && queue_cmd.parsed() ? mb::cli::QueueCommand::kUsage : rc;
+  }
 
   if (version->parsed()) {
     std::cout << "mailbridge " << MB_VERSION << '\n';
@@ -165,6 +175,8 @@ int main(int argc, char** argv) {
   }
 
   if (hash->parsed()) return hashPassword();
+
+  if (queue_cmd.parsed()) return queue_cmd.run();
 
   if (check->parsed()) {
     try {
@@ -201,7 +213,9 @@ int main(int argc, char** argv) {
     } catch (const mb::config::ConfigError& e) {
       return printConfigError(e);
     }
-    mb::app::App app(std::move(config));
+    mb::app::App::Reloader reload;
+    if (!demo) reload = [config_path] { return mb::config::loadConfigFile(config_path); };
+    mb::app::App app(std::move(config), mb::SystemClock::instance(), std::move(reload));
     return app.run();
   }
   return 0;
