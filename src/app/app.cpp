@@ -2,12 +2,16 @@
 
 #include <systemd/sd-daemon.h>
 
+#include <cerrno>
 #include <csignal>
 #include <memory>
+#include <optional>
 #include <vector>
 
+#include "admin/control_server.h"
 #include "base/durable_file.h"
 #include "base/log.h"
+#include "config/loader.h"
 #include "delivery/outbox/outbox_provider.h"
 #include "delivery/router.h"
 #include "net/asio.h"
@@ -29,7 +33,7 @@ std::vector<std::unique_ptr<delivery::Provider>> makeProviders(const config::Con
   for (const auto& p : config.providers) {
     switch (p.type) {
       case config::ProviderType::Outbox:
-        providers.push_back(std::make_unique<delivery::OutboxProvider>(p.name, p.directory));
+        providers.push_back(std::make_unique<delivery::OutboxProvider>(p.name, p.directory, p.refuse_recipients));
         break;
     }
   }
@@ -77,9 +81,69 @@ net::TlsSource tlsSource(const config::Config& config) {
   return source;
 }
 
+bool sameListenerAddresses(const std::vector<config::ListenerConfig>& a,
+                           const std::vector<config::ListenerConfig>& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (a[i].name != b[i].name || a[i].host != b[i].host || a[i].port != b[i].port ||
+        a[i].tls != b[i].tls) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool sameProviders(const std::vector<config::ProviderConfig>& a,
+                   const std::vector<config::ProviderConfig>& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (a[i].name != b[i].name || a[i].type != b[i].type || a[i].directory != b[i].directory ||
+        a[i].refuse_recipients != b[i].refuse_recipients) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// A reloaded configuration with the running value kept for what only a
+// restart can change (bound sockets, the spool, providers holding their own
+// state, the logger's format), each named in the log so that nobody wonders
+// why an edit did nothing.
+config::Config keepRestartOnly(const config::Config& running, config::Config next) {
+  const auto restart = [](const char* what) {
+    spdlog::warn("SIGHUP: {} changed; restart mailbridge to apply that (the running value stays)",
+                 what);
+  };
+  if (!sameListenerAddresses(running.listeners, next.listeners)) {
+    restart("listeners (added, removed, or a name, host, port or tls mode)");
+    next.listeners = running.listeners;
+  }
+  if (next.server.state_dir != running.server.state_dir) {
+    restart("server.state_dir");
+    next.server.state_dir = running.server.state_dir;
+  }
+  if (!sameProviders(running.providers, next.providers)) {
+    restart("providers");
+    next.providers = running.providers;
+  }
+  if (next.logging.format != running.logging.format) {
+    restart("logging.format");
+    next.logging.format = running.logging.format;
+  }
+  if (next.access.open_relay && !running.access.open_relay) {
+    spdlog::warn("SIGHUP: access.open_relay is now true: any client that can connect may relay mail");
+  }
+  if (next.auth.max_parallel_verifications != running.auth.max_parallel_verifications) {
+    restart("auth.max_parallel_verifications");
+    next.auth.max_parallel_verifications = running.auth.max_parallel_verifications;
+  }
+  return next;
+}
+
 }  // namespace
 
-App::App(config::Config config, Clock& clock) : config_(std::move(config)), clock_(clock) {}
+App::App(config::Config config, Clock& clock, Reloader reload)
+    : config_(std::move(config)), clock_(clock), reload_(std::move(reload)) {}
 
 int App::run() {
   log::init(config_.logging.level,
@@ -92,6 +156,19 @@ int App::run() {
 
   if (Status st = fs::makeDirectories(config_.server.state_dir); !st) {
     spdlog::critical("state directory: {}", st.error().message);
+    return 1;
+  }
+  // Before the spool is touched: a second relay recovering the same queue
+  // would move the first one's in-flight files under its feet.
+  const auto lock_path = config_.server.state_dir / "lock";
+  auto lock = fs::DirectoryLock::acquire(lock_path);
+  if (!lock) {
+    if (lock.error().sys_errno == EWOULDBLOCK) {
+      spdlog::critical("another mailbridge is running with this state directory ({} is locked)",
+                       config_.server.state_dir.string());
+    } else {
+      spdlog::critical("state directory: {}", lock.error().message);
+    }
     return 1;
   }
   queue::FileSpool spool(config_.server.state_dir);
@@ -130,22 +207,51 @@ int App::run() {
 
   asio::io_context io(1);
   server::SmtpServer server(
-      io, config_, spool, [&queue_manager](const queue::Envelope& env) { queue_manager.enqueue(env); },
+      io, config_, spool,
+      [&queue_manager](const queue::Envelope& env, queue::FirstAttemptCallback on_first) {
+        queue_manager.enqueue(env, std::move(on_first));
+      },
       clock_, tls);
   if (Status st = server.start(); !st) {
     spdlog::critical("{}", st.error().message);
     return 1;
   }
   queue_manager.start(*recovered);
+  admin::ControlServer control(config_.server.state_dir / "control.sock", queue_manager);
+  if (Status st = control.start(); !st) {
+    spdlog::critical("{}", st.error().message);
+    return 1;
+  }
 
   asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
   std::function<void(const boost::system::error_code&, int)> on_signal =
       [&](const boost::system::error_code& ec, int signo) {
         if (ec) return;
         if (signo == SIGHUP) {
-          // Certificates are renewed in place (certbot, an internal CA);
-          // new connections get the new one, open ones keep theirs. Reading
-          // the rest of the configuration again arrives with the queue work.
+          if (reload_) {
+            std::optional<config::Config> next;
+            try {
+              next = reload_();
+            } catch (const config::ConfigError& e) {
+              for (const auto& issue : e.issues()) spdlog::error("SIGHUP: {}", issue.format());
+            } catch (const std::exception& e) {
+              spdlog::error("SIGHUP: {}", e.what());
+            }
+            if (next) {
+              config_ = keepRestartOnly(config_, std::move(*next));
+              server.reconfigure(config_);
+              queue_manager.reconfigure(config_.queue);
+              bouncer.reconfigure(config_.queue, config_.server.hostname);
+              // Said before a new level could hide it.
+              spdlog::info("SIGHUP: configuration reloaded from {}; new sessions use it", config_.source);
+              log::setLevel(config_.logging.level);
+            } else {
+              spdlog::error("SIGHUP: configuration not reloaded; the running one stays in force");
+            }
+          }
+          // Certificates are renewed in place (certbot, an internal CA), with
+          // or without a changed file: new connections get the new one, open
+          // ones keep theirs.
           if (tls) {
             auto ctx = net::load(tlsSource(config_));
             if (ctx) {
@@ -156,8 +262,10 @@ int App::run() {
                             ctx.error().message);
             }
           }
-          spdlog::warn("SIGHUP: only TLS certificates are reloaded; restart to apply other "
-                       "configuration changes");
+          if (!reload_) {
+            spdlog::info("SIGHUP: the built-in configuration has no file to read again; only the "
+                         "TLS certificate was reloaded");
+          }
           signals.async_wait(on_signal);
           return;
         }
@@ -173,7 +281,12 @@ int App::run() {
   spdlog::info("ready");
   io.run();
 
+  control.stop();
   queue_manager.stop();
+  // A commit still under way when the grace ran out calls back into the
+  // queue manager and posts to the I/O loop: finish it while both exist.
+  // Its message is on disk and is sent after the next start.
+  spool.stop();
   spdlog::info("stopped");
   return 0;
 }

@@ -4,14 +4,17 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <exception>
 #include <optional>
 #include <unordered_set>
 
+#include "base/durable_file.h"
 #include "base/log.h"
 #include "base/text.h"
 #include "base/time_format.h"
+#include "base/units.h"
 #include "base/worker_pool.h"
 #include "net/asio.h"
 #include "net/stream.h"
@@ -86,6 +89,35 @@ const char* problemText(smtp::DataProblem why) {
 
 }  // namespace
 
+// What a session works with, fixed when it connects: a configuration reload
+// builds a new Settings for the sessions that come after it, and the ones
+// already open finish with theirs.
+struct Settings {
+  explicit Settings(config::Config cfg)
+      : config(std::move(cfg)),
+        limits(limitsFrom(config)),
+        allowed(networksOrEmpty(config.access.allowed_networks, "access.allowed_networks")),
+        anonymous(networksOrEmpty(config.access.anonymous_networks, "access.anonymous_networks")),
+        users(config.auth.users),
+        senders(config.senders),
+        recipients(config.recipients) {}
+
+  bool mayConnect(const std::string& peer) const {
+    return config.access.open_relay || allowed.contains(peer);
+  }
+  bool mayRelayAnonymously(const std::string& peer) const {
+    return config.access.open_relay || anonymous.contains(peer);
+  }
+
+  const config::Config config;
+  const smtp::SessionLimits limits;
+  const policy::NetworkList allowed;
+  const policy::NetworkList anonymous;
+  const policy::UserStore users;
+  const policy::SenderPolicy senders;
+  const policy::RecipientPolicy recipients;
+};
+
 class Connection;
 
 class SmtpServer::Impl : public std::enable_shared_from_this<SmtpServer::Impl> {
@@ -93,22 +125,16 @@ class SmtpServer::Impl : public std::enable_shared_from_this<SmtpServer::Impl> {
   Impl(asio::io_context& io, const config::Config& config, queue::Spool& spool,
        CommittedCallback on_committed, Clock& clock, std::shared_ptr<net::TlsContextHolder> tls)
       : io_(io),
-        config_(config),
+        settings_(std::make_shared<const Settings>(config)),
         spool_(spool),
         on_committed_(std::move(on_committed)),
         clock_(clock),
         tls_(std::move(tls)),
-        limits_(limitsFrom(config)),
-        allowed_(networksOrEmpty(config.access.allowed_networks, "access.allowed_networks")),
-        anonymous_(networksOrEmpty(config.access.anonymous_networks, "access.anonymous_networks")),
-        users_(config.auth.users),
         guard_(policy::AuthGuard::Params{config.auth.max_failures_per_ip,
                                          config.auth.max_failures_per_user,
                                          config.auth.failure_window, config.auth.lockout},
                clock),
         per_ip_(config.smtp.max_connections_per_ip),
-        senders_(config.senders),
-        recipients_(config.recipients),
         verifiers_(std::max<std::size_t>(1, config.auth.max_parallel_verifications)) {}
 
   ~Impl() { verifiers_.stop(); }
@@ -116,13 +142,7 @@ class SmtpServer::Impl : public std::enable_shared_from_this<SmtpServer::Impl> {
   Status start();
   void stop();
   asio::awaitable<void> acceptLoop(std::size_t index);
-
-  bool mayConnect(const std::string& peer) const {
-    return config_.access.open_relay || allowed_.contains(peer);
-  }
-  bool mayRelayAnonymously(const std::string& peer) const {
-    return config_.access.open_relay || anonymous_.contains(peer);
-  }
+  void reconfigure(const config::Config& config);
 
   struct Listener {
     config::ListenerConfig config;
@@ -130,19 +150,13 @@ class SmtpServer::Impl : public std::enable_shared_from_this<SmtpServer::Impl> {
   };
 
   asio::io_context& io_;
-  const config::Config config_;
+  std::shared_ptr<const Settings> settings_;  // replaced by reconfigure()
   queue::Spool& spool_;
   CommittedCallback on_committed_;
   Clock& clock_;
   const std::shared_ptr<net::TlsContextHolder> tls_;
-  const smtp::SessionLimits limits_;
-  const policy::NetworkList allowed_;
-  const policy::NetworkList anonymous_;
-  const policy::UserStore users_;
   policy::AuthGuard guard_;
   policy::ConnectionCounter per_ip_;
-  const policy::SenderPolicy senders_;
-  const policy::RecipientPolicy recipients_;
   WorkerPool verifiers_;
   std::vector<Listener> listeners_;
   std::unordered_set<Connection*> connections_;
@@ -157,19 +171,25 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   Connection(std::shared_ptr<SmtpServer::Impl> server, tcp::socket socket,
              const config::ListenerConfig& listener)
       : server_(std::move(server)),
+        settings_(server_->settings_),
         stream_(std::move(socket)),
         deadline_(stream_.socket().get_executor()),
         wakeup_(stream_.socket().get_executor()),
+        delivery_wait_(stream_.socket().get_executor()),
         listener_(listener),
-        session_(server_->limits_, *this, sink_) {}
+        session_(settings_->limits, *this, sink_) {}
 
   static asio::awaitable<void> run(std::shared_ptr<Connection> self);
 
-  // Asks the session to end: at once when it is waiting for the client,
-  // after the current commit otherwise.
+  // Asks the session to end: at once when it waits for its next command,
+  // after the transaction it is in otherwise (the shutdown grace bounds
+  // that), so that a message half sent is not thrown away.
   void stop() {
     stopping_ = true;
-    if (reading_) stream_.cancel();
+    if (reading_ && !session_.inTransaction()) stream_.cancel();
+    // A session waiting for a first delivery attempt answers "queued" now
+    // rather than holding up the shutdown.
+    delivery_wait_.cancel();
   }
 
  private:
@@ -180,6 +200,10 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   void armDeadline(SteadyClock::duration timeout);
   SteadyClock::duration readTimeout();
   void onCommitted(const Status& status, const std::string& id);
+  // smtp.wait_for_delivery: the first attempt's verdict, or the wait's end.
+  void onFirstAttempt(const std::shared_ptr<std::atomic<bool>>& wait, const queue::FirstAttempt& first,
+                      const std::string& id);
+  void onDeliveryWaitOver(const std::shared_ptr<std::atomic<bool>>& wait, const std::string& id);
   void onVerified(bool ok, const std::string& user);
   smtp::SessionFeatures features() const;
 
@@ -196,9 +220,11 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   static smtp::Reply localError() { return {451, "4.3.0", "Local error in processing"}; }
 
   std::shared_ptr<SmtpServer::Impl> server_;
+  const std::shared_ptr<const Settings> settings_;
   net::Stream stream_;
   asio::steady_timer deadline_;
   asio::steady_timer wakeup_;  // cancelled when a commit or a verification completes
+  asio::steady_timer delivery_wait_;  // smtp.wait_for_delivery
   config::ListenerConfig listener_;
   BufferSink sink_;
   smtp::ServerSession session_;
@@ -209,6 +235,9 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   bool write_failed_ = false;
   std::string effective_sender_;  // MAIL FROM after the sender rules
   std::optional<smtp::Reply> commit_reply_;
+  // The current transaction's wait for its first delivery attempt: whoever
+  // sets it first (the verdict or the timer) answers the client.
+  std::shared_ptr<std::atomic<bool>> delivery_answered_;
   std::optional<smtp::AuthResult> auth_result_;
 
   // Minimum data rate: the content deadline grows with what arrived.
@@ -248,7 +277,7 @@ asio::awaitable<void> Connection::run(std::shared_ptr<Connection> self) {
 asio::awaitable<bool> Connection::admit() {
   peer_ = net::peerAddress(stream_.socket());
   auto& server = *server_;
-  if (!server.mayConnect(peer_)) {
+  if (!settings_->mayConnect(peer_)) {
     spdlog::warn("refused connection from {} on {}: not in access.allowed_networks", peer_,
                  listener_.name);
     session_.refuse({554, "5.7.1", "Access denied"});
@@ -258,15 +287,15 @@ asio::awaitable<bool> Connection::admit() {
     session_.refuse({421, "4.3.2", "Service shutting down"});
     co_return true;
   }
-  if (server.connections_.size() > server.config_.smtp.max_connections) {
+  if (server.connections_.size() > settings_->config.smtp.max_connections) {
     spdlog::warn("refused connection from {} on {}: smtp.max_connections ({}) reached", peer_,
-                 listener_.name, server.config_.smtp.max_connections);
+                 listener_.name, settings_->config.smtp.max_connections);
     session_.refuse({421, "4.7.0", "Too many connections, try again later"});
     co_return true;
   }
   if (!server.per_ip_.tryAcquire(peer_)) {
     spdlog::warn("refused connection from {} on {}: smtp.max_connections_per_ip ({}) reached",
-                 peer_, listener_.name, server.config_.smtp.max_connections_per_ip);
+                 peer_, listener_.name, settings_->config.smtp.max_connections_per_ip);
     session_.refuse({421, "4.7.0", "Too many connections from your address, try again later"});
     co_return true;
   }
@@ -280,8 +309,8 @@ asio::awaitable<bool> Connection::admit() {
 
   // A client that talks before the greeting is not waiting for replies: a
   // spam engine, or an attack on pipelining (RFC 5321 §4.3.1, RFC 2920).
-  if (server.config_.smtp.greeting_delay.count() > 0) {
-    asio::steady_timer delay(stream_.socket().get_executor(), server.config_.smtp.greeting_delay);
+  if (settings_->config.smtp.greeting_delay.count() > 0) {
+    asio::steady_timer delay(stream_.socket().get_executor(), settings_->config.smtp.greeting_delay);
     error_code ec;
     co_await delay.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
@@ -301,7 +330,7 @@ smtp::SessionFeatures Connection::features() const {
   f.starttls = listener_.tls == config::TlsMode::StartTls && server_->tls_ != nullptr;
   f.tls_active = stream_.tls();
   // AUTH with nobody to authenticate as would only invite guessing.
-  f.auth = listener_.auth != config::AuthPolicy::None && !server_->users_.empty();
+  f.auth = listener_.auth != config::AuthPolicy::None && !settings_->users.empty();
   f.auth_without_tls = listener_.allow_plaintext_auth;
   return f;
 }
@@ -335,7 +364,7 @@ asio::awaitable<void> Connection::serve() {
       }
       continue;
     }
-    if (stopping_) {
+    if (stopping_ && !session_.inTransaction()) {
       session_.shutdown();
       continue;
     }
@@ -364,7 +393,7 @@ asio::awaitable<void> Connection::serve() {
 // data_timeout, extended by what was received at min_data_rate, so a slow
 // client cannot hold a slot forever and a fast one is never cut off.
 SteadyClock::duration Connection::readTimeout() {
-  const auto& smtp_cfg = server_->config_.smtp;
+  const auto& smtp_cfg = settings_->config.smtp;
   if (!session_.inData()) {
     in_data_ = false;
     return smtp_cfg.idle_timeout;
@@ -390,7 +419,7 @@ asio::awaitable<bool> Connection::handshake() {
     spdlog::error("TLS requested on {} but no certificate is loaded", listener_.name);
     co_return false;
   }
-  armDeadline(server_->config_.smtp.idle_timeout);
+  armDeadline(settings_->config.smtp.idle_timeout);
   error_code ec;
   co_await stream_.startTls(std::move(ctx), ec);
   deadline_.cancel();
@@ -405,7 +434,7 @@ asio::awaitable<bool> Connection::handshake() {
 asio::awaitable<bool> Connection::flush() {
   if (sink_.empty()) co_return true;
   const std::string out = sink_.take();
-  armDeadline(server_->config_.smtp.idle_timeout);
+  armDeadline(settings_->config.smtp.idle_timeout);
   error_code ec;
   co_await stream_.write(out, ec);
   deadline_.cancel();
@@ -427,11 +456,13 @@ void Connection::armDeadline(SteadyClock::duration timeout) {
 }
 
 std::optional<smtp::Reply> Connection::onMail(const smtp::Transaction& txn) {
-  auto& server = *server_;
+  // A MAIL pipelined behind the last message of a stopping session would
+  // otherwise start a transaction that the shutdown then has to wait for.
+  if (stopping_) return smtp::Reply{421, "4.3.2", "Service shutting down"};
   const config::UserConfig* user = nullptr;
   if (!txn.auth_user.empty()) {
-    user = server.users_.find(txn.auth_user);
-  } else if (!server.mayRelayAnonymously(peer_)) {
+    user = settings_->users.find(txn.auth_user);
+  } else if (!settings_->mayRelayAnonymously(peer_)) {
     spdlog::warn("refused MAIL FROM:<{}> from {}: not authenticated and not in "
                  "access.anonymous_networks",
                  printable(txn.mail.address), peer_);
@@ -441,7 +472,19 @@ std::optional<smtp::Reply> Connection::onMail(const smtp::Transaction& txn) {
     }
     return smtp::Reply{530, "5.7.0", "Authentication required"};
   }
-  const auto decision = server.senders_.decide(txn.mail.address, user);
+  if (const std::uint64_t floor = config::freeSpaceFloor(settings_->config.queue, settings_->config.smtp); floor > 0) {
+    // Refusing here, before any content, is what lets the client try again
+    // later (or elsewhere) instead of sending megabytes that cannot be stored.
+    const auto free = fs::freeSpace(settings_->config.server.state_dir);
+    if (free && *free < floor) {
+      spdlog::warn("refused MAIL FROM:<{}> from {}: {} free in {}, below queue.min_free_space {}",
+                   printable(txn.mail.address), peer_, formatSize(*free),
+                   settings_->config.server.state_dir.string(), formatSize(floor));
+      return smtp::Reply{452, "4.3.1", "Insufficient system storage, try again later"};
+    }
+    if (!free) spdlog::warn("cannot check free space: {}", free.error().message);
+  }
+  const auto decision = settings_->senders.decide(txn.mail.address, user);
   if (!decision.allowed) {
     spdlog::warn("refused MAIL FROM:<{}> from {}{}: {}", printable(txn.mail.address), peer_,
                  user ? " user " + printable(user->name) : std::string(), decision.reason);
@@ -458,8 +501,8 @@ std::optional<smtp::Reply> Connection::onMail(const smtp::Transaction& txn) {
 std::optional<smtp::Reply> Connection::onRcpt(const smtp::Transaction& txn,
                                               std::string_view recipient) {
   const config::UserConfig* user =
-      txn.auth_user.empty() ? nullptr : server_->users_.find(txn.auth_user);
-  if (!server_->recipients_.allowed(recipient, user)) {
+      txn.auth_user.empty() ? nullptr : settings_->users.find(txn.auth_user);
+  if (!settings_->recipients.allowed(recipient, user)) {
     spdlog::warn("refused RCPT TO:<{}> from {}: domain not in the allowed recipient domains",
                  printable(recipient), peer_);
     return smtp::Reply{550, "5.7.1", "Recipient address not allowed"};
@@ -479,7 +522,7 @@ std::optional<smtp::Reply> Connection::onDataStart(const smtp::Transaction& txn)
   smtp::ReceivedInfo received;
   received.helo = txn.helo;
   received.client_address = peer_;
-  received.by_host = server_->config_.server.hostname;
+  received.by_host = settings_->config.server.hostname;
   // RFC 3848: ESMTP, plus S for TLS and A for AUTH.
   received.protocol = txn.esmtp ? "ESMTP" : "SMTP";
   if (txn.esmtp && txn.tls) received.protocol += "S";
@@ -527,22 +570,110 @@ void Connection::onDataEnd(const smtp::Transaction& txn) {
   env.arrival = unixSeconds(server_->clock_.wallNow());
 
   auto self = shared_from_this();
-  server_->spool_.commit(std::move(message_), env, [self, env](Status st) {
+  queue::FirstAttemptCallback on_first;
+  delivery_answered_.reset();
+  if (settings_->config.smtp.wait_for_delivery.count() > 0 && !stopping_) {
+    auto answered = std::make_shared<std::atomic<bool>>(false);
+    delivery_answered_ = answered;
+    // Runs on a delivery thread, maybe before onCommitted(). Holds the
+    // connection weakly: a message waiting behind pacing must not keep a
+    // closed connection alive.
+    on_first = [weak = weak_from_this(), answered, id = env.id](const queue::FirstAttempt& first) {
+      auto conn = weak.lock();
+      if (!conn || answered->exchange(true)) return false;
+      asio::post(conn->stream_.socket().get_executor(),
+                 [conn, answered, first, id]() { conn->onFirstAttempt(answered, first, id); });
+      return true;
+    };
+  }
+  server_->spool_.commit(std::move(message_), env, [self, env, on_first = std::move(on_first)](Status st) {
     // On the spool's committer thread: hand the message to the queue before
     // the client can hear 250, then answer on the session's own thread.
-    if (st) self->server_->on_committed_(env);
+    if (st) self->server_->on_committed_(env, on_first);
     asio::post(self->stream_.socket().get_executor(),
                [self, st, id = env.id]() { self->onCommitted(st, id); });
   });
 }
 
 void Connection::onCommitted(const Status& status, const std::string& id) {
+  // The first attempt's verdict can overtake this (it is posted from the
+  // delivery thread, this from the committer): it has answered already.
+  if (commit_reply_) return;
+  if (status && delivery_answered_) {
+    spdlog::info("{}: queued from {}, waiting up to {}ms for the first delivery attempt", id, peer_,
+                 settings_->config.smtp.wait_for_delivery.count());
+    // The verdict may already be on its way (posted before this); then it
+    // answers and the timer is moot.
+    if (delivery_answered_->load()) return;
+    delivery_wait_.expires_after(settings_->config.smtp.wait_for_delivery);
+    delivery_wait_.async_wait([self = shared_from_this(), answered = delivery_answered_, id](const error_code&) {
+      self->onDeliveryWaitOver(answered, id);
+    });
+    if (stopping_) delivery_wait_.cancel();
+    return;
+  }
+  delivery_answered_.reset();
   if (status) {
     spdlog::info("{}: queued from {}", id, peer_);
     commit_reply_ = smtp::Reply{250, "2.0.0", "Ok: queued as " + id};
   } else {
     spdlog::error("{}: commit failed: {}", id, status.error().message);
     commit_reply_ = localError();
+  }
+  wakeup_.cancel();
+}
+
+void Connection::onDeliveryWaitOver(const std::shared_ptr<std::atomic<bool>>& wait, const std::string& id) {
+  if (wait != delivery_answered_ || wait->exchange(true)) return;  // the verdict came first
+  delivery_answered_.reset();
+  spdlog::info("{}: no delivery result within the wait; answered queued", id);
+  commit_reply_ = smtp::Reply{250, "2.0.0", "Ok: queued as " + id};
+  wakeup_.cancel();
+}
+
+namespace {
+
+// Provider words and ids on an SMTP reply line: printable ASCII only, short.
+std::string replySafe(std::string_view text, std::size_t max) {
+  std::string out;
+  for (char c : text.substr(0, max)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
+  return out;
+}
+
+}  // namespace
+
+void Connection::onFirstAttempt(const std::shared_ptr<std::atomic<bool>>& wait, const queue::FirstAttempt& first,
+                                const std::string& id) {
+  if (wait != delivery_answered_) return;  // a connection that moved on; cannot happen while waiting
+  delivery_answered_.reset();
+  delivery_wait_.cancel();
+  switch (first.verdict) {
+    case queue::FirstAttempt::Verdict::Delivered: {
+      const std::string remote = replySafe(first.remote_id, 128);
+      spdlog::info("{}: delivered while the client waited, via {}", id, printable(first.provider));
+      commit_reply_ = smtp::Reply{
+          250, "2.0.0",
+          remote.empty() ? "Ok: delivered, queue id " + id : "Ok: delivered as " + remote + ", queue id " + id};
+      break;
+    }
+    case queue::FirstAttempt::Verdict::Rejected: {
+      // The provider's code when it is a proper 5xx; its words only when it
+      // chose client-safe ones.
+      const bool valid = first.smtp_code >= 500 && first.smtp_code <= 559 && first.enhanced.size() >= 5 &&
+                         first.enhanced.rfind("5.", 0) == 0;
+      const int code = valid ? first.smtp_code : 550;
+      const std::string enhanced = valid ? replySafe(first.enhanced, 16) : "5.0.0";
+      const std::string summary = replySafe(first.summary, 200);
+      spdlog::warn("{}: refused by {} while the client waited: {} {}; the client is told, no bounce", id,
+                   printable(first.provider), code, enhanced);
+      commit_reply_ = smtp::Reply{code, enhanced,
+                                  summary.empty() ? "Message refused by the mail service" : "Message refused: " + summary};
+      break;
+    }
+    case queue::FirstAttempt::Verdict::Deferred:
+      spdlog::info("{}: first delivery attempt deferred; answered queued", id);
+      commit_reply_ = smtp::Reply{250, "2.0.0", "Ok: queued as " + id};
+      break;
   }
   wakeup_.cancel();
 }
@@ -564,7 +695,7 @@ void Connection::onAuth(const smtp::AuthRequest& request) {
   auto self = shared_from_this();
   const bool queued = server.verifiers_.submit(
       [self, user = request.user, password = request.password, proxy]() mutable {
-        const bool ok = self->server_->users_.verify(user, password) && !proxy;
+        const bool ok = self->settings_->users.verify(user, password) && !proxy;
         sodium_memzero(password.data(), password.size());
         asio::post(self->stream_.socket().get_executor(),
                    [self, ok, user = std::move(user)]() { self->onVerified(ok, user); });
@@ -582,7 +713,7 @@ void Connection::onVerified(bool ok, const std::string& user) {
     const auto verdict = server.guard_.recordFailure(peer_, user);
     if (verdict == policy::AuthGuard::Verdict::LockOut) {
       spdlog::warn("authentication failed for {} from {}; address locked out for {}s",
-                   printable(user), peer_, server.config_.auth.lockout.count());
+                   printable(user), peer_, settings_->config.auth.lockout.count());
       auth_result_ = smtp::AuthResult::LockedOut;
     } else {
       spdlog::warn("authentication failed for {} from {}", printable(user), peer_);
@@ -593,7 +724,7 @@ void Connection::onVerified(bool ok, const std::string& user) {
 }
 
 Status SmtpServer::Impl::start() {
-  for (const auto& cfg : config_.listeners) {
+  for (const auto& cfg : settings_->config.listeners) {
     if (cfg.tls != config::TlsMode::None && !tls_) {
       return Error{"listener " + cfg.name + " uses TLS but no certificate is loaded"};
     }
@@ -637,6 +768,25 @@ asio::awaitable<void> SmtpServer::Impl::acceptLoop(std::size_t index) {
   }
 }
 
+void SmtpServer::Impl::reconfigure(const config::Config& config) {
+  settings_ = std::make_shared<const Settings>(config);
+  guard_.setParams(policy::AuthGuard::Params{config.auth.max_failures_per_ip,
+                                             config.auth.max_failures_per_user,
+                                             config.auth.failure_window, config.auth.lockout});
+  per_ip_.setMaxPerIp(config.smtp.max_connections_per_ip);
+  // Addresses and TLS modes need a restart (the caller keeps those as they
+  // were); what a listener asks of its clients applies to new connections.
+  for (auto& l : listeners_) {
+    for (const auto& cfg : config.listeners) {
+      if (cfg.name == l.config.name && cfg.host == l.config.host && cfg.tls == l.config.tls) {
+        const std::uint16_t port = l.config.port;  // 0 in tests: keep the bound one's entry
+        l.config = cfg;
+        l.config.port = port;
+      }
+    }
+  }
+}
+
 void SmtpServer::Impl::stop() {
   stopping_ = true;
   for (auto& l : listeners_) l.socket->close();
@@ -658,6 +808,8 @@ SmtpServer::~SmtpServer() {
 Status SmtpServer::start() { return impl_->start(); }
 
 void SmtpServer::stop() { impl_->stop(); }
+
+void SmtpServer::reconfigure(const config::Config& config) { impl_->reconfigure(config); }
 
 std::vector<std::string> SmtpServer::boundAddresses() const {
   std::vector<std::string> out;

@@ -10,6 +10,7 @@
 #include "base/result.h"
 #include "config/config.h"
 #include "queue/envelope.h"
+#include "queue/first_attempt.h"
 
 namespace boost::asio {
 class io_context;
@@ -43,8 +44,10 @@ namespace mb::server {
 class SmtpServer {
  public:
   /// Called on the spool's committer thread for every committed message,
-  /// before the client is told 250 (the queue manager's enqueue).
-  using CommittedCallback = std::function<void(const queue::Envelope&)>;
+  /// before the client is told 250 (the queue manager's enqueue). With
+  /// smtp.wait_for_delivery, the second argument wants the first attempt's
+  /// verdict; otherwise it is empty.
+  using CommittedCallback = std::function<void(const queue::Envelope&, queue::FirstAttemptCallback)>;
 
   /// `tls` holds the certificate for TLS listeners; it may be null when no
   /// listener uses TLS.
@@ -59,10 +62,20 @@ class SmtpServer {
   /// "listening on ADDRESS" for each.
   Status start();
 
-  /// Stops accepting; idle sessions get 421 4.3.2 and are closed, sessions in
-  /// a transaction finish the command they are in (a commit under way still
-  /// gets its reply) and are then closed.
+  /// Stops accepting; sessions waiting for a command get 421 4.3.2 and are
+  /// closed; a session in a transaction (MAIL given, message not yet
+  /// answered) may finish it — its commit gets its reply, a session waiting
+  /// for the first delivery attempt is answered "queued" at once — and then
+  /// gets 421 4.3.2. The caller bounds how long that may take.
   void stop();
+
+  /// A reloaded configuration (SIGHUP): sessions that connect from now on
+  /// use its access, auth, sender, recipient and smtp settings and the
+  /// lockout and per-IP limits; open sessions keep what they started with.
+  /// Listener addresses and TLS modes are not changed here (they need a
+  /// restart); a listener's other settings are taken by name. On the
+  /// io_context's thread.
+  void reconfigure(const config::Config& config);
 
   /// "127.0.0.1:2525" per listener, in configuration order (ports resolved).
   std::vector<std::string> boundAddresses() const;
