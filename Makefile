@@ -1,9 +1,10 @@
 # A thin wrapper over the CMake presets; see README.md.
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 60
+SOAK_RUNS ?= 500
 DEMO_CONFIG ?= examples/demo.yaml
 
-.PHONY: deps build release demo test fuzz bench format clean
+.PHONY: deps build release demo test soak fuzz bench format clean
 
 deps:
 	scripts/install-deps
@@ -23,6 +24,13 @@ demo: release
 
 test: build
 	ctest --preset dev -j $(JOBS)
+
+# The crash test (tests/e2e/test_crash.py) with SOAK_RUNS kills instead of the
+# 30 that `make test` runs; CRASH_SEED=<n> repeats a run. Outside ctest, whose
+# time limit is for CI-size tests.
+soak: build
+	cd tests/e2e && CRASH_RUNS=$(SOAK_RUNS) MAILBRIDGE_BIN=$(CURDIR)/build/dev/src/cli/mailbridge \
+		python3 -m unittest -v test_crash
 
 fuzz:
 	scripts/install-deps --fuzz

@@ -56,8 +56,11 @@ def to_yaml(cfg):
 class Relay:
     """One mailbridge process. Use as a context manager or call start()/stop()."""
 
-    def __init__(self, workdir=None, **overrides):
+    def __init__(self, workdir=None, env=None, **overrides):
+        """`env`: extra environment variables for the process (e.g. from
+        preload_env()); the rest of the environment is inherited."""
         self._own_dir = workdir is None
+        self.env = dict(env or {})
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="mb-e2e-"))
         self.state_dir = self.dir / "state"
         self.outbox = self.dir / "outbox"
@@ -68,6 +71,7 @@ class Relay:
         self.ports = {}
         self.lines = []
         self._lines_q = queue.Queue()
+        self._pump_thread = None
 
     def write_config(self):
         self.config_path.write_text(to_yaml(self.config))
@@ -78,8 +82,10 @@ class Relay:
         self._lines_q = queue.Queue()
         self.proc = subprocess.Popen(
             [BINARY, "serve", "--config", str(self.config_path)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace")
-        threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace",
+            env={**os.environ, **self.env} if self.env else None)
+        self._pump_thread = threading.Thread(target=self._pump, args=(self.proc,), daemon=True)
+        self._pump_thread.start()
         deadline = time.monotonic() + timeout
         self.port = None
         self.ports = {}
@@ -132,6 +138,41 @@ class Relay:
         self.proc = None
         return rc
 
+    def kill(self, timeout=30):
+        """SIGKILL, as a crash or the OOM killer would: no handler runs and
+        nothing is flushed. Reaps the process and reads its log to the end;
+        returns the exit code (-9 unless it had already exited)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        rc = self.proc.wait(timeout=timeout)
+        if self._pump_thread is not None:
+            self._pump_thread.join(timeout=timeout)
+        self.proc.stderr.close()
+        self.proc = None
+        return rc
+
+    def restart(self, same_port=False, timeout=30):
+        """Starts again on the same state directory, outbox and configuration
+        after stop() or kill(). With same_port the first listener binds the port
+        it had before instead of a new free one (as a service restarted by its
+        supervisor would); the configuration keeps port 0 for later starts."""
+        if self.proc is not None:
+            raise RuntimeError("mailbridge is still running; stop() or kill() it first")
+        if not same_port or self.port is None:
+            return self.start(timeout)
+        listeners = self.config["listeners"]
+        pinned = [dict(l) for l in listeners]
+        host = pinned[0]["address"].rsplit(":", 1)[0]
+        pinned[0]["address"] = f"{host}:{self.port}"
+        self.config["listeners"] = pinned
+        try:
+            return self.start(timeout)
+        finally:
+            self.config["listeners"] = listeners
+            self.write_config()
+
     def cleanup(self):
         if self.proc is not None:
             self.proc.kill()
@@ -180,6 +221,33 @@ class Relay:
     def queued_ids(self):
         qdir = self.state_dir / "queue"
         return sorted(p.stem for p in qdir.glob("*.env")) if qdir.is_dir() else []
+
+
+def preload_env(library, binary=None):
+    """Environment that LD_PRELOADs `library` into the relay. A binary linked
+    with a sanitizer runtime (the dev build: GCC's libasan, dynamically) must
+    find that runtime first in the library list or ASan refuses to start, so
+    the runtime is preloaded ahead of the library. Kept: an LD_PRELOAD that
+    is already set, after ours."""
+    runtimes = []
+    try:
+        out = subprocess.run(["ldd", binary or BINARY], capture_output=True, text=True,
+                             timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    for line in out.splitlines():
+        m = re.match(r"\s*(lib[at]san\.so\S*) => (\S+)", line)
+        if m:
+            runtimes.append(m.group(2))
+    preload = runtimes + [str(library)]
+    if os.environ.get("LD_PRELOAD"):
+        preload.append(os.environ["LD_PRELOAD"])
+    env = {"LD_PRELOAD": ":".join(preload)}
+    if not runtimes and "asan" in out:
+        # A runtime ldd did not name plainly: let it start behind the library.
+        opts = os.environ.get("ASAN_OPTIONS", "")
+        env["ASAN_OPTIONS"] = (opts + ":" if opts else "") + "verify_asan_link_order=0"
+    return env
 
 
 _HASHES = {}
