@@ -99,7 +99,10 @@ int QueueCommand::run() {
       return kUsage;
     }
     try {
-      socket = config::loadConfigFile(config_path_).server.state_dir / "control.sock";
+      // Only the state directory is needed: secrets that live in the
+      // service's systemd credentials or environment are not looked for.
+      socket = config::loadConfigFile(config_path_, {.read_secrets = false}).server.state_dir /
+               "control.sock";
     } catch (const config::ConfigError& e) {
       for (const auto& issue : e.issues()) std::cerr << issue.format() << '\n';
       std::cerr << e.issues().size() << (e.issues().size() == 1 ? " error" : " errors")

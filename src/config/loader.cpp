@@ -866,7 +866,7 @@ void readAuth(const Fields& top, AuthConfig& out) {
   }
   if (auto p = readPath(*f, "users_file")) {
     out.users_file = *p;
-    readUsersFile(*f, *p, origins, out.users);
+    if (f->ctx().readSecrets()) readUsersFile(*f, *p, origins, out.users);
   }
   if (auto v = readInt(*f, "max_failures_per_ip", 1, 1000)) {
     out.max_failures_per_ip = static_cast<std::size_t>(*v);
@@ -1109,12 +1109,13 @@ ConfigError::ConfigError(std::vector<ConfigIssue> issues)
     : std::runtime_error(formatIssues(issues)), issues_(std::move(issues)) {}
 
 Config loadConfigText(std::string_view yaml, std::string_view name,
-                      const std::filesystem::path& base_dir) {
+                      const std::filesystem::path& base_dir, LoadOptions options) {
   std::error_code ec;
   std::filesystem::path base = base_dir.empty() ? std::filesystem::current_path(ec)
                                                 : std::filesystem::absolute(base_dir, ec);
   if (ec) base = base_dir;
   LoadContext ctx(std::string(name), base.lexically_normal());
+  ctx.setReadSecrets(options.read_secrets);
 
   std::vector<YAML::Node> docs;
   try {
@@ -1131,7 +1132,7 @@ Config loadConfigText(std::string_view yaml, std::string_view name,
   return cfg;
 }
 
-Config loadConfigFile(const std::filesystem::path& path) {
+Config loadConfigFile(const std::filesystem::path& path, LoadOptions options) {
   auto text = fs::readFile(path);
   if (!text) {
     ConfigIssue issue;
@@ -1141,7 +1142,7 @@ Config loadConfigFile(const std::filesystem::path& path) {
   }
   std::error_code ec;
   const std::filesystem::path absolute = std::filesystem::absolute(path, ec);
-  return loadConfigText(*text, path.string(), (ec ? path : absolute).parent_path());
+  return loadConfigText(*text, path.string(), (ec ? path : absolute).parent_path(), options);
 }
 
 }  // namespace mb::config

@@ -35,13 +35,23 @@ class ConfigError : public std::runtime_error {
   std::vector<ConfigIssue> issues_;
 };
 
+/// How much a load reads besides the file itself.
+struct LoadOptions {
+  /// false: secret references (inline, _file, ${ENV}, _credential) and
+  /// auth.users_file are checked for their form but not read, and secrets
+  /// come back empty. For commands that need only paths from the file
+  /// (`mailbridge queue`), run by someone who cannot read the service's
+  /// secrets or outside its systemd credentials.
+  bool read_secrets = true;
+};
+
 /// Reads, parses and validates a configuration file. Relative paths inside
 /// it are resolved against the file's directory.
-Config loadConfigFile(const std::filesystem::path& path);
+Config loadConfigFile(const std::filesystem::path& path, LoadOptions options = {});
 
 /// Same for text already in memory; `name` is used in messages and
 /// `base_dir` resolves relative paths.
 Config loadConfigText(std::string_view yaml, std::string_view name,
-                      const std::filesystem::path& base_dir);
+                      const std::filesystem::path& base_dir, LoadOptions options = {});
 
 }  // namespace mb::config

@@ -108,6 +108,7 @@ std::optional<Secret> resolveSecret(LoadContext& ctx, const YAML::Node& map, std
                   "and underscores");
           return std::nullopt;
         }
+        if (!ctx.readSecrets()) return Secret(Secret::Source::Environment, var, "");
         const char* v = std::getenv(var.c_str());
         if (v == nullptr) {
           ctx.add(at, full_key, "environment variable " + var + " is not set");
@@ -131,6 +132,7 @@ std::optional<Secret> resolveSecret(LoadContext& ctx, const YAML::Node& map, std
         return std::nullopt;
       }
       const std::filesystem::path file = ctx.resolvePath(text);
+      if (!ctx.readSecrets()) return Secret(Secret::Source::File, file.string(), "");
       auto content = fs::readFile(file);
       if (!content) {
         ctx.add(at, full_key, "cannot read the secret: " + content.error().message);
@@ -150,6 +152,7 @@ std::optional<Secret> resolveSecret(LoadContext& ctx, const YAML::Node& map, std
                 "expected a credential name as given to LoadCredential=, without '/'");
         return std::nullopt;
       }
+      if (!ctx.readSecrets()) return Secret(Secret::Source::Credential, text, "");
       const char* dir = std::getenv("CREDENTIALS_DIRECTORY");
       if (dir == nullptr || *dir == '\0') {
         ctx.add(at, full_key,

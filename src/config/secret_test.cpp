@@ -61,8 +61,9 @@ class SecretTest : public ::testing::Test {
   }
 
   // Resolves the secret "client_secret" of the mapping in `yaml`.
-  std::optional<Secret> resolve(const std::string& yaml, bool required = true) {
+  std::optional<Secret> resolve(const std::string& yaml, bool required = true, bool read = true) {
     ctx_.emplace("test.yaml", dir_);
+    ctx_->setReadSecrets(read);
     const YAML::Node root = YAML::Load(yaml);
     return resolveSecret(*ctx_, root, "providers[0]", "client_secret", required);
   }
@@ -120,6 +121,22 @@ TEST_F(SecretTest, EnvironmentVariable) {
   EXPECT_EQ(s->reveal(), kValue);
   EXPECT_EQ(s->source(), Secret::Source::Environment);
   EXPECT_EQ(s->describe(), "environment variable MB_TEST_SECRET");
+}
+
+TEST_F(SecretTest, WithoutReadingOnlyTheFormIsChecked) {
+  // Nothing behind these exists; a command that needs no secrets loads anyway.
+  for (const char* yaml : {"client_secret: ${MB_TEST_MISSING}\n",
+                           "client_secret_file: /nonexistent/secret\n",
+                           "client_secret_credential: graph-secret\n"}) {
+    auto s = resolve(yaml, true, false);
+    ASSERT_TRUE(s.has_value()) << yaml;
+    EXPECT_TRUE(s->empty()) << yaml;
+    EXPECT_TRUE(issues().empty()) << yaml;
+  }
+  EXPECT_EQ(resolve("client_secret_file: /x/s\n", true, false)->describe(), "file /x/s");
+  // A malformed reference is still an error.
+  EXPECT_FALSE(resolve("client_secret_credential: a/b\n", true, false).has_value());
+  EXPECT_EQ(issues().size(), 1u);
 }
 
 TEST_F(SecretTest, MissingEnvironmentVariableNamesTheVariable) {

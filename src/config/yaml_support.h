@@ -42,6 +42,10 @@ class LoadContext {
   /// separator.
   std::filesystem::path resolvePath(const std::filesystem::path& p) const;
 
+  /// See LoadOptions::read_secrets.
+  bool readSecrets() const { return read_secrets_; }
+  void setReadSecrets(bool read) { read_secrets_ = read; }
+
   const std::string& file() const { return file_; }
   const std::filesystem::path& baseDir() const { return base_dir_; }
   bool hasIssues() const { return !issues_.empty(); }
@@ -54,6 +58,7 @@ class LoadContext {
  private:
   std::string file_;
   std::filesystem::path base_dir_;
+  bool read_secrets_ = true;
   std::vector<ConfigIssue> issues_;
 };
 

@@ -6,6 +6,7 @@ queue.retry_delay is an hour, so only a command can make a deferred message
 move while the test runs."""
 
 import json
+import os
 import smtplib
 import subprocess
 import time
@@ -213,6 +214,33 @@ class QueueControlTest(unittest.TestCase):
             other.cleanup()
         # The first one still answers.
         self.assertTrue(self.queue("list").stdout.endswith("0 messages, 0 held\n"))
+        self.assertEqual(self.relay.stop(), 0, self.relay.log())
+
+    def test_config_with_secrets_only_the_service_can_read(self):
+        # The daemon reads its PKCS#12 password from a systemd credential; the
+        # command, run outside the service, has no CREDENTIALS_DIRECTORY and
+        # needs only the state directory from the same file.
+        creds = self.relay.dir / "credentials"
+        creds.mkdir()
+        (creds / "p12-password").write_text("secret-value\n")
+        p12 = self.relay.dir / "unused.p12"
+        p12.write_bytes(b"never loaded: no listener uses TLS")
+        self.relay.config["tls"] = {"pkcs12_file": str(p12),
+                                    "pkcs12_password_credential": "p12-password"}
+        self.relay.env["CREDENTIALS_DIRECTORY"] = str(creds)
+        self.relay.outbox.unlink()
+        self.relay.start()
+        env = {k: v for k, v in os.environ.items() if k != "CREDENTIALS_DIRECTORY"}
+        out = subprocess.run([BINARY, "queue", "list", "--config", str(self.relay.config_path)],
+                             capture_output=True, text=True, timeout=60, env=env)
+        self.assertEqual(out.returncode, 0, out)
+        self.assertTrue(out.stdout.endswith("0 messages, 0 held\n"), out.stdout)
+        self.assertNotIn("secret-value", out.stdout + out.stderr)
+        # The daemon itself still insists on what it needs.
+        check = subprocess.run([BINARY, "check-config", "--config", str(self.relay.config_path)],
+                               capture_output=True, text=True, timeout=60, env=env)
+        self.assertNotEqual(check.returncode, 0, check)
+        self.assertIn("CREDENTIALS_DIRECTORY is not set", check.stderr)
         self.assertEqual(self.relay.stop(), 0, self.relay.log())
 
     def test_config_errors_and_usage(self):
