@@ -202,7 +202,7 @@ int App::run() {
   queue::Bouncer bouncer(config_.queue, config_.server.hostname, spool, clock_,
                          [&queue_manager](const queue::Envelope& env) { queue_manager.enqueue(env); });
   queue_manager.setOnBounce([&bouncer](const queue::Envelope& env, std::vector<std::size_t> failed) {
-    bouncer.onBounce(env, failed);
+    return bouncer.onBounce(env, failed);
   });
 
   asio::io_context io(1);
@@ -217,6 +217,10 @@ int App::run() {
     return 1;
   }
   queue_manager.start(*recovered);
+  // The queue keeps a small index entry per message and reads an envelope
+  // again when its attempt starts; the full envelopes of a large backlog
+  // need not stay in memory for the life of the process.
+  std::vector<queue::Envelope>().swap(*recovered);
   admin::ControlServer control(config_.server.state_dir / "control.sock", queue_manager);
   if (Status st = control.start(); !st) {
     spdlog::critical("{}", st.error().message);

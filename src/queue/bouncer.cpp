@@ -24,7 +24,7 @@ void Bouncer::reconfigure(const config::QueueConfig& config, std::string hostnam
   hostname_ = std::move(hostname);
 }
 
-void Bouncer::onBounce(const Envelope& env, const std::vector<std::size_t>& failed) {
+bool Bouncer::onBounce(const Envelope& env, const std::vector<std::size_t>& failed) {
   config::BounceTo bounce_to;
   std::string admin_address;
   std::string hostname;
@@ -34,21 +34,23 @@ void Bouncer::onBounce(const Envelope& env, const std::vector<std::size_t>& fail
     admin_address = admin_address_;
     hostname = hostname_;
   }
-  if (failed.empty() || bounce_to == config::BounceTo::None) return;
+  if (failed.empty() || bounce_to == config::BounceTo::None) return true;
   if (!shouldBounce(env)) {
     spdlog::info("{}: no bounce for a message with the null sender", env.id);
-    return;
+    return true;
   }
+  bool stored = true;
   if (bounce_to == config::BounceTo::Sender || bounce_to == config::BounceTo::Both) {
-    send(env, failed, env.sender, hostname);
+    stored = send(env, failed, env.sender, hostname) && stored;
   }
   if ((bounce_to == config::BounceTo::Admin || bounce_to == config::BounceTo::Both) &&
       !admin_address.empty() && admin_address != env.sender) {
-    send(env, failed, admin_address, hostname);
+    stored = send(env, failed, admin_address, hostname) && stored;
   }
+  return stored;
 }
 
-void Bouncer::send(const Envelope& env, const std::vector<std::size_t>& failed,
+bool Bouncer::send(const Envelope& env, const std::vector<std::size_t>& failed,
                    const std::string& to, const std::string& hostname) {
   const auto now =
       std::chrono::duration_cast<std::chrono::seconds>(clock_.wallNow().time_since_epoch())
@@ -65,18 +67,18 @@ void Bouncer::send(const Envelope& env, const std::vector<std::size_t>& failed,
   if (!text) {
     spdlog::error("{}: cannot build a bounce to {}: {}", env.id, printable(to),
                   text.error().message);
-    return;
+    return true;
   }
   auto created = spool_.create();
   if (!created) {
     spdlog::error("{}: cannot store a bounce to {}: {}", env.id, printable(to),
                   created.error().message);
-    return;
+    return false;
   }
   auto message = std::move(created).value();
   if (Status st = message->write(*text); !st) {
     spdlog::error("{}: cannot store a bounce to {}: {}", env.id, printable(to), st.error().message);
-    return;  // the partial file goes with `message`
+    return false;  // the partial file goes with `message`
   }
   Envelope dsn;
   dsn.id = message->id();
@@ -98,11 +100,12 @@ void Bouncer::send(const Envelope& env, const std::vector<std::size_t>& failed,
   const Status st = done.get();
   if (!st) {
     spdlog::error("{}: cannot store a bounce to {}: {}", env.id, printable(to), st.error().message);
-    return;
+    return false;
   }
   spdlog::warn("{}: bounce {} queued to {} for {} failed recipient(s)", env.id, dsn.id,
                printable(to), failed.size());
   enqueue_(dsn);
+  return true;
 }
 
 }  // namespace mb::queue

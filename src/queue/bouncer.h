@@ -33,10 +33,13 @@ class Bouncer {
   void reconfigure(const config::QueueConfig& config, std::string hostname);
 
   /// For QueueManager::setOnBounce(): `failed` indexes env.recipients.
-  void onBounce(const Envelope& env, const std::vector<std::size_t>& failed);
+  /// False when a bounce could not be stored (the spool failed); a bounce
+  /// that cannot even be built is logged and counts as done, since trying
+  /// again would not help.
+  bool onBounce(const Envelope& env, const std::vector<std::size_t>& failed);
 
  private:
-  void send(const Envelope& env, const std::vector<std::size_t>& failed, const std::string& to,
+  bool send(const Envelope& env, const std::vector<std::size_t>& failed, const std::string& to,
             const std::string& hostname);
 
   std::mutex mutex_;  // guards the three below

@@ -498,6 +498,7 @@ void QueueManager::onAttemptDone(std::string id, DeliveryJob job, DeliveryResult
   // a refusal, its 5xx tells the sender and a bounce would say it twice.
   const bool refused_to_client = reportFirstAttempt(id, env, job, result);
 
+  bool bounce_stored = true;
   if (env.allRecipientsDone()) {
     std::vector<std::size_t> failed;
     for (std::size_t i = 0; i < env.recipients.size(); ++i) {
@@ -515,22 +516,36 @@ void QueueManager::onAttemptDone(std::string id, DeliveryJob job, DeliveryResult
     // Before the original goes: the bounce quotes its headers, and once the
     // bounce is committed a crash cannot lose it (at worst it is sent twice).
     // Outside the lock: the callback enqueues the DSN.
-    if (bounce) bounce(env, failed);
-    Status st = spool_.remove(id);
-    if (!st) {
-      // Record the outcome at least, so a restart cleans up instead of
-      // delivering again.
-      spdlog::error("{}: cannot remove finished message: {}", id, st.error().message);
-      if (Status ust = spool_.update(env); !ust) {
-        spdlog::error("{}: cannot record finished message either: {}", id, ust.error().message);
+    if (bounce) {
+      // Results first: a crash while the bounce is written then repeats
+      // only the bounce, not the deliveries of this attempt. (A message
+      // without failures skips this write; its crash window is the one
+      // every delivery in flight has.)
+      if (Status st = spool_.update(env); !st) {
+        spdlog::error("{}: cannot record attempt results: {}", id, st.error().message);
       }
-    } else {
-      spdlog::info("{} done after {} attempt(s), removed from the queue", id, env.attempts);
+      bounce_stored = bounce(env, failed);
     }
-    std::lock_guard lock(mutex_);
-    releaseLocked(id, result.provider, transient);
-    forgetLocked(id);
-    return;
+    if (bounce_stored) {
+      Status st = spool_.remove(id);
+      if (!st) {
+        // Record the outcome at least, so a restart cleans up instead of
+        // delivering again.
+        spdlog::error("{}: cannot remove finished message: {}", id, st.error().message);
+        if (Status ust = spool_.update(env); !ust) {
+          spdlog::error("{}: cannot record finished message either: {}", id, ust.error().message);
+        }
+      } else {
+        spdlog::info("{} done after {} attempt(s), removed from the queue", id, env.attempts);
+      }
+      std::lock_guard lock(mutex_);
+      releaseLocked(id, result.provider, transient);
+      forgetLocked(id);
+      return;
+    }
+    // The sender must still hear of the failure: keep the message (its
+    // recipients are settled, so the next attempt is only the clean-up that
+    // bounces again) rather than lose the only record of it.
   }
 
   std::chrono::seconds jittered{0};
@@ -540,8 +555,14 @@ void QueueManager::onAttemptDone(std::string id, DeliveryJob job, DeliveryResult
   }
   const std::chrono::seconds delay = std::max(jittered, retry_after);
   env.next_attempt = addSeconds(now, delay);
-  spdlog::info("{}: {} recipient(s) deferred, attempt {} failed, next attempt in {}s", id, deferred,
-               env.attempts, delay.count());
+  if (bounce_stored) {
+    spdlog::info("{}: {} recipient(s) deferred, attempt {} failed, next attempt in {}s", id, deferred,
+                 env.attempts, delay.count());
+  } else {
+    spdlog::error("{}: its bounce could not be stored; the message stays queued and the bounce is "
+                  "tried again in {}s",
+                  id, delay.count());
+  }
   // Durable before rescheduling, so that after a restart a delivered
   // recipient is never sent again and the backoff continues where it was.
   // While the attempt counts as in flight nobody else writes this envelope;

@@ -85,8 +85,10 @@ class QueueManager : public QueueControl {
   /// recipient failed permanently (in any attempt, expiry included), with
   /// the indexes of those recipients into env.recipients. Runs on the thread
   /// that reported the result, without the manager's lock. Set before
-  /// start(); DSN creation plugs in here.
-  using BounceCallback = std::function<void(const Envelope& env, std::vector<std::size_t> failed)>;
+  /// start(); DSN creation plugs in here. Returns false when a bounce could
+  /// not be stored (a full disk): the message then stays queued, and its
+  /// next attempt, after the usual backoff, only tries the bounce again.
+  using BounceCallback = std::function<bool(const Envelope& env, std::vector<std::size_t> failed)>;
   void setOnBounce(BounceCallback cb);
 
   // QueueControl

@@ -582,7 +582,10 @@ TEST_F(QueueManagerTest, ExpiredMessageFails547AndBouncesOnce) {
   qm.setRandom([] { return 0.5; });
   std::vector<std::pair<Envelope, std::vector<std::size_t>>> bounces;
   qm.setOnBounce(
-      [&](const Envelope& e, std::vector<std::size_t> failed) { bounces.emplace_back(e, failed); });
+      [&](const Envelope& e, std::vector<std::size_t> failed) {
+        bounces.emplace_back(e, failed);
+        return true;
+      });
   const Envelope env = commit({"ok@example.org", "bad@example.org", "later@example.org"});
   agent_.push([](const DeliveryJob&) {
     DeliveryResult r;
@@ -624,11 +627,46 @@ TEST_F(QueueManagerTest, ExpiredMessageFails547AndBouncesOnce) {
   EXPECT_EQ(bounces.size(), 1u);
 }
 
+TEST_F(QueueManagerTest, ABounceThatCannotBeStoredKeepsTheMessageUntilItCan) {
+  config_.breaker_failures = 0;
+  QueueManager qm(config_, spool_, agent_, clock_);
+  qm.setRandom([] { return 0.5; });
+  int calls = 0;
+  bool disk_full = true;
+  qm.setOnBounce([&](const Envelope&, std::vector<std::size_t> failed) {
+    ++calls;
+    EXPECT_EQ(failed, (std::vector<std::size_t>{0}));
+    return !disk_full;
+  });
+  agent_.setFallback([](const DeliveryJob& job) { return allWith(job, permanent()); });
+  const Envelope env = commit({"x@example.org"});
+  qm.enqueue(env);
+  ASSERT_EQ(qm.runDue(), 1u);
+  EXPECT_EQ(calls, 1);
+  ASSERT_TRUE(inSpool(env.id)) << "the only record of the failure";
+  EXPECT_EQ(qm.queuedCount(), 1u);
+  auto stored = spool_.load(env.id);
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->recipients[0].state, RecipientState::Failed) << "durable: not delivered again";
+  EXPECT_GT(stored->next_attempt, now());
+
+  // The next attempt only bounces; the provider is not asked again.
+  const std::size_t jobs = agent_.jobs().size();
+  clock_.advance(std::chrono::seconds(stored->next_attempt - now()));
+  disk_full = false;
+  EXPECT_EQ(qm.runDue(), 1u);
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(agent_.jobs().size(), jobs);
+  EXPECT_FALSE(inSpool(env.id));
+  EXPECT_EQ(qm.queuedCount(), 0u);
+}
+
 TEST_F(QueueManagerTest, PermanentFailureBouncesAndDeliveryDoesNot) {
   QueueManager qm(config_, spool_, agent_, clock_);
   std::vector<std::pair<std::string, std::vector<std::size_t>>> bounces;
   qm.setOnBounce([&](const Envelope& e, std::vector<std::size_t> failed) {
     bounces.emplace_back(e.id, failed);
+    return true;
   });
   const Envelope ok = commit({"x@example.org"});
   qm.enqueue(ok);
@@ -899,7 +937,7 @@ TEST_F(QueueManagerTest, FirstAttemptDeliveredIsReported) {
 TEST_F(QueueManagerTest, FirstAttemptRefusalTakenByTheClientIsRemovedWithoutBounce) {
   QueueManager qm(config_, spool_, agent_, clock_);
   std::size_t bounces = 0;
-  qm.setOnBounce([&](const Envelope&, std::vector<std::size_t>) { ++bounces; });
+  qm.setOnBounce([&](const Envelope&, std::vector<std::size_t>) { return ++bounces > 0; });
   agent_.setFallback([](const DeliveryJob& job) {
     RecipientResult r{Outcome::PermanentFailure, 550, "5.7.60", "SendAsDenied: long remote text", std::nullopt,
                       "sender not allowed to send as this mailbox"};
@@ -925,7 +963,7 @@ TEST_F(QueueManagerTest, FirstAttemptRefusalTakenByTheClientIsRemovedWithoutBoun
 TEST_F(QueueManagerTest, FirstAttemptRefusalAfterTheClientWasAnsweredBounces) {
   QueueManager qm(config_, spool_, agent_, clock_);
   std::size_t bounces = 0;
-  qm.setOnBounce([&](const Envelope&, std::vector<std::size_t>) { ++bounces; });
+  qm.setOnBounce([&](const Envelope&, std::vector<std::size_t>) { return ++bounces > 0; });
   agent_.setFallback([](const DeliveryJob& job) { return allWith(job, permanent()); });
   const Envelope env = commit({"a@example.org"});
   qm.enqueue(env, [](const FirstAttempt&) { return false; });  // the wait timed out: 250 already sent
@@ -937,7 +975,7 @@ TEST_F(QueueManagerTest, FirstAttemptRefusalAfterTheClientWasAnsweredBounces) {
 TEST_F(QueueManagerTest, FirstAttemptMixedOutcomes) {
   QueueManager qm(config_, spool_, agent_, clock_);
   std::size_t bounces = 0;
-  qm.setOnBounce([&](const Envelope&, std::vector<std::size_t>) { ++bounces; });
+  qm.setOnBounce([&](const Envelope&, std::vector<std::size_t>) { return ++bounces > 0; });
   std::vector<FirstAttempt> seen;
   const auto watch = [&](const FirstAttempt& f) {
     seen.push_back(f);
@@ -1095,7 +1133,7 @@ TEST_F(QueueManagerTest, ControlDeleteRemovesWithoutDeliveryOrBounce) {
   agent_.setFallback([](const DeliveryJob& job) { return allWith(job, temporary()); });
   QueueManager qm(config_, spool_, agent_, clock_);
   std::size_t bounces = 0;
-  qm.setOnBounce([&](const Envelope&, std::vector<std::size_t>) { ++bounces; });
+  qm.setOnBounce([&](const Envelope&, std::vector<std::size_t>) { return ++bounces > 0; });
   const Envelope env = commit();
   qm.enqueue(env);
   ASSERT_EQ(qm.runDue(), 1u);
