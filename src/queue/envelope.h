@@ -17,6 +17,8 @@ struct RecipientEntry {
   int smtp_code = 0;             // last code seen for it (250, 451, 550 ...)
   std::string enhanced;          // "5.1.1"
   std::string last_error;        // for the log and, later, the DSN
+
+  bool operator==(const RecipientEntry&) const = default;
 };
 
 /// Envelope: everything about a queued message except its content. Stored

@@ -37,14 +37,7 @@ Envelope sampleEnvelope() {
 void expectEqual(const Envelope& a, const Envelope& b) {
   EXPECT_EQ(a.id, b.id);
   EXPECT_EQ(a.sender, b.sender);
-  ASSERT_EQ(a.recipients.size(), b.recipients.size());
-  for (std::size_t i = 0; i < a.recipients.size(); ++i) {
-    EXPECT_EQ(a.recipients[i].address, b.recipients[i].address);
-    EXPECT_EQ(a.recipients[i].state, b.recipients[i].state);
-    EXPECT_EQ(a.recipients[i].smtp_code, b.recipients[i].smtp_code);
-    EXPECT_EQ(a.recipients[i].enhanced, b.recipients[i].enhanced);
-    EXPECT_EQ(a.recipients[i].last_error, b.recipients[i].last_error);
-  }
+  EXPECT_EQ(a.recipients, b.recipients);
   EXPECT_EQ(a.client_address, b.client_address);
   EXPECT_EQ(a.helo, b.helo);
   EXPECT_EQ(a.auth_user, b.auth_user);

@@ -222,6 +222,15 @@ class Relay:
         qdir = self.state_dir / "queue"
         return sorted(p.stem for p in qdir.glob("*.env")) if qdir.is_dir() else []
 
+    def wait_queue_empty(self, timeout=10):
+        """The ids still queued after waiting up to `timeout` for none: a
+        delivered or refused message leaves the queue just after its client
+        is answered, not before."""
+        deadline = time.monotonic() + timeout
+        while self.queued_ids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.queued_ids()
+
 
 def preload_env(library, binary=None):
     """Environment that LD_PRELOADs `library` into the relay. A binary linked

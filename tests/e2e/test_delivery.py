@@ -46,7 +46,7 @@ class DeliveryTest(unittest.TestCase):
         self.assertIn(b"for <alice@example.com>", received)
         self.assertEqual(meta["sender"], "scanner@example.com")
         self.assertEqual(meta["recipients"], ["alice@example.com"])
-        self.assertEqual(self.relay.queued_ids(), [], "delivered message left in the queue")
+        self.assertEqual(self.relay.wait_queue_empty(), [], "delivered message left in the queue")
 
     def test_many_recipients(self):
         rcpts = [f"user{i}@example.com" for i in range(5)]
