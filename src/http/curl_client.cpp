@@ -30,13 +30,6 @@ std::string_view trim(std::string_view s) {
 
 }  // namespace
 
-std::optional<std::string> Response::header(std::string_view name) const {
-  for (const auto& [k, v] : headers) {
-    if (iequals(k, name)) return v;
-  }
-  return std::nullopt;
-}
-
 // One transfer: the easy handle and everything its callbacks write into.
 struct Transfer {
   CURL* easy = nullptr;

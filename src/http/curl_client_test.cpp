@@ -160,6 +160,18 @@ TEST(CurlClient, GetReturnsStatusHeadersAndBody) {
   EXPECT_NE(seen[0].head.find("User-Agent: mailbridge/"), std::string::npos);
 }
 
+TEST(Response, RetryAfterSeconds) {
+  const auto with = [](std::string v) { return Response{429, {{"retry-after", std::move(v)}}, ""}.retryAfter(); };
+  EXPECT_EQ(with("120"), 120s);
+  EXPECT_EQ(with(" 3 "), 3s);
+  EXPECT_EQ(with("999999999"), 86400s);
+  EXPECT_FALSE(with("").has_value());
+  EXPECT_FALSE(with("-1").has_value());
+  EXPECT_FALSE(with("Wed, 21 Oct 2015 07:28:00 GMT").has_value());
+  EXPECT_FALSE(with("12abc").has_value());
+  EXPECT_FALSE((Response{429, {}, ""}.retryAfter().has_value()));
+}
+
 TEST(CurlClient, PostSendsTheBodyAsIsWithoutExpect) {
   TestServer server([](const Seen&) { return ok("{}"); });
   CurlClient client(fast());

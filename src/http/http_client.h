@@ -1,5 +1,7 @@
 #pragma once
 
+#include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -11,7 +13,7 @@
 #include <variant>
 #include <vector>
 
-#include "base/result.h"
+#include "base/text.h"
 
 namespace mb::http {
 
@@ -36,8 +38,30 @@ struct Response {
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;  // capped by the client (Options::max_response_body)
 
-  /// The first header called `name` (case-insensitive), if any.
-  std::optional<std::string> header(std::string_view name) const;
+  /// The first header called `name` (case-insensitive), if any. Inline, so
+  /// that code using only this header (fakes, oauth/) can call it.
+  std::optional<std::string> header(std::string_view name) const {
+    for (const auto& [k, v] : headers) {
+      if (iequals(k, name)) return v;
+    }
+    return std::nullopt;
+  }
+
+  /// The Retry-After header in delta-seconds, capped at a day; nullopt when
+  /// absent or not a number (an HTTP date: the caller's own back-off then).
+  std::optional<std::chrono::seconds> retryAfter() const {
+    const auto v = header("Retry-After");
+    if (!v) return std::nullopt;
+    std::string_view text = *v;
+    while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+    while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
+    long long seconds = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
+    if (text.empty() || ec != std::errc() || end != text.data() + text.size() || seconds < 0) {
+      return std::nullopt;
+    }
+    return std::chrono::seconds(std::min<long long>(seconds, 86400));
+  }
 };
 
 /// Why no response arrived. `timeout` for the request timeout; otherwise a

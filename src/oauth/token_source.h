@@ -1,0 +1,95 @@
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <utility>
+#include <variant>
+
+namespace mb::oauth {
+
+/// An OAuth2 access token as a provider puts it in an Authorization header.
+/// `value` is a credential: it must never reach a log line or an error text.
+struct AccessToken {
+  std::string value;
+  std::chrono::system_clock::time_point expires_at;
+};
+
+/// Why no token could be had. For administrators (logs, admin UI), never for
+/// SMTP clients.
+///
+/// `retryable`: the same request may succeed later without anyone changing
+/// anything (5xx, throttling, `temporarily_unavailable`, a network problem).
+/// Otherwise the failure is permanent until an administrator acts (wrong or
+/// expired secret, unknown tenant ...). Permanent here says nothing about the
+/// mail: a provider should defer, not bounce, when its credentials are broken.
+struct TokenFailure {
+  bool retryable = true;
+  std::string explanation;  // what went wrong and what to do; may hold AADSTS code and trace id
+  long http_status = 0;     // 0 when no response arrived
+  std::string error;        // OAuth `error` ("invalid_client"), if the answer had one
+  long error_code = 0;      // first AADSTS code, 0 if none
+  std::optional<std::chrono::seconds> retry_after;  // from a Retry-After header, if any
+};
+
+/// TokenResult: an AccessToken or a TokenFailure. base/result.h carries only
+/// mb::Error, which has no room for `retryable`; this is the same shape with
+/// a TokenFailure instead. A value type; not thread-safe beyond that.
+class [[nodiscard]] TokenResult {
+ public:
+  TokenResult(AccessToken token) : v_(std::move(token)) {}  // NOLINT(google-explicit-constructor)
+  TokenResult(TokenFailure failure)
+      : v_(std::move(failure)) {}  // NOLINT(google-explicit-constructor)
+
+  bool ok() const { return v_.index() == 0; }
+  explicit operator bool() const { return ok(); }
+
+  AccessToken& value() & { return std::get<0>(v_); }
+  const AccessToken& value() const& { return std::get<0>(v_); }
+  AccessToken&& value() && { return std::get<0>(std::move(v_)); }
+  const AccessToken* operator->() const { return &value(); }
+  const AccessToken& operator*() const& { return value(); }
+
+  const TokenFailure& failure() const { return std::get<1>(v_); }
+
+ private:
+  std::variant<AccessToken, TokenFailure> v_;
+};
+
+/// TokenSource: where a provider (delivery/graph, delivery/smtp with XOAUTH2)
+/// gets the bearer token for its requests. Implementations cache tokens and
+/// refresh them ahead of expiry (see CachedTokenSource).
+///
+/// Threading: token() blocks its caller (possibly for a whole HTTP request)
+/// and may be called from any number of worker threads at once; never call it
+/// from an I/O thread. invalidate() may be called from any thread.
+class TokenSource {
+ public:
+  virtual ~TokenSource() = default;
+
+  /// A token valid for a while yet, from the cache or freshly fetched.
+  virtual TokenResult token() = 0;
+
+  /// The resource server refused `value` (Graph 401 InvalidAuthenticationToken):
+  /// if it is still the cached token, drop it so that the next token() fetches
+  /// anew. A provider calls this once, fetches once more and retries once.
+  virtual void invalidate(const std::string& value) = 0;
+};
+
+/// TokenFetcher: one request for a fresh token, nothing cached. What a
+/// CachedTokenSource wraps; implemented per grant (EntraClientCredentials ...).
+///
+/// Threading: fetch() blocks; the cache calls it for one key from one thread
+/// at a time, but fetchers for different keys run concurrently.
+class TokenFetcher {
+ public:
+  virtual ~TokenFetcher() = default;
+
+  virtual TokenResult fetch() = 0;
+
+  /// Identifies the token this fetcher gets: equal keys mean interchangeable
+  /// tokens (same authority, tenant, client, scope, and later user).
+  virtual std::string cacheKey() const = 0;
+};
+
+}  // namespace mb::oauth
