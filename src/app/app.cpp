@@ -12,7 +12,12 @@
 #include "base/durable_file.h"
 #include "base/log.h"
 #include "config/loader.h"
+#include "delivery/graph/graph_provider.h"
 #include "delivery/outbox/outbox_provider.h"
+#include "http/curl_client.h"
+#include "oauth/cached_token_source.h"
+#include "oauth/client_certificate.h"
+#include "oauth/entra_client_credentials.h"
 #include "delivery/router.h"
 #include "net/asio.h"
 #include "net/tls_context_holder.h"
@@ -28,13 +33,50 @@ namespace asio = net::asio;
 
 constexpr auto kShutdownGrace = std::chrono::seconds(20);
 
-std::vector<std::unique_ptr<delivery::Provider>> makeProviders(const config::Config& config) {
+// What the providers share and must outlive them: HTTP clients (one per
+// provider: each may have its own CA file and proxy) and the token cache.
+struct ProviderSupport {
+  std::vector<std::unique_ptr<http::CurlClient>> http;
+  std::shared_ptr<oauth::TokenCache> tokens;
+};
+
+// Builds the providers; a provider that cannot be set up (a certificate that
+// does not load) is an error at start-up.
+Result<std::vector<std::unique_ptr<delivery::Provider>>> makeProviders(const config::Config& config,
+                                                                     ProviderSupport& support, Clock& clock) {
   std::vector<std::unique_ptr<delivery::Provider>> providers;
   for (const auto& p : config.providers) {
     switch (p.type) {
       case config::ProviderType::Outbox:
         providers.push_back(std::make_unique<delivery::OutboxProvider>(p.name, p.directory, p.refuse_recipients));
         break;
+      case config::ProviderType::Graph: {
+        http::CurlClient::Options http_options;
+        http_options.ca_file = p.ca_file;
+        http_options.proxy = p.proxy;
+        support.http.push_back(std::make_unique<http::CurlClient>(http_options));
+        http::HttpClient& client = *support.http.back();
+        if (!support.tokens) support.tokens = std::make_shared<oauth::TokenCache>(clock);
+        oauth::EntraOptions entra;
+        entra.login_endpoint = p.login_endpoint;
+        entra.graph_endpoint = p.graph_endpoint;
+        entra.tenant = p.tenant_id;
+        entra.client_id = p.client_id;
+        std::unique_ptr<oauth::TokenFetcher> fetcher;
+        if (!p.cert_file.empty() || !p.pkcs12_file.empty()) {
+          auto cert = p.pkcs12_file.empty() ? oauth::ClientCertificate::fromPemFiles(p.cert_file, p.key_file)
+                                            : oauth::ClientCertificate::fromPkcs12File(p.pkcs12_file, p.pkcs12_password);
+          if (!cert) return Error{"provider " + p.name + ": " + cert.error().message};
+          spdlog::info("provider {}: certificate {}", p.name, (*cert)->describe());
+          fetcher = std::make_unique<oauth::EntraClientCredentials>(entra, *cert, client, clock);
+        } else {
+          fetcher = std::make_unique<oauth::EntraClientCredentials>(entra, p.client_secret, client, clock);
+        }
+        auto tokens = std::make_shared<oauth::CachedTokenSource>(support.tokens, std::move(fetcher));
+        providers.push_back(std::make_unique<delivery::graph::GraphProvider>(
+            p, client, std::move(tokens), std::max<std::size_t>(1, config.queue.max_in_flight)));
+        break;
+      }
     }
   }
   return providers;
@@ -197,7 +239,13 @@ int App::run() {
     tls = std::make_shared<net::TlsContextHolder>(std::move(ctx).value());
   }
 
-  delivery::Router router(makeProviders(config_));
+  ProviderSupport provider_support;
+  auto providers = makeProviders(config_, provider_support, clock_);
+  if (!providers) {
+    spdlog::critical("{}", providers.error().message);
+    return 1;
+  }
+  delivery::Router router(std::move(providers).value());
   queue::QueueManager queue_manager(config_.queue, spool, router, clock_);
   queue::Bouncer bouncer(config_.queue, config_.server.hostname, spool, clock_,
                          [&queue_manager](const queue::Envelope& env) { queue_manager.enqueue(env); });

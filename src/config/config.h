@@ -135,7 +135,8 @@ struct RecipientConfig {
   std::vector<std::string> allowed_domains;  // empty = any
 };
 
-enum class ProviderType { Outbox };
+enum class ProviderType { Outbox, Graph };
+enum class Cloud { Global, UsGov, UsGovDod, China };
 
 /// One entry of `providers:`.
 struct ProviderConfig {
@@ -145,6 +146,22 @@ struct ProviderConfig {
   // outbox: recipients ("user@domain" or "@domain") answered 550 5.1.1
   // instead of written, to try out how devices show a refusal.
   std::vector<std::string> refuse_recipients;
+
+  // graph: Microsoft 365 through Microsoft Graph, app-only (client
+  // credentials) with a client secret or a certificate.
+  std::string tenant_id;                // GUID or domain (contoso.onmicrosoft.com)
+  std::string client_id;                // the app registration's application id
+  Secret client_secret;                 // client_secret / _file / _credential / ${ENV}
+  std::filesystem::path cert_file;      // instead of the secret: PEM certificate ...
+  std::filesystem::path key_file;       // ... and key (default: cert_file)
+  std::filesystem::path pkcs12_file;    // or a PKCS#12 file
+  Secret pkcs12_password;
+  Cloud cloud = Cloud::Global;
+  std::string login_endpoint;           // "https://login.microsoftonline.com"; from cloud unless set
+  std::string graph_endpoint;           // "https://graph.microsoft.com"; from cloud unless set
+  std::filesystem::path ca_file;        // a private CA (TLS-inspecting proxy, tests)
+  std::string proxy;                    // outbound HTTP proxy; default: https_proxy
+  std::chrono::seconds timeout{120};    // per HTTP request
 };
 
 enum class LogFormat { Text, Json };

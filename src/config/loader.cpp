@@ -956,8 +956,132 @@ bool isProviderName(std::string_view s) {
   });
 }
 
+// The keys of a graph provider besides name and type. Keys are views: the
+// secret key spellings live as long as the program.
+Keys graphKeys() {
+  static const auto secret = secretKeyNames("client_secret");
+  static const auto password = secretKeyNames("pkcs12_password");
+  Keys keys{"tenant_id", "client_id", "cert_file", "key_file", "pkcs12_file", "cloud",
+            "login_endpoint", "graph_endpoint", "ca_file", "proxy", "timeout"};
+  keys.insert(keys.end(), secret.begin(), secret.end());
+  keys.insert(keys.end(), password.begin(), password.end());
+  return keys;
+}
+
+// An https URL without a trailing slash or a path ("https://host[:port]").
+std::optional<std::string> readEndpoint(const Fields& f, std::string_view name) {
+  auto s = readString(f, name, "an https URL such as https://graph.microsoft.com");
+  if (!s) return std::nullopt;
+  std::string url = *s;
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  const bool https = url.rfind("https://", 0) == 0 && url.size() > 8;
+  if (!https || url.find('/', 8) != std::string::npos || url.find_first_of(" ?#") != std::string::npos) {
+    f.bad(name, "expected an https URL of a host without a path, such as https://graph.microsoft.com; got " +
+                    inQuotes(*s));
+    return std::nullopt;
+  }
+  return url;
+}
+
+void readGraphProvider(const Fields& f, ProviderConfig& p, bool& ok) {
+  auto given = [&f](std::string_view key) { return f.find(key) != nullptr; };
+  for (const char* key : {"tenant_id", "client_id"}) {
+    if (auto v = readString(f, key, "an id")) {
+      if (v->find_first_of(" /?#") != std::string::npos) {
+        f.bad(key, std::string("expected a GUID or a domain name, got ") + inQuotes(*v));
+        ok = false;
+      } else {
+        (std::string_view(key) == "tenant_id" ? p.tenant_id : p.client_id) = *v;
+      }
+    } else {
+      ok = false;
+      if (!given(key)) {
+        f.missing(key, std::string("required for type graph: the app registration's ") +
+                           (std::string_view(key) == "tenant_id" ? "directory (tenant) ID"
+                                                                 : "application (client) ID"));
+      }
+    }
+  }
+
+  auto readFile = [&f, &ok](std::string_view key) -> std::optional<std::filesystem::path> {
+    auto path = readPath(f, key);
+    if (!path) return std::nullopt;
+    if (f.ctx().readSecrets()) {
+      if (Status st = checkReadableFile(*path); !st) {
+        f.bad(key, "cannot read the file: " + st.error().message);
+        ok = false;
+        return std::nullopt;
+      }
+    }
+    return path;
+  };
+  const auto secret_keys = secretKeyNames("client_secret");
+  const bool has_secret = std::any_of(secret_keys.begin(), secret_keys.end(),
+                                      [&given](const std::string& k) { return given(k); });
+  const bool has_cert = given("cert_file") || given("pkcs12_file");
+  if (has_secret && has_cert) {
+    f.bad(given("cert_file") ? "cert_file" : "pkcs12_file",
+          "give a client secret or a certificate, not both");
+    ok = false;
+  } else if (has_secret) {
+    if (auto s = resolveSecret(f.ctx(), f.node(), f.path(), "client_secret", true)) {
+      p.client_secret = std::move(*s);
+    } else {
+      ok = false;
+    }
+  } else if (has_cert) {
+    if (given("cert_file") && given("pkcs12_file")) {
+      f.bad("pkcs12_file", "cert_file and pkcs12_file exclude each other");
+      ok = false;
+    }
+    if (auto c = readFile("cert_file")) p.cert_file = *c;
+    if (auto k = readFile("key_file")) p.key_file = *k;
+    if (p.key_file.empty()) p.key_file = p.cert_file;
+    if (auto c = readFile("pkcs12_file")) {
+      p.pkcs12_file = *c;
+      if (auto s = resolveSecret(f.ctx(), f.node(), f.path(), "pkcs12_password", false)) {
+        p.pkcs12_password = std::move(*s);
+      }
+    }
+  } else {
+    f.missing("client_secret",
+              "required for type graph: client_secret (or client_secret_file, "
+              "client_secret_credential), or a certificate (cert_file and key_file, or pkcs12_file)");
+    ok = false;
+  }
+
+  const Choices<Cloud> clouds{{"global", Cloud::Global},
+                              {"usgov", Cloud::UsGov},
+                              {"usgov-dod", Cloud::UsGovDod},
+                              {"china", Cloud::China}};
+  if (auto c = readChoice(f, "cloud", clouds)) p.cloud = *c;
+  switch (p.cloud) {
+    case Cloud::Global:
+      p.login_endpoint = "https://login.microsoftonline.com";
+      p.graph_endpoint = "https://graph.microsoft.com";
+      break;
+    case Cloud::UsGov:
+      p.login_endpoint = "https://login.microsoftonline.us";
+      p.graph_endpoint = "https://graph.microsoft.us";
+      break;
+    case Cloud::UsGovDod:
+      p.login_endpoint = "https://login.microsoftonline.us";
+      p.graph_endpoint = "https://dod-graph.microsoft.us";
+      break;
+    case Cloud::China:
+      p.login_endpoint = "https://login.chinacloudapi.cn";
+      p.graph_endpoint = "https://microsoftgraph.chinacloudapi.cn";
+      break;
+  }
+  if (auto e = readEndpoint(f, "login_endpoint")) p.login_endpoint = *e;
+  if (auto e = readEndpoint(f, "graph_endpoint")) p.graph_endpoint = *e;
+  if (auto c = readFile("ca_file")) p.ca_file = *c;
+  if (auto v = readString(f, "proxy", "a proxy URL such as http://proxy.example:3128")) p.proxy = *v;
+  if (auto v = readSeconds(f, "timeout", std::chrono::seconds(5))) p.timeout = *v;
+}
+
 void readProviders(const Fields& top, std::vector<ProviderConfig>& out) {
-  const Keys kSupported{"outbox"};
+  const Keys kSupported{"outbox", "graph"};
   const std::string supported = "supported types: " + joinNames(kSupported);
   if (top.find("providers") == nullptr) {
     if (top.wasGuessed("providers")) return;
@@ -984,9 +1108,15 @@ void readProviders(const Fields& top, std::vector<ProviderConfig>& out) {
           std::string("expected a mapping with name, type and settings, got ") + kindOf(item));
       continue;
     }
-    // Every type shares name and type; the rest depends on the type. With
-    // one type so far the key list is the same for all.
-    Fields f(top.ctx(), item, path, {"name", "type", "directory", "refuse_recipients"});
+    // Every type shares name and type; the rest depends on the type: the
+    // map is read with every type's keys, and keys of another type are
+    // reported once the type is known.
+    const Keys outbox_keys{"directory", "refuse_recipients"};
+    const Keys graph_keys = graphKeys();
+    Keys all{"name", "type"};
+    all.insert(all.end(), outbox_keys.begin(), outbox_keys.end());
+    all.insert(all.end(), graph_keys.begin(), graph_keys.end());
+    Fields f(top.ctx(), item, path, all);
     ProviderConfig p;
     bool ok = true;
 
@@ -1012,6 +1142,8 @@ void readProviders(const Fields& top, std::vector<ProviderConfig>& out) {
     if (auto t = readScalar(f, "type", "a provider type (" + supported + ")")) {
       if (iequals(*t, "outbox")) {
         type = ProviderType::Outbox;
+      } else if (iequals(*t, "graph")) {
+        type = ProviderType::Graph;
       } else {
         f.bad("type", "unknown provider type " + inQuotes(*t) + "; " + supported);
       }
@@ -1020,6 +1152,13 @@ void readProviders(const Fields& top, std::vector<ProviderConfig>& out) {
     }
     if (!type) continue;
     p.type = *type;
+    const Keys& other = *type == ProviderType::Outbox ? graph_keys : outbox_keys;
+    for (const auto& k : other) {
+      if (f.find(k) != nullptr) {
+        f.bad(k, "not a setting of type " + std::string(*type == ProviderType::Outbox ? "outbox" : "graph"));
+        ok = false;
+      }
+    }
 
     switch (*type) {
       case ProviderType::Outbox:
@@ -1034,6 +1173,9 @@ void readProviders(const Fields& top, std::vector<ProviderConfig>& out) {
           }
         }
         if (auto v = readRecipientPatterns(f, "refuse_recipients")) p.refuse_recipients = std::move(*v);
+        break;
+      case ProviderType::Graph:
+        readGraphProvider(f, p, ok);
         break;
     }
     if (ok) out.push_back(std::move(p));

@@ -699,10 +699,10 @@ TEST(ConfigLoader, ProviderErrors) {
   expectIssue("server: {}\n", 0, 0, "providers", "required; add at least one provider");
   expectIssue("", 0, 0, "providers", "required");
   expectIssue("providers: []\n", 1, 12, "providers", "at least one provider is required");
-  expectIssue("providers:\n  - name: x\n    type: graph\n", 3, 11, "providers[0].type",
-              "unknown provider type 'graph'; supported types: outbox");
+  expectIssue("providers:\n  - name: x\n    type: gmail\n", 3, 11, "providers[0].type",
+              "unknown provider type 'gmail'; supported types: outbox, graph");
   expectIssue("providers:\n  - name: x\n    directory: /d\n", 2, 5, "providers[0].type",
-              "required; supported types: outbox");
+              "required; supported types: outbox, graph");
   expectIssue("providers:\n  - name: x\n    type: outbox\n", 2, 5, "providers[0].directory",
               "required for type outbox");
   expectIssue("providers:\n  - type: outbox\n    directory: /d\n", 2, 5, "providers[0].name",
@@ -715,6 +715,57 @@ TEST(ConfigLoader, ProviderErrors) {
       3, 12, "providers[1].name", "duplicate provider name 'a'; providers[0] uses it too");
   expectIssue("providers:\n  name: a\n", 2, 3, "providers",
               "expected a list of providers ('- name: ...'), got a mapping");
+}
+
+TEST(ConfigLoader, GraphProvider) {
+  const Config c = load(
+      "providers:\n"
+      "  - name: m365\n"
+      "    type: graph\n"
+      "    tenant_id: contoso.onmicrosoft.com\n"
+      "    client_id: 00000000-0000-0000-0000-000000000001\n"
+      "    client_secret: s3cr3t-value\n");
+  ASSERT_EQ(c.providers.size(), 1u);
+  const ProviderConfig& p = c.providers[0];
+  EXPECT_EQ(p.type, ProviderType::Graph);
+  EXPECT_EQ(p.tenant_id, "contoso.onmicrosoft.com");
+  EXPECT_EQ(p.client_secret.reveal(), "s3cr3t-value");
+  EXPECT_EQ(p.login_endpoint, "https://login.microsoftonline.com");
+  EXPECT_EQ(p.graph_endpoint, "https://graph.microsoft.com");
+  EXPECT_EQ(p.timeout, std::chrono::seconds(120));
+
+  const Config china = load(
+      "providers:\n"
+      "  - {name: cn, type: graph, tenant_id: t, client_id: c, client_secret: s, cloud: china,\n"
+      "     graph_endpoint: 'https://127.0.0.1:8443/', timeout: 30s}\n");
+  EXPECT_EQ(china.providers[0].login_endpoint, "https://login.chinacloudapi.cn");
+  EXPECT_EQ(china.providers[0].graph_endpoint, "https://127.0.0.1:8443");
+  EXPECT_EQ(china.providers[0].timeout, std::chrono::seconds(30));
+}
+
+TEST(ConfigLoader, GraphProviderErrors) {
+  const std::string head = "providers:\n  - name: m\n    type: graph\n";
+  expectIssue(head + "    client_id: c\n    client_secret: s\n", 2, 5, "providers[0].tenant_id",
+              "required for type graph");
+  expectIssue(head + "    tenant_id: t\n    client_id: c\n", 2, 5, "providers[0].client_secret",
+              "or a certificate");
+  expectIssue(head + "    tenant_id: t\n    client_id: c\n    client_secret: s\n    directory: /d\n",
+              7, 16, "providers[0].directory", "not a setting of type graph");
+  expectIssue(head + "    tenant_id: t\n    client_id: c\n    client_secret: s\n"
+                     "    graph_endpoint: http://graph.example\n",
+              7, 21, "providers[0].graph_endpoint", "expected an https URL");
+  expectIssue(head + "    tenant_id: t\n    client_id: c\n    client_secret: s\n"
+                     "    login_endpoint: https://login.example/tenant\n",
+              7, 21, "providers[0].login_endpoint", "without a path");
+  expectIssue(head + "    tenant_id: t\n    client_id: c\n    client_secret: s\n    cloud: mars\n", 7,
+              12, "providers[0].cloud", "one of: global, usgov, usgov-dod, china");
+  expectIssue(head + "    tenant_id: 'a b'\n    client_id: c\n    client_secret: s\n", 4, 16,
+              "providers[0].tenant_id", "GUID or a domain");
+  expectIssue(head + "    tenant_id: t\n    client_id: c\n    client_secret: s\n"
+                     "    cert_file: /nonexistent.pem\n",
+              7, 16, "providers[0].cert_file", "not both");
+  expectIssue("providers:\n  - {name: o, type: outbox, directory: /d, tenant_id: t}\n", 2, 55,
+              "providers[0].tenant_id", "not a setting of type outbox");
 }
 
 TEST(ConfigLoader, UnknownKeysSuggestTheNearestKnownOne) {

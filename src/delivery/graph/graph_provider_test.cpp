@@ -1,0 +1,220 @@
+#include "delivery/graph/graph_provider.h"
+
+#include <gtest/gtest.h>
+#include <sodium.h>
+
+#include <deque>
+#include <future>
+#include <fstream>
+#include <mutex>
+
+#include "base/testing/temp_dir.h"
+#include "http/http_client.h"
+#include "oauth/token_source.h"
+
+namespace mb::delivery::graph {
+namespace {
+
+using namespace std::chrono_literals;
+using queue::Outcome;
+
+class FakeHttp final : public http::HttpClient {
+ public:
+  http::Outcome perform(const http::Request& r) override {
+    std::lock_guard lock(mutex_);
+    requests.push_back(r);
+    if (script.empty()) return http::Response{202, {{"request-id", "rid-default"}}, ""};
+    http::Outcome o = script.front();
+    script.pop_front();
+    return o;
+  }
+  std::mutex mutex_;
+  std::vector<http::Request> requests;
+  std::deque<http::Outcome> script;
+};
+
+class FakeTokens final : public oauth::TokenSource {
+ public:
+  oauth::TokenResult token() override {
+    if (failure) return *failure;
+    return oauth::AccessToken{"tok-" + std::to_string(++issued), std::chrono::system_clock::now() + 1h};
+  }
+  void invalidate(const std::string& value) override { invalidated.push_back(value); }
+  int issued = 0;
+  std::vector<std::string> invalidated;
+  std::optional<oauth::TokenFailure> failure;
+};
+
+std::string decodeBase64(const std::string& text) {
+  std::string out(text.size(), '\0');
+  std::size_t len = 0;
+  EXPECT_EQ(sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), text.data(), text.size(),
+                              nullptr, &len, nullptr, sodium_base64_VARIANT_ORIGINAL),
+            0);
+  out.resize(len);
+  return out;
+}
+
+class GraphProviderTest : public ::testing::Test {
+ protected:
+  GraphProviderTest() {
+    config_.name = "m365";
+    config_.type = config::ProviderType::Graph;
+    config_.graph_endpoint = "https://graph.test";
+  }
+
+  queue::DeliveryJob job(const std::string& content, std::vector<std::string> rcpts,
+                         const std::string& sender = "scanner@example.com") {
+    const auto path = dir_.path() / ("m" + std::to_string(++n_));
+    std::ofstream(path, std::ios::binary) << content;
+    queue::DeliveryJob j;
+    j.envelope.id = "Q" + std::to_string(n_);
+    j.envelope.sender = sender;
+    for (auto& r : rcpts) {
+      queue::RecipientEntry e;
+      e.address = r;
+      j.envelope.recipients.push_back(e);
+      j.recipients.push_back(j.recipients.size());
+    }
+    j.content = path;
+    return j;
+  }
+
+  queue::DeliveryResult run(const queue::DeliveryJob& j) {
+    GraphProvider p(config_, http_, tokens_, 1);
+    return p.attempt(j);
+  }
+
+  mb::testing::TempDir dir_;
+  int n_ = 0;
+  config::ProviderConfig config_;
+  FakeHttp http_;
+  std::shared_ptr<FakeTokens> tokens_ = std::make_shared<FakeTokens>();
+};
+
+const std::string kMessage =
+    "From: Scanner <scanner@example.com>\r\nTo: alice@example.com\r\nSubject: scan\r\n\r\nbody\r\n";
+
+TEST_F(GraphProviderTest, SendsTheMessageAsBase64MimeAndReportsDelivered) {
+  http_.script.push_back(http::Response{202, {{"request-id", "rid-1"}}, ""});
+  const auto result = run(job(kMessage, {"alice@example.com"}));
+  ASSERT_EQ(result.results.size(), 1u);
+  EXPECT_EQ(result.results[0].outcome, Outcome::Delivered);
+  EXPECT_EQ(result.results[0].smtp_code, 250);
+  EXPECT_EQ(result.remote_id, "rid-1");
+  EXPECT_EQ(result.provider, "m365");
+  ASSERT_EQ(http_.requests.size(), 1u);
+  const auto& r = http_.requests[0];
+  EXPECT_EQ(r.method, "POST");
+  EXPECT_EQ(r.url, "https://graph.test/v1.0/users/scanner%40example.com/sendMail");
+  EXPECT_EQ(decodeBase64(r.body), kMessage) << "bytes preserved when the header names the envelope";
+  bool auth = false, type = false;
+  for (const auto& [k, v] : r.headers) {
+    if (k == "Authorization") auth = v == "Bearer tok-1";
+    if (k == "Content-Type") type = v == "text/plain";
+  }
+  EXPECT_TRUE(auth);
+  EXPECT_TRUE(type);
+}
+
+TEST_F(GraphProviderTest, TheEnvelopeDecidesWhoReceivesIt) {
+  const std::string msg =
+      "From: scanner@example.com\r\nTo: alice@example.com, eve@example.com\r\nBcc: mallory@example.com\r\n"
+      "Subject: x\r\n\r\nbody\r\n";
+  const auto result = run(job(msg, {"alice@example.com", "bob@example.com"}));
+  EXPECT_EQ(result.results.size(), 2u);
+  const std::string sent = decodeBase64(http_.requests.at(0).body);
+  EXPECT_EQ(sent.find("eve@example.com"), std::string::npos) << sent;
+  EXPECT_EQ(sent.find("mallory@example.com"), std::string::npos) << sent;
+  EXPECT_NE(sent.find("Bcc: bob@example.com"), std::string::npos) << sent;
+  EXPECT_NE(sent.find("alice@example.com"), std::string::npos);
+  EXPECT_NE(sent.find("\r\n\r\nbody\r\n"), std::string::npos);
+}
+
+TEST_F(GraphProviderTest, A401RefreshesTheTokenOnceAndRetries) {
+  http_.script.push_back(http::Response{401, {}, R"({"error":{"code":"InvalidAuthenticationToken","message":"expired"}})"});
+  http_.script.push_back(http::Response{202, {}, ""});
+  const auto result = run(job(kMessage, {"alice@example.com"}));
+  EXPECT_EQ(result.results[0].outcome, Outcome::Delivered);
+  EXPECT_EQ(tokens_->invalidated, std::vector<std::string>{"tok-1"});
+  ASSERT_EQ(http_.requests.size(), 2u);
+
+  // Twice in a row: no third request, a temporary failure.
+  http_.requests.clear();
+  for (int i = 0; i < 2; ++i) {
+    http_.script.push_back(http::Response{401, {}, R"({"error":{"code":"InvalidAuthenticationToken","message":"no"}})"});
+  }
+  const auto again = run(job(kMessage, {"alice@example.com"}));
+  EXPECT_EQ(again.results[0].outcome, Outcome::TemporaryFailure);
+  EXPECT_EQ(http_.requests.size(), 2u);
+}
+
+TEST_F(GraphProviderTest, PermanentErrorsReachEveryRecipient) {
+  http_.script.push_back(http::Response{
+      403, {{"request-id", "rid-9"}}, R"({"error":{"code":"ErrorSendAsDenied","message":"no send as","innerError":{"request-id":"rid-9"}}})"});
+  const auto result = run(job(kMessage, {"alice@example.com", "bob@example.com"}));
+  ASSERT_EQ(result.results.size(), 2u);
+  for (const auto& r : result.results) {
+    EXPECT_EQ(r.outcome, Outcome::PermanentFailure);
+    EXPECT_EQ(r.smtp_code, 550);
+    EXPECT_EQ(r.enhanced, "5.7.60");
+    EXPECT_EQ(r.summary, "sender not allowed to send as this mailbox");
+  }
+}
+
+TEST_F(GraphProviderTest, ThrottlingCarriesRetryAfter) {
+  http_.script.push_back(http::Response{429, {{"Retry-After", "30"}}, R"({"error":{"code":"ApplicationThrottled","message":"over"}})"});
+  const auto result = run(job(kMessage, {"alice@example.com"}));
+  EXPECT_EQ(result.results[0].outcome, Outcome::TemporaryFailure);
+  EXPECT_EQ(result.results[0].retry_after, 30s);
+}
+
+TEST_F(GraphProviderTest, TransportErrorsAreTemporary) {
+  http_.script.push_back(http::TransportError{"Operation timed out", true});
+  auto result = run(job(kMessage, {"alice@example.com"}));
+  EXPECT_EQ(result.results[0].outcome, Outcome::TemporaryFailure);
+  EXPECT_EQ(result.results[0].enhanced, "4.4.2");
+  http_.script.push_back(http::TransportError{"Could not connect", false});
+  result = run(job(kMessage, {"alice@example.com"}));
+  EXPECT_EQ(result.results[0].enhanced, "4.4.1");
+}
+
+TEST_F(GraphProviderTest, NoTokenMeansTheMailWaits) {
+  oauth::TokenFailure f;
+  f.retryable = false;
+  f.explanation = "AADSTS7000215: wrong client secret";
+  tokens_->failure = f;
+  const auto result = run(job(kMessage, {"alice@example.com"}));
+  EXPECT_EQ(result.results[0].outcome, Outcome::TemporaryFailure);
+  EXPECT_NE(result.results[0].detail.find("7000215"), std::string::npos);
+  EXPECT_TRUE(http_.requests.empty());
+}
+
+TEST_F(GraphProviderTest, TooBigForSendMailFailsWithoutARequest) {
+  const std::string big = kMessage + std::string(GraphProvider::kMaxSendMailBytes, 'x');
+  const auto result = run(job(big, {"alice@example.com"}));
+  EXPECT_EQ(result.results[0].outcome, Outcome::PermanentFailure);
+  EXPECT_EQ(result.results[0].smtp_code, 552);
+  EXPECT_TRUE(http_.requests.empty());
+}
+
+TEST_F(GraphProviderTest, SenderIsEncodedAndTheNullSenderUsesFrom) {
+  run(job(kMessage, {"alice@example.com"}, "a+b/c@example.com"));
+  EXPECT_EQ(http_.requests.back().url, "https://graph.test/v1.0/users/a%2Bb%2Fc%40example.com/sendMail");
+  run(job(kMessage, {"alice@example.com"}, ""));
+  EXPECT_EQ(http_.requests.back().url, "https://graph.test/v1.0/users/scanner%40example.com/sendMail");
+  const auto none = run(job("Subject: no from\r\nTo: alice@example.com\r\n\r\nx\r\n", {"alice@example.com"}, ""));
+  EXPECT_EQ(none.results[0].outcome, Outcome::PermanentFailure);
+}
+
+TEST_F(GraphProviderTest, DeliverRunsOnThePoolAndCallsDoneOnce) {
+  GraphProvider p(config_, http_, tokens_, 2);
+  std::promise<queue::DeliveryResult> got;
+  p.deliver(job(kMessage, {"alice@example.com"}), [&got](queue::DeliveryResult r) { got.set_value(std::move(r)); });
+  auto f = got.get_future();
+  ASSERT_EQ(f.wait_for(10s), std::future_status::ready);
+  EXPECT_EQ(f.get().results.at(0).outcome, Outcome::Delivered);
+}
+
+}  // namespace
+}  // namespace mb::delivery::graph

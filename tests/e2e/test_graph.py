@@ -1,0 +1,189 @@
+"""Delivery through Microsoft Graph: the real binary, real SMTP clients, and
+the fake Entra ID + Graph of tests/fakes over TLS with a test CA.
+
+Covers the sendMail path (messages up to about 3 MB): bytes preserved, the
+envelope deciding who receives the mail, client-secret and certificate
+tokens, a 401 answered with one refresh, throttling, the permanent errors
+seen by the client (wait_for_delivery) and a credential problem that keeps
+mail queued until it is fixed."""
+
+import smtplib
+import sys
+import time
+import unittest
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))
+
+from fake_microsoft import FakeMicrosoft  # noqa: E402
+from harness import Relay, split_received  # noqa: E402
+from test_ca import TestCA  # noqa: E402
+
+TENANT = "contoso.example"
+CLIENT = "0a1b2c3d-1111-2222-3333-444455556666"
+SECRET = "Qm8~graph-test-secret-value-0123"
+SENDER = "scanner@contoso.example"
+
+
+def message(to="alice@example.com", extra=b"", body=b"Scanned page attached.\r\n"):
+    return (b"From: Scanner <" + SENDER.encode() + b">\r\nTo: " + to.encode() + b"\r\n" + extra +
+            b"Subject: scan\r\nMessage-ID: <scan-1@contoso.example>\r\n\r\n" + body)
+
+
+class GraphTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.ca = TestCA()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.ca.cleanup()
+
+    def setUp(self):
+        self.fake = FakeMicrosoft(ca=self.ca).start()
+        self.addCleanup(self.fake.stop)
+        self.fake.add_tenant(TENANT)
+        self.fake.add_app(TENANT, CLIENT, secret=SECRET)
+        self.fake.add_user(TENANT, SENDER)
+
+    def relay(self, provider=None, **overrides):
+        p = {"name": "m365", "type": "graph", "tenant_id": TENANT, "client_id": CLIENT,
+             "client_secret": SECRET, "login_endpoint": self.fake.base_url,
+             "graph_endpoint": self.fake.base_url, "ca_file": self.fake.ca_file}
+        p.update(provider or {})
+        overrides.setdefault("queue", {"retry_delay": "1s", "max_retry_delay": "2s"})
+        relay = Relay(providers=[p], **overrides)
+        self.addCleanup(relay.cleanup)
+        return relay
+
+    def send(self, relay, rcpts, msg=None, sender=SENDER):
+        """The (code, text) of the answer to the final dot."""
+        with smtplib.SMTP("127.0.0.1", relay.port, timeout=60) as s:
+            s.ehlo("scanner.test")
+            s.mail(sender)
+            for r in rcpts:
+                code, _ = s.rcpt(r)
+                self.assertEqual(code, 250)
+            code, text = s.data(msg if msg is not None else message())
+            return code, text.decode()
+
+    def test_small_message_byte_for_byte(self):
+        relay = self.relay()
+        with relay:
+            code, text = self.send(relay, ["alice@example.com"])
+            self.assertEqual(code, 250, text)
+            self.assertIn("delivered", text)
+            [sent] = self.fake.wait_sent(1)
+            self.assertEqual(sent.kind, "mime")
+            self.assertEqual(sent.mailbox.lower(), SENDER)
+            received, rest = split_received(sent.mime)
+            self.assertEqual(rest, message())
+            self.assertIn(b"by relay.test", received)
+            self.assertEqual(sorted(sent.recipients), ["alice@example.com"])
+            self.assertEqual(relay.wait_queue_empty(), [])
+            # The secret went to the token endpoint, never to the log.
+            self.assertNotIn(SECRET, relay.log())
+            self.assertEqual(self.fake.token_count("client_credentials", ok=True), 1)
+
+    def test_the_envelope_decides_who_receives_it(self):
+        relay = self.relay()
+        with relay:
+            msg = message(to="alice@example.com, eve@example.com",
+                          extra=b"Bcc: mallory@example.com\r\n")
+            code, text = self.send(relay, ["alice@example.com", "bob@example.com"], msg)
+            self.assertEqual(code, 250, text)
+            [sent] = self.fake.wait_sent(1)
+            self.assertEqual(sorted(sent.recipients), ["alice@example.com", "bob@example.com"])
+            self.assertEqual(sent.bcc, ["bob@example.com"])
+            self.assertNotIn(b"eve@example.com", sent.mime)
+            self.assertNotIn(b"mallory@example.com", sent.mime)
+            self.assertIn(b"\r\n\r\nScanned page attached.\r\n", sent.mime)
+
+    def test_certificate_credentials(self):
+        cert = self.ca.make_client_cert("mailbridge-app")
+        self.fake.add_app(TENANT, CLIENT, cert_pem=cert.cert_pem)
+        relay = self.relay({"client_secret": None, "cert_file": str(cert.cert_file),
+                            "key_file": str(cert.key_file)})
+        del relay.config["providers"][0]["client_secret"]
+        with relay:
+            code, text = self.send(relay, ["alice@example.com"])
+            self.assertEqual(code, 250, text)
+            self.fake.wait_sent(1)
+            self.assertIn("certificate", relay.log())
+
+    def test_an_expired_token_is_refreshed_once(self):
+        relay = self.relay()
+        with relay:
+            self.assertEqual(self.send(relay, ["alice@example.com"])[0], 250)
+            self.fake.expire_tokens()
+            code, text = self.send(relay, ["alice@example.com"])
+            self.assertEqual(code, 250, text)
+            self.assertIn("delivered", text)
+            self.assertEqual(len(self.fake.wait_sent(2)), 2)
+            self.assertEqual(self.fake.token_count("client_credentials", ok=True), 2)
+            self.assertTrue(relay.wait_log(r"refused the access token \(401\); fetching a new one"))
+
+    def test_permanent_errors_reach_the_client(self):
+        self.fake.add_user(TENANT, "nobox@contoso.example", mailbox=False)
+        self.fake.deny_send_as(SENDER)
+        relay = self.relay()
+        with relay:
+            code, text = self.send(relay, ["alice@example.com"])
+            self.assertEqual(code, 550, text)
+            self.assertTrue(text.startswith("5.7.60 "), text)
+            self.assertIn("sender not allowed to send as this mailbox", text)
+            code, text = self.send(relay, ["alice@example.com"], sender="ghost@contoso.example")
+            self.assertEqual(code, 550, text)
+            self.assertTrue(text.startswith("5.1.8 "), text)
+            code, text = self.send(relay, ["alice@example.com"], sender="nobox@contoso.example")
+            self.assertEqual(code, 550, text)
+            self.assertIn("no Exchange Online mailbox", text)
+            self.assertEqual(relay.wait_queue_empty(), [])
+            self.assertEqual(self.fake.sent, [])
+
+    def test_permanent_error_after_the_wait_becomes_a_bounce(self):
+        self.fake.deny_send_as(SENDER)
+        relay = self.relay(smtp={"wait_for_delivery": "0s"})
+        with relay:
+            code, text = self.send(relay, ["alice@example.com"])
+            self.assertEqual(code, 250, text)
+            self.assertIn("queued", text)
+            # The bounce goes back through Graph to the sender, from the
+            # null sender: it names the reason.
+            self.assertTrue(relay.wait_log(r"bounce \S+ queued to <?scanner@contoso.example"), relay.log())
+
+    def test_throttling_and_outages_are_retried(self):
+        self.fake.fail_next(1, status=429, code="ApplicationThrottled",
+                            message="Application is over its MailboxConcurrency limit.", retry_after=1)
+        self.fake.fail_next(1, status=503)
+        relay = self.relay()
+        with relay:
+            code, text = self.send(relay, ["alice@example.com"])
+            self.assertEqual(code, 250, text)
+            self.assertIn("queued", text)
+            self.fake.wait_sent(1, timeout=30)
+            self.assertEqual(relay.wait_queue_empty(), [])
+            self.assertRegex(relay.log(), r"Graph 429 ApplicationThrottled")
+
+    def test_wrong_secret_keeps_mail_queued_until_fixed(self):
+        relay = self.relay({"client_secret": "the-secret-id-not-its-value"})
+        relay.start()
+        code, text = self.send(relay, ["alice@example.com"])
+        self.assertEqual(code, 250, text)
+        self.assertIn("queued", text)
+        self.assertTrue(relay.wait_log(r"7000215"), relay.log())
+        self.assertRegex(relay.log(), r"secret ID was pasted|secret's ID|instead of (its|the) value")
+        self.assertEqual(self.fake.sent, [])
+        self.assertEqual(len(relay.queued_ids()), 1)
+        self.assertNotIn("the-secret-id-not-its-value", relay.log())
+        self.assertEqual(relay.stop(), 0, relay.log())
+        # Fixed in the configuration, and a restart: it goes out.
+        relay.config["providers"][0]["client_secret"] = SECRET
+        relay.restart()
+        self.fake.wait_sent(1, timeout=30)
+        self.assertEqual(relay.wait_queue_empty(), [])
+        self.assertEqual(relay.stop(), 0, relay.log())
+
+
+if __name__ == "__main__":
+    unittest.main()
