@@ -91,6 +91,9 @@ struct QueueConfig {
   std::chrono::seconds breaker_cooldown{60};   // open time before a probe
   BounceTo bounce_to = BounceTo::Sender;       // who gets a DSN for a permanent failure
   std::string admin_address;                   // for bounce_to: admin | both
+  // The From address of bounces; empty: MAILER-DAEMON@<server.hostname>.
+  // Providers that send only as a mailbox (Graph) need a real one here.
+  std::string bounce_from;
   // Free space below which MAIL is answered 452 4.3.1. nullopt = automatic:
   // 1.5 × smtp.max_message_size + kFreeSpaceMargin; 0 = never refuse.
   std::optional<std::uint64_t> min_free_space;

@@ -899,7 +899,7 @@ void readQueue(const Fields& top, QueueConfig& out) {
   auto f = openSection(top, "queue",
                        {"retry_delay", "max_retry_delay", "max_in_flight", "max_lifetime",
                         "max_in_flight_per_mailbox", "max_per_minute_per_mailbox",
-                        "breaker_failures", "breaker_cooldown", "bounce_to", "admin_address",
+                        "breaker_failures", "breaker_cooldown", "bounce_to", "admin_address", "bounce_from",
                         "min_free_space"});
   if (!f) return;
   const auto retry = readSeconds(*f, "retry_delay", seconds(1));
@@ -939,6 +939,7 @@ void readQueue(const Fields& top, QueueConfig& out) {
     out.bounce_to = *v;
   }
   if (auto a = readAddress(*f, "admin_address")) out.admin_address = *a;
+  if (auto a = readAddress(*f, "bounce_from")) out.bounce_from = *a;
   if (auto v = readSize(*f, "min_free_space", 0, kGiB * 1024 * 1024,
                         "a size such as 2GB, or 0 (never refuse)")) {
     out.min_free_space = *v;
@@ -1019,7 +1020,10 @@ void readGraphProvider(const Fields& f, ProviderConfig& p, bool& ok) {
   const bool has_secret = std::any_of(secret_keys.begin(), secret_keys.end(),
                                       [&given](const std::string& k) { return given(k); });
   const bool has_cert = given("cert_file") || given("pkcs12_file");
-  if (has_secret && has_cert) {
+  if (given("key_file") && !has_cert) {
+    f.bad("key_file", "key_file needs cert_file (the certificate it belongs to)");
+    ok = false;
+  } else if (has_secret && has_cert) {
     f.bad(given("cert_file") ? "cert_file" : "pkcs12_file",
           "give a client secret or a certificate, not both");
     ok = false;
@@ -1032,6 +1036,9 @@ void readGraphProvider(const Fields& f, ProviderConfig& p, bool& ok) {
   } else if (has_cert) {
     if (given("cert_file") && given("pkcs12_file")) {
       f.bad("pkcs12_file", "cert_file and pkcs12_file exclude each other");
+      ok = false;
+    } else if (given("key_file") && !given("cert_file")) {
+      f.bad("key_file", "key_file needs cert_file; a PKCS#12 file holds its key itself");
       ok = false;
     }
     if (auto c = readFile("cert_file")) p.cert_file = *c;

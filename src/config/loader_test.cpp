@@ -764,6 +764,8 @@ TEST(ConfigLoader, GraphProviderErrors) {
   expectIssue(head + "    tenant_id: t\n    client_id: c\n    client_secret: s\n"
                      "    cert_file: /nonexistent.pem\n",
               7, 16, "providers[0].cert_file", "not both");
+  expectIssue(head + "    tenant_id: t\n    client_id: c\n    client_secret: s\n    key_file: /k.pem\n", 7,
+              15, "providers[0].key_file", "key_file needs cert_file");
   expectIssue("providers:\n  - {name: o, type: outbox, directory: /d, tenant_id: t}\n", 2, 55,
               "providers[0].tenant_id", "not a setting of type outbox");
 }

@@ -95,6 +95,7 @@ std::string adviceFor(const TokenErrorBody& body) {
         return "the certificate assertion's signature is invalid: upload this certificate to the "
                "application (App registrations > Certificates & secrets), or check that the "
                "private key belongs to the certificate";
+      case 700024:  // a client assertion outside its nbf/exp
       case 500133:
         return "the assertion's time is out of range: check this machine's clock (clock skew; "
                "keep it synchronised with NTP)";

@@ -126,6 +126,7 @@ INSTANTIATE_TEST_SUITE_P(
              false,
              {"signature is invalid", "upload this certificate", "private key"}},
         Case{400, "invalid_client", 500133, false, {"time is out of range", "clock"}},
+        Case{400, "invalid_client", 700024, false, {"time is out of range", "clock"}},
         Case{400, "invalid_grant", 50126, false, {"wrong user name or password"}},
         Case{400, "invalid_grant", 50076, false, {"MFA", "password grant cannot work"}},
         Case{400, "invalid_grant", 50079, false, {"MFA", "password grant cannot work"}},

@@ -12,6 +12,7 @@ Bouncer::Bouncer(const config::QueueConfig& config, std::string hostname, Spool&
                  Clock& clock, Enqueue enqueue)
     : bounce_to_(config.bounce_to),
       admin_address_(config.admin_address),
+      bounce_from_(config.bounce_from),
       hostname_(std::move(hostname)),
       spool_(spool),
       clock_(clock),
@@ -21,6 +22,7 @@ void Bouncer::reconfigure(const config::QueueConfig& config, std::string hostnam
   std::lock_guard lock(mutex_);
   bounce_to_ = config.bounce_to;
   admin_address_ = config.admin_address;
+  bounce_from_ = config.bounce_from;
   hostname_ = std::move(hostname);
 }
 
@@ -28,11 +30,13 @@ bool Bouncer::onBounce(const Envelope& env, const std::vector<std::size_t>& fail
   config::BounceTo bounce_to;
   std::string admin_address;
   std::string hostname;
+  std::string from;
   {
     std::lock_guard lock(mutex_);
     bounce_to = bounce_to_;
     admin_address = admin_address_;
     hostname = hostname_;
+    from = bounce_from_.empty() ? "MAILER-DAEMON@" + hostname_ : bounce_from_;
   }
   if (failed.empty() || bounce_to == config::BounceTo::None) return true;
   if (!shouldBounce(env)) {
@@ -41,17 +45,17 @@ bool Bouncer::onBounce(const Envelope& env, const std::vector<std::size_t>& fail
   }
   bool stored = true;
   if (bounce_to == config::BounceTo::Sender || bounce_to == config::BounceTo::Both) {
-    stored = send(env, failed, env.sender, hostname) && stored;
+    stored = send(env, failed, env.sender, hostname, from) && stored;
   }
   if ((bounce_to == config::BounceTo::Admin || bounce_to == config::BounceTo::Both) &&
       !admin_address.empty() && admin_address != env.sender) {
-    stored = send(env, failed, admin_address, hostname) && stored;
+    stored = send(env, failed, admin_address, hostname, from) && stored;
   }
   return stored;
 }
 
 bool Bouncer::send(const Envelope& env, const std::vector<std::size_t>& failed,
-                   const std::string& to, const std::string& hostname) {
+                   const std::string& to, const std::string& hostname, const std::string& from) {
   const auto now =
       std::chrono::duration_cast<std::chrono::seconds>(clock_.wallNow().time_since_epoch())
           .count();
@@ -61,7 +65,7 @@ bool Bouncer::send(const Envelope& env, const std::vector<std::size_t>& failed,
   in.reporting_host = hostname;
   in.now = now;
   in.original_content = spool_.contentPath(env.id);
-  in.from_address = "MAILER-DAEMON@" + hostname;
+  in.from_address = from;
   in.to_address = to;
   auto text = buildDsn(in);
   if (!text) {

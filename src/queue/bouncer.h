@@ -40,11 +40,12 @@ class Bouncer {
 
  private:
   bool send(const Envelope& env, const std::vector<std::size_t>& failed, const std::string& to,
-            const std::string& hostname);
+            const std::string& hostname, const std::string& from);
 
-  std::mutex mutex_;  // guards the three below
+  std::mutex mutex_;  // guards the four below
   config::BounceTo bounce_to_;
   std::string admin_address_;
+  std::string bounce_from_;
   std::string hostname_;
   Spool& spool_;
   Clock& clock_;

@@ -106,13 +106,15 @@ TEST_F(BouncerTest, ReconfigureChangesWhoGetsTheNextBounce) {
   config::QueueConfig cfg;
   cfg.bounce_to = config::BounceTo::Admin;
   cfg.admin_address = "postmaster@example.com";
+  cfg.bounce_from = "postmaster@example.com";
   b.reconfigure(cfg, "relay2.example.com");
   b.onBounce(env, {1});
   ASSERT_EQ(queued_.size(), 1u);
   EXPECT_EQ(queued_[0].recipients[0].address, "postmaster@example.com");
   auto text = fs::readFile(spool_.contentPath(queued_[0].id));
   ASSERT_TRUE(text.ok());
-  EXPECT_NE(text->find("MAILER-DAEMON@relay2.example.com"), std::string::npos);
+  EXPECT_NE(text->find("From: Mail Delivery System <postmaster@example.com>"), std::string::npos) << *text;
+  EXPECT_NE(text->find("relay2.example.com"), std::string::npos) << "the reporting host";
 }
 
 }  // namespace

@@ -143,14 +143,22 @@ class GraphTest(unittest.TestCase):
 
     def test_permanent_error_after_the_wait_becomes_a_bounce(self):
         self.fake.deny_send_as(SENDER)
-        relay = self.relay(smtp={"wait_for_delivery": "0s"})
+        self.fake.add_user(TENANT, "postmaster@contoso.example")
+        relay = self.relay(smtp={"wait_for_delivery": "0s"},
+                           queue={"retry_delay": "1s", "max_retry_delay": "2s",
+                                  "bounce_from": "postmaster@contoso.example"})
         with relay:
             code, text = self.send(relay, ["alice@example.com"])
             self.assertEqual(code, 250, text)
             self.assertIn("queued", text)
-            # The bounce goes back through Graph to the sender, from the
-            # null sender: it names the reason.
+            # The bounce (null sender) goes back through Graph to the sender,
+            # sent as the mailbox of queue.bounce_from, and names the reason.
             self.assertTrue(relay.wait_log(r"bounce \S+ queued to <?scanner@contoso.example"), relay.log())
+            [bounce] = self.fake.wait_sent(1, timeout=20)
+            self.assertEqual(bounce.mailbox.lower(), "postmaster@contoso.example")
+            self.assertEqual(sorted(bounce.recipients), [SENDER])
+            self.assertIn(b"multipart/report", bounce.mime)
+            self.assertIn(b"5.7.60", bounce.mime)
 
     def test_throttling_and_outages_are_retried(self):
         self.fake.fail_next(1, status=429, code="ApplicationThrottled",

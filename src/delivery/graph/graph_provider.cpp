@@ -93,7 +93,9 @@ DeliveryResult GraphProvider::attempt(const queue::DeliveryJob& job) {
                  id, rewrite->removed.size(), rewrite->added_bcc.size());
   }
 
-  std::string sender = job.envelope.sender.empty() ? rewrite->from_address : job.envelope.sender;
+  // Graph sends only as a mailbox: the null sender (a bounce) goes out as
+  // its From address (queue.bounce_from for our own bounces).
+  const std::string sender = job.envelope.sender.empty() ? rewrite->from_address : job.envelope.sender;
   if (sender.empty()) {
     RecipientResult r;
     r.outcome = Outcome::PermanentFailure;
@@ -169,6 +171,9 @@ DeliveryResult GraphProvider::attempt(const queue::DeliveryJob& job) {
       continue;
     }
     const GraphError error = parseGraphError(resp.status, resp.body);
+    // A token from before the administrator granted consent has no roles;
+    // do not keep using it for the rest of its hour.
+    if (resp.status == 403 && error.code == "ErrorAccessDenied") tokens_->invalidate(token->value);
     const auto retry_after = resp.retryAfter();
     RecipientResult r = classify(error, retry_after);
     spdlog::log(r.outcome == Outcome::PermanentFailure ? spdlog::level::err : spdlog::level::warn,

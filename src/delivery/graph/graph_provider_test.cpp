@@ -207,6 +207,13 @@ TEST_F(GraphProviderTest, SenderIsEncodedAndTheNullSenderUsesFrom) {
   EXPECT_EQ(none.results[0].outcome, Outcome::PermanentFailure);
 }
 
+TEST_F(GraphProviderTest, AccessDeniedDropsTheCachedToken) {
+  http_.script.push_back(http::Response{403, {}, R"({"error":{"code":"ErrorAccessDenied","message":"Access is denied."}})"});
+  const auto result = run(job(kMessage, {"alice@example.com"}));
+  EXPECT_EQ(result.results[0].outcome, Outcome::PermanentFailure);
+  EXPECT_EQ(tokens_->invalidated, std::vector<std::string>{"tok-1"});
+}
+
 TEST_F(GraphProviderTest, DeliverRunsOnThePoolAndCallsDoneOnce) {
   GraphProvider p(config_, http_, tokens_, 2);
   std::promise<queue::DeliveryResult> got;
