@@ -13,11 +13,10 @@
 #include "base/log.h"
 #include "config/loader.h"
 #include "delivery/graph/graph_provider.h"
+#include "delivery/graph/graph_setup.h"
 #include "delivery/outbox/outbox_provider.h"
 #include "http/curl_client.h"
 #include "oauth/cached_token_source.h"
-#include "oauth/client_certificate.h"
-#include "oauth/entra_client_credentials.h"
 #include "delivery/router.h"
 #include "net/asio.h"
 #include "net/tls_context_holder.h"
@@ -51,27 +50,15 @@ Result<std::vector<std::unique_ptr<delivery::Provider>>> makeProviders(const con
         providers.push_back(std::make_unique<delivery::OutboxProvider>(p.name, p.directory, p.refuse_recipients));
         break;
       case config::ProviderType::Graph: {
-        http::CurlClient::Options http_options;
-        http_options.ca_file = p.ca_file;
-        http_options.proxy = p.proxy;
-        support.http.push_back(std::make_unique<http::CurlClient>(http_options));
+        support.http.push_back(std::make_unique<http::CurlClient>(delivery::graph::graphHttpOptions(p)));
         http::HttpClient& client = *support.http.back();
         if (!support.tokens) support.tokens = std::make_shared<oauth::TokenCache>(clock);
-        oauth::EntraOptions entra;
-        entra.login_endpoint = p.login_endpoint;
-        entra.graph_endpoint = p.graph_endpoint;
-        entra.tenant = p.tenant_id;
-        entra.client_id = p.client_id;
-        std::unique_ptr<oauth::TokenFetcher> fetcher;
-        if (!p.cert_file.empty() || !p.pkcs12_file.empty()) {
-          auto cert = p.pkcs12_file.empty() ? oauth::ClientCertificate::fromPemFiles(p.cert_file, p.key_file)
-                                            : oauth::ClientCertificate::fromPkcs12File(p.pkcs12_file, p.pkcs12_password);
-          if (!cert) return Error{"provider " + p.name + ": " + cert.error().message};
-          spdlog::info("provider {}: certificate {}", p.name, (*cert)->describe());
-          fetcher = std::make_unique<oauth::EntraClientCredentials>(entra, *cert, client, clock);
-        } else {
-          fetcher = std::make_unique<oauth::EntraClientCredentials>(entra, p.client_secret, client, clock);
+        auto credentials = delivery::graph::makeGraphCredentials(p, client, clock);
+        if (!credentials) return credentials.error();
+        if (credentials->certificate) {
+          spdlog::info("provider {}: certificate {}", p.name, credentials->certificate->describe());
         }
+        std::unique_ptr<oauth::TokenFetcher> fetcher = std::move(credentials->fetcher);
         auto tokens = std::make_shared<oauth::CachedTokenSource>(support.tokens, std::move(fetcher));
         providers.push_back(std::make_unique<delivery::graph::GraphProvider>(
             p, client, std::move(tokens), std::max<std::size_t>(1, config.queue.max_in_flight)));

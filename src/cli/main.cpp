@@ -16,6 +16,7 @@
 #include <string>
 
 #include "app/app.h"
+#include "cli/provider_command.h"
 #include "cli/queue_command.h"
 #include "config/loader.h"
 #include "demo_config.h"
@@ -160,13 +161,14 @@ int main(int argc, char** argv) {
   auto* version = cli.add_subcommand("version", "Print the version and exit.");
 
   mb::cli::QueueCommand queue_cmd(cli);
+  mb::cli::ProviderCommands provider_cmds(cli);
 
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int rc = cli.exit(e);
     // `queue` promises 2 for a usage error; the others keep CLI11's codes.
-    return rc != 0 && queue_cmd.parsed() ? mb::cli::QueueCommand::kUsage : rc;
+    return rc != 0 && (queue_cmd.parsed() || provider_cmds.parsed()) ? mb::cli::QueueCommand::kUsage : rc;
   }
 
   if (version->parsed()) {
@@ -177,6 +179,8 @@ int main(int argc, char** argv) {
   if (hash->parsed()) return hashPassword();
 
   if (queue_cmd.parsed()) return queue_cmd.run();
+
+  if (provider_cmds.parsed()) return provider_cmds.run();
 
   if (check->parsed()) {
     try {
