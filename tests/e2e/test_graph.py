@@ -173,6 +173,29 @@ class GraphTest(unittest.TestCase):
             self.assertEqual(relay.wait_queue_empty(), [])
             self.assertRegex(relay.log(), r"Graph 429 ApplicationThrottled")
 
+    def test_an_outage_loses_nothing_and_sends_nothing_twice(self):
+        # Graph down for a while: every request fails, the breaker opens and
+        # probes; when it is back, every message goes out exactly once.
+        self.fake.fail_next(1000, status=503)
+        relay = self.relay(queue={"retry_delay": "1s", "max_retry_delay": "2s",
+                                  "breaker_failures": 3, "breaker_cooldown": "1s"})
+        with relay:
+            subjects = []
+            for i in range(8):
+                subject = f"outage {i}"
+                subjects.append(subject)
+                msg = message().replace(b"Subject: scan", b"Subject: " + subject.encode())
+                code, text = self.send(relay, ["alice@example.com"], msg)
+                self.assertEqual(code, 250, text)
+                self.assertIn("queued", text)
+            self.assertTrue(relay.wait_log(r"circuit open"), relay.log())
+            self.assertEqual(self.fake.sent, [])
+            self.fake.clear_faults()
+            self.fake.wait_sent(8, timeout=60)
+            self.assertEqual(relay.wait_queue_empty(30), [])
+            time.sleep(1)
+            self.assertEqual(sorted(m.subject for m in self.fake.sent), sorted(subjects))
+
     def test_wrong_secret_keeps_mail_queued_until_fixed(self):
         relay = self.relay({"client_secret": "the-secret-id-not-its-value"})
         relay.start()
