@@ -12,14 +12,14 @@
 
 #include "oauth/cached_token_source.h"
 #include "oauth/encoding.h"
-#include "oauth/testing/fake_http_client.h"
+#include "http/testing/fake_http_client.h"
 #include "oauth/testing/test_certificate.h"
 
 namespace mb::oauth {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::FakeHttpClient;
+using http::testing::FakeHttpClient;
 using testing::TestCertificate;
 using json = nlohmann::json;
 

@@ -12,7 +12,7 @@
 
 #include "oauth/cached_token_source.h"
 #include "oauth/entra_client_credentials.h"
-#include "oauth/testing/fake_http_client.h"
+#include "http/testing/fake_http_client.h"
 
 namespace mb::oauth {
 namespace {
@@ -358,7 +358,7 @@ TEST(TokenCache, RefreshInFlightDoesNotBlockHoldersOfAUsableToken) {
 
 // The whole stack: eight worker threads, one token request on the wire.
 TEST(CachedTokenSource, SingleFlightOverHttp) {
-  testing::FakeHttpClient http;
+  http::testing::FakeHttpClient http;
   ManualClock clock;
   http.pushResponse(200, R"({"token_type":"Bearer","expires_in":3599,"access_token":"tok-1"})");
   EntraOptions options;

@@ -3,14 +3,14 @@
 #include <gtest/gtest.h>
 
 #include "oauth/encoding.h"
-#include "oauth/testing/fake_http_client.h"
+#include "http/testing/fake_http_client.h"
 
 namespace mb::delivery::graph {
 namespace {
 
 using namespace std::chrono_literals;
 using Level = CheckLine::Level;
-using oauth::testing::FakeHttpClient;
+using http::testing::FakeHttpClient;
 
 constexpr const char* kSecret = "Qm8~unit-secret";
 

@@ -10,6 +10,7 @@
 
 #include "base/testing/temp_dir.h"
 #include "http/http_client.h"
+#include "http/testing/fake_http_client.h"
 #include "oauth/token_source.h"
 
 namespace mb::delivery::graph {
@@ -17,21 +18,6 @@ namespace {
 
 using namespace std::chrono_literals;
 using queue::Outcome;
-
-class FakeHttp final : public http::HttpClient {
- public:
-  http::Outcome perform(const http::Request& r) override {
-    std::lock_guard lock(mutex_);
-    requests.push_back(r);
-    if (script.empty()) return http::Response{202, {{"request-id", "rid-default"}}, ""};
-    http::Outcome o = script.front();
-    script.pop_front();
-    return o;
-  }
-  std::mutex mutex_;
-  std::vector<http::Request> requests;
-  std::deque<http::Outcome> script;
-};
 
 class FakeTokens final : public oauth::TokenSource {
  public:
@@ -61,6 +47,7 @@ class GraphProviderTest : public ::testing::Test {
     config_.name = "m365";
     config_.type = config::ProviderType::Graph;
     config_.graph_endpoint = "https://graph.test";
+    http_.setFallback(http::Response{202, {{"request-id", "rid-default"}}, ""});
   }
 
   queue::DeliveryJob job(const std::string& content, std::vector<std::string> rcpts,
@@ -88,7 +75,7 @@ class GraphProviderTest : public ::testing::Test {
   mb::testing::TempDir dir_;
   int n_ = 0;
   config::ProviderConfig config_;
-  FakeHttp http_;
+  http::testing::FakeHttpClient http_;
   std::shared_ptr<FakeTokens> tokens_ = std::make_shared<FakeTokens>();
 };
 
@@ -96,15 +83,15 @@ const std::string kMessage =
     "From: Scanner <scanner@example.com>\r\nTo: alice@example.com\r\nSubject: scan\r\n\r\nbody\r\n";
 
 TEST_F(GraphProviderTest, SendsTheMessageAsBase64MimeAndReportsDelivered) {
-  http_.script.push_back(http::Response{202, {{"request-id", "rid-1"}}, ""});
+  http_.push(http::Response{202, {{"request-id", "rid-1"}}, ""});
   const auto result = run(job(kMessage, {"alice@example.com"}));
   ASSERT_EQ(result.results.size(), 1u);
   EXPECT_EQ(result.results[0].outcome, Outcome::Delivered);
   EXPECT_EQ(result.results[0].smtp_code, 250);
   EXPECT_EQ(result.remote_id, "rid-1");
   EXPECT_EQ(result.provider, "m365");
-  ASSERT_EQ(http_.requests.size(), 1u);
-  const auto& r = http_.requests[0];
+  ASSERT_EQ(http_.requestCount(), 1u);
+  const auto r = http_.requests()[0];
   EXPECT_EQ(r.method, "POST");
   EXPECT_EQ(r.url, "https://graph.test/v1.0/users/scanner%40example.com/sendMail");
   EXPECT_EQ(decodeBase64(r.body), kMessage) << "bytes preserved when the header names the envelope";
@@ -123,7 +110,7 @@ TEST_F(GraphProviderTest, TheEnvelopeDecidesWhoReceivesIt) {
       "Subject: x\r\n\r\nbody\r\n";
   const auto result = run(job(msg, {"alice@example.com", "bob@example.com"}));
   EXPECT_EQ(result.results.size(), 2u);
-  const std::string sent = decodeBase64(http_.requests.at(0).body);
+  const std::string sent = decodeBase64(http_.requests().at(0).body);
   EXPECT_EQ(sent.find("eve@example.com"), std::string::npos) << sent;
   EXPECT_EQ(sent.find("mallory@example.com"), std::string::npos) << sent;
   EXPECT_NE(sent.find("Bcc: bob@example.com"), std::string::npos) << sent;
@@ -132,25 +119,25 @@ TEST_F(GraphProviderTest, TheEnvelopeDecidesWhoReceivesIt) {
 }
 
 TEST_F(GraphProviderTest, A401RefreshesTheTokenOnceAndRetries) {
-  http_.script.push_back(http::Response{401, {}, R"({"error":{"code":"InvalidAuthenticationToken","message":"expired"}})"});
-  http_.script.push_back(http::Response{202, {}, ""});
+  http_.push(http::Response{401, {}, R"({"error":{"code":"InvalidAuthenticationToken","message":"expired"}})"});
+  http_.push(http::Response{202, {}, ""});
   const auto result = run(job(kMessage, {"alice@example.com"}));
   EXPECT_EQ(result.results[0].outcome, Outcome::Delivered);
   EXPECT_EQ(tokens_->invalidated, std::vector<std::string>{"tok-1"});
-  ASSERT_EQ(http_.requests.size(), 2u);
+  ASSERT_EQ(http_.requestCount(), 2u);
 
   // Twice in a row: no third request, a temporary failure.
-  http_.requests.clear();
+  const std::size_t before = http_.requestCount();
   for (int i = 0; i < 2; ++i) {
-    http_.script.push_back(http::Response{401, {}, R"({"error":{"code":"InvalidAuthenticationToken","message":"no"}})"});
+    http_.push(http::Response{401, {}, R"({"error":{"code":"InvalidAuthenticationToken","message":"no"}})"});
   }
   const auto again = run(job(kMessage, {"alice@example.com"}));
   EXPECT_EQ(again.results[0].outcome, Outcome::TemporaryFailure);
-  EXPECT_EQ(http_.requests.size(), 2u);
+  EXPECT_EQ(http_.requestCount() - before, 2u);
 }
 
 TEST_F(GraphProviderTest, PermanentErrorsReachEveryRecipient) {
-  http_.script.push_back(http::Response{
+  http_.push(http::Response{
       403, {{"request-id", "rid-9"}}, R"({"error":{"code":"ErrorSendAsDenied","message":"no send as","innerError":{"request-id":"rid-9"}}})"});
   const auto result = run(job(kMessage, {"alice@example.com", "bob@example.com"}));
   ASSERT_EQ(result.results.size(), 2u);
@@ -163,18 +150,18 @@ TEST_F(GraphProviderTest, PermanentErrorsReachEveryRecipient) {
 }
 
 TEST_F(GraphProviderTest, ThrottlingCarriesRetryAfter) {
-  http_.script.push_back(http::Response{429, {{"Retry-After", "30"}}, R"({"error":{"code":"ApplicationThrottled","message":"over"}})"});
+  http_.push(http::Response{429, {{"Retry-After", "30"}}, R"({"error":{"code":"ApplicationThrottled","message":"over"}})"});
   const auto result = run(job(kMessage, {"alice@example.com"}));
   EXPECT_EQ(result.results[0].outcome, Outcome::TemporaryFailure);
   EXPECT_EQ(result.results[0].retry_after, 30s);
 }
 
 TEST_F(GraphProviderTest, TransportErrorsAreTemporary) {
-  http_.script.push_back(http::TransportError{"Operation timed out", true});
+  http_.push(http::TransportError{"Operation timed out", true});
   auto result = run(job(kMessage, {"alice@example.com"}));
   EXPECT_EQ(result.results[0].outcome, Outcome::TemporaryFailure);
   EXPECT_EQ(result.results[0].enhanced, "4.4.2");
-  http_.script.push_back(http::TransportError{"Could not connect", false});
+  http_.push(http::TransportError{"Could not connect", false});
   result = run(job(kMessage, {"alice@example.com"}));
   EXPECT_EQ(result.results[0].enhanced, "4.4.1");
 }
@@ -187,7 +174,7 @@ TEST_F(GraphProviderTest, NoTokenMeansTheMailWaits) {
   const auto result = run(job(kMessage, {"alice@example.com"}));
   EXPECT_EQ(result.results[0].outcome, Outcome::TemporaryFailure);
   EXPECT_NE(result.results[0].detail.find("7000215"), std::string::npos);
-  EXPECT_TRUE(http_.requests.empty());
+  EXPECT_TRUE(http_.requests().empty());
 }
 
 TEST_F(GraphProviderTest, TooBigForSendMailFailsWithoutARequest) {
@@ -195,20 +182,20 @@ TEST_F(GraphProviderTest, TooBigForSendMailFailsWithoutARequest) {
   const auto result = run(job(big, {"alice@example.com"}));
   EXPECT_EQ(result.results[0].outcome, Outcome::PermanentFailure);
   EXPECT_EQ(result.results[0].smtp_code, 552);
-  EXPECT_TRUE(http_.requests.empty());
+  EXPECT_TRUE(http_.requests().empty());
 }
 
 TEST_F(GraphProviderTest, SenderIsEncodedAndTheNullSenderUsesFrom) {
   run(job(kMessage, {"alice@example.com"}, "a+b/c@example.com"));
-  EXPECT_EQ(http_.requests.back().url, "https://graph.test/v1.0/users/a%2Bb%2Fc%40example.com/sendMail");
+  EXPECT_EQ(http_.requests().back().url, "https://graph.test/v1.0/users/a%2Bb%2Fc%40example.com/sendMail");
   run(job(kMessage, {"alice@example.com"}, ""));
-  EXPECT_EQ(http_.requests.back().url, "https://graph.test/v1.0/users/scanner%40example.com/sendMail");
+  EXPECT_EQ(http_.requests().back().url, "https://graph.test/v1.0/users/scanner%40example.com/sendMail");
   const auto none = run(job("Subject: no from\r\nTo: alice@example.com\r\n\r\nx\r\n", {"alice@example.com"}, ""));
   EXPECT_EQ(none.results[0].outcome, Outcome::PermanentFailure);
 }
 
 TEST_F(GraphProviderTest, AccessDeniedDropsTheCachedToken) {
-  http_.script.push_back(http::Response{403, {}, R"({"error":{"code":"ErrorAccessDenied","message":"Access is denied."}})"});
+  http_.push(http::Response{403, {}, R"({"error":{"code":"ErrorAccessDenied","message":"Access is denied."}})"});
   const auto result = run(job(kMessage, {"alice@example.com"}));
   EXPECT_EQ(result.results[0].outcome, Outcome::PermanentFailure);
   EXPECT_EQ(tokens_->invalidated, std::vector<std::string>{"tok-1"});

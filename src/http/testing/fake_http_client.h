@@ -11,7 +11,7 @@
 
 #include "http/http_client.h"
 
-namespace mb::oauth::testing {
+namespace mb::http::testing {
 
 /// FakeHttpClient: an http::HttpClient for unit tests. Records every request
 /// and answers with queued outcomes in order (then with the fallback, by
@@ -81,4 +81,4 @@ class FakeHttpClient final : public http::HttpClient {
   bool held_ = false;
 };
 
-}  // namespace mb::oauth::testing
+}  // namespace mb::http::testing
