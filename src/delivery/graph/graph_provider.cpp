@@ -11,6 +11,7 @@
 #include "delivery/graph/graph_error.h"
 #include "http/http_client.h"
 #include "mime/recipient_rewrite.h"
+#include "oauth/client_assertion.h"
 #include "oauth/encoding.h"
 #include "oauth/token_source.h"
 
@@ -142,9 +143,14 @@ DeliveryResult GraphProvider::attempt(const queue::DeliveryJob& job) {
       r.retry_after = f.retry_after;
       return everyone(job, config_.name, r);
     }
+    // Graph wants a GUID here; it is logged with the queue id so that a
+    // support case can be matched to this message.
+    const auto guid = oauth::randomGuid();
+    const std::string client_request_id = guid ? *guid : id;
     req.headers = {{"Authorization", "Bearer " + token->value},
                    {"Content-Type", "text/plain"},
-                   {"client-request-id", id}};
+                   {"client-request-id", client_request_id}};
+    spdlog::debug("{}: sendMail as {} (client-request-id {})", id, printable(sender), client_request_id);
     const http::Outcome out = http_.perform(req);
     if (const auto* err = std::get_if<http::TransportError>(&out)) {
       // sendMail is not idempotent: after a timeout the mail may have gone.

@@ -102,6 +102,11 @@ TEST_F(GraphProviderTest, SendsTheMessageAsBase64MimeAndReportsDelivered) {
   }
   EXPECT_TRUE(auth);
   EXPECT_TRUE(type);
+  bool guid = false;
+  for (const auto& [k, v] : r.headers) {
+    if (k == "client-request-id") guid = v.size() == 36 && v[8] == '-' && v[13] == '-';
+  }
+  EXPECT_TRUE(guid) << "Graph wants a GUID as client-request-id";
 }
 
 TEST_F(GraphProviderTest, TheEnvelopeDecidesWhoReceivesIt) {
