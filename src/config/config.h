@@ -162,6 +162,9 @@ struct ProviderConfig {
   Cloud cloud = Cloud::Global;
   std::string login_endpoint;           // "https://login.microsoftonline.com"; from cloud unless set
   std::string graph_endpoint;           // "https://graph.microsoft.com"; from cloud unless set
+  // The token's scope: the cloud's Graph resource + "/.default", whatever
+  // graph_endpoint says (a proxy in front of Graph is not the resource).
+  std::string scope;
   std::filesystem::path ca_file;        // a private CA (TLS-inspecting proxy, tests)
   std::string proxy;                    // outbound HTTP proxy; default: https_proxy
   std::chrono::seconds timeout{120};    // per HTTP request

@@ -1080,6 +1080,7 @@ void readGraphProvider(const Fields& f, ProviderConfig& p, bool& ok) {
       p.graph_endpoint = "https://microsoftgraph.chinacloudapi.cn";
       break;
   }
+  p.scope = p.graph_endpoint + "/.default";
   if (auto e = readEndpoint(f, "login_endpoint")) p.login_endpoint = *e;
   if (auto e = readEndpoint(f, "graph_endpoint")) p.graph_endpoint = *e;
   if (auto c = readFile("ca_file")) p.ca_file = *c;

@@ -732,6 +732,7 @@ TEST(ConfigLoader, GraphProvider) {
   EXPECT_EQ(p.client_secret.reveal(), "s3cr3t-value");
   EXPECT_EQ(p.login_endpoint, "https://login.microsoftonline.com");
   EXPECT_EQ(p.graph_endpoint, "https://graph.microsoft.com");
+  EXPECT_EQ(p.scope, "https://graph.microsoft.com/.default");
   EXPECT_EQ(p.timeout, std::chrono::seconds(120));
 
   const Config china = load(
@@ -740,6 +741,8 @@ TEST(ConfigLoader, GraphProvider) {
       "     graph_endpoint: 'https://127.0.0.1:8443/', timeout: 30s}\n");
   EXPECT_EQ(china.providers[0].login_endpoint, "https://login.chinacloudapi.cn");
   EXPECT_EQ(china.providers[0].graph_endpoint, "https://127.0.0.1:8443");
+  // The resource stays the cloud's Graph, wherever the requests go.
+  EXPECT_EQ(china.providers[0].scope, "https://microsoftgraph.chinacloudapi.cn/.default");
   EXPECT_EQ(china.providers[0].timeout, std::chrono::seconds(30));
 }
 

@@ -18,7 +18,8 @@ Result<GraphCredentials> makeGraphCredentials(const config::ProviderConfig& prov
   entra.graph_endpoint = provider.graph_endpoint;
   entra.tenant = provider.tenant_id;
   entra.client_id = provider.client_id;
-  entra.timeout = provider.timeout;  // the provider's one timeout covers token requests too
+  entra.timeout = provider.timeout;
+  entra.scope = provider.scope;  // the provider's one timeout covers token requests too
   GraphCredentials out;
   if (!provider.cert_file.empty() || !provider.pkcs12_file.empty()) {
     auto cert = provider.pkcs12_file.empty()
