@@ -1,0 +1,206 @@
+#include "mime/message_split.h"
+
+#include <fcntl.h>
+
+#include <cerrno>
+#include <optional>
+#include <string_view>
+#include <utility>
+
+#include "base/text.h"
+#include "mime/gmime_support.h"
+
+namespace mb::mime {
+namespace {
+
+using detail::FormatOptionsPtr;
+using detail::GCharPtr;
+using detail::GObjectPtr;
+
+constexpr const char* kDefaultName = "attachment";
+
+// The parsed message and the file stream its parts still read from: with
+// persist-stream each part's content is a window on the file, not a copy.
+struct Parsed {
+  GObjectPtr<GMimeStream> stream;
+  GObjectPtr<GMimeMessage> message;
+};
+
+Result<Parsed> parse(const std::filesystem::path& content) {
+  detail::ensureGMime();
+  const int fd = ::open(content.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Error::fromErrno("open " + content.string(), errno);
+  Parsed parsed;
+  parsed.stream.reset(g_mime_stream_fs_new(fd));  // owns fd from here on
+  GObjectPtr<GMimeParser> parser(g_mime_parser_new_with_stream(parsed.stream.get()));
+  g_mime_parser_set_persist_stream(parser.get(), TRUE);
+  parsed.message.reset(g_mime_parser_construct_message(parser.get(), nullptr));
+  if (!parsed.message || g_mime_message_get_mime_part(parsed.message.get()) == nullptr) {
+    return Error{"not a MIME message: " + content.string(), 0};
+  }
+  return parsed;
+}
+
+// A leaf part that may go out of the skeleton, borrowed from its message.
+struct Candidate {
+  GMimeMultipart* parent;
+  GMimePart* part;
+  bool in_related;
+};
+
+bool isType(GMimeObject* obj, const char* type, const char* subtype) {
+  GMimeContentType* ct = g_mime_object_get_content_type(obj);
+  return ct != nullptr && g_mime_content_type_is_type(ct, type, subtype);
+}
+
+// The text a reader sees first; it is what the draft is created around, so
+// it stays whatever its size.
+bool isMessageText(GMimeObject* obj) {
+  if (!isType(obj, "text", "plain") && !isType(obj, "text", "html")) return false;
+  const char* disposition = g_mime_object_get_disposition(obj);
+  return disposition == nullptr || !iequals(disposition, "attachment");
+}
+
+// `text_position`: the part stands where the message's text is read from
+// (the top, a part of an alternative there, or the first part of a
+// multipart there). Message parts (message/rfc822) are not descended into:
+// an attached message stays whole, as the reader's client shows it.
+void collect(GMimeObject* obj, GMimeMultipart* parent, bool text_position, std::vector<Candidate>& out) {
+  if (GMIME_IS_MULTIPART(obj)) {
+    auto* multipart = GMIME_MULTIPART(obj);
+    const bool alternative = isType(obj, "multipart", "alternative");
+    const int count = g_mime_multipart_get_count(multipart);
+    for (int i = 0; i < count; ++i) {
+      collect(g_mime_multipart_get_part(multipart, i), multipart, text_position && (alternative || i == 0), out);
+    }
+    return;
+  }
+  if (!GMIME_IS_PART(obj) || parent == nullptr) return;
+  if (text_position && isMessageText(obj)) return;
+  out.push_back(Candidate{parent, GMIME_PART(obj), isType(GMIME_OBJECT(parent), "multipart", "related")});
+}
+
+std::vector<Candidate> candidatesOf(GMimeMessage* message) {
+  std::vector<Candidate> out;
+  collect(g_mime_message_get_mime_part(message), nullptr, true, out);
+  return out;
+}
+
+// Decodes the part's content (RFC 2045 §6) into `sink`.
+Status decodeTo(GMimePart* part, GMimeStream* sink) {
+  GMimeDataWrapper* wrapper = g_mime_part_get_content(part);
+  if (wrapper == nullptr) return {};
+  errno = 0;
+  if (g_mime_data_wrapper_write_to_stream(wrapper, sink) < 0) {
+    return Error::fromErrno("cannot decode a MIME part", errno);
+  }
+  return {};
+}
+
+// The decoded size when it may reach `min`, else nothing. Decoding never
+// makes content larger, so a part stored in fewer bytes is not decoded.
+Result<std::optional<std::uint64_t>> sizeIfLarge(GMimePart* part, std::uint64_t min) {
+  GMimeDataWrapper* wrapper = g_mime_part_get_content(part);
+  if (wrapper == nullptr) return std::optional<std::uint64_t>();
+  GMimeStream* stored = g_mime_data_wrapper_get_stream(wrapper);
+  const gint64 stored_size = stored != nullptr ? g_mime_stream_length(stored) : -1;
+  if (stored_size >= 0 && static_cast<std::uint64_t>(stored_size) < min) return std::optional<std::uint64_t>();
+  GObjectPtr<GMimeStream> counter(g_mime_stream_null_new());
+  if (Status st = decodeTo(part, counter.get()); !st) return st.error();
+  const std::uint64_t size = GMIME_STREAM_NULL(counter.get())->written;
+  if (size < min) return std::optional<std::uint64_t>();
+  return std::optional<std::uint64_t>(size);
+}
+
+AttachmentPart describe(const Candidate& c, std::uint64_t size) {
+  GMimeObject* obj = GMIME_OBJECT(c.part);
+  AttachmentPart a;
+  // GMime decodes RFC 2231 parameters and RFC 2047 words in them.
+  const char* filename = g_mime_part_get_filename(c.part);
+  a.name = filename != nullptr && *filename != '\0' ? filename : kDefaultName;
+  if (GMimeContentType* ct = g_mime_object_get_content_type(obj)) {
+    const GCharPtr type(g_mime_content_type_get_mime_type(ct));
+    if (type) a.content_type = asciiLower(type.get());
+  }
+  if (const char* cid = g_mime_object_get_content_id(obj)) a.content_id = cid;
+  const char* disposition = g_mime_object_get_disposition(obj);
+  a.is_inline = !a.content_id.empty() && (disposition != nullptr ? iequals(disposition, "inline") : c.in_related);
+  a.size = size;
+  return a;
+}
+
+// The candidates at least `min` large, with their descriptions, in order.
+struct Taken {
+  std::vector<Candidate> parts;
+  std::vector<AttachmentPart> attachments;
+};
+
+Result<Taken> largeParts(GMimeMessage* message, std::uint64_t min, std::optional<std::size_t> stop_after) {
+  Taken taken;
+  for (const Candidate& c : candidatesOf(message)) {
+    auto size = sizeIfLarge(c.part, min);
+    if (!size) return size.error();
+    if (!*size) continue;
+    taken.parts.push_back(c);
+    taken.attachments.push_back(describe(c, **size));
+    if (stop_after && taken.parts.size() > *stop_after) break;
+  }
+  return taken;
+}
+
+Result<std::string> writeSkeleton(GMimeMessage* message, const std::vector<Candidate>& taken) {
+  for (const Candidate& c : taken) g_mime_multipart_remove(c.parent, GMIME_OBJECT(c.part));
+  for (const Candidate& c : taken) {
+    if (g_mime_multipart_get_count(c.parent) > 0) continue;
+    GObjectPtr<GMimeTextPart> empty(g_mime_text_part_new_with_subtype("plain"));
+    g_mime_text_part_set_text(empty.get(), "");
+    g_mime_multipart_add(c.parent, GMIME_OBJECT(empty.get()));
+  }
+  FormatOptionsPtr options(g_mime_format_options_new());
+  g_mime_format_options_set_newline_format(options.get(), GMIME_NEWLINE_FORMAT_DOS);
+  GObjectPtr<GMimeStream> mem(g_mime_stream_mem_new());
+  errno = 0;
+  if (g_mime_object_write_to_stream(GMIME_OBJECT(message), options.get(), mem.get()) < 0) {
+    return Error::fromErrno("cannot write the message skeleton", errno);
+  }
+  GByteArray* bytes = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(mem.get()));
+  return std::string(reinterpret_cast<const char*>(bytes->data), bytes->len);
+}
+
+}  // namespace
+
+Result<SplitPlan> splitMessage(const std::filesystem::path& content, std::uint64_t min_attachment) {
+  auto parsed = parse(content);
+  if (!parsed) return parsed.error();
+  auto taken = largeParts(parsed->message.get(), min_attachment, std::nullopt);
+  if (!taken) return taken.error();
+  auto skeleton = writeSkeleton(parsed->message.get(), taken->parts);
+  if (!skeleton) return skeleton.error();
+  SplitPlan plan;
+  plan.skeleton = std::move(skeleton).value();
+  plan.attachments = std::move(taken->attachments);
+  return plan;
+}
+
+Status writeAttachment(const std::filesystem::path& content, std::size_t index, std::uint64_t min_attachment,
+                       const std::filesystem::path& out) {
+  auto parsed = parse(content);
+  if (!parsed) return parsed.error();
+  // Parts after `index` are not measured: the walk stops at the one wanted.
+  auto taken = largeParts(parsed->message.get(), min_attachment, index);
+  if (!taken) return taken.error();
+  if (index >= taken->parts.size()) {
+    return Error{"no attachment " + std::to_string(index) + " in " + content.string(), 0};
+  }
+  const int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return Error::fromErrno("open " + out.string(), errno);
+  GObjectPtr<GMimeStream> sink(g_mime_stream_fs_new(fd));  // owns fd from here on
+  if (Status st = decodeTo(taken->parts[index].part, sink.get()); !st) {
+    return Error{st.error().message + " into " + out.string(), st.error().sys_errno};
+  }
+  errno = 0;
+  if (g_mime_stream_close(sink.get()) < 0) return Error::fromErrno("close " + out.string(), errno);
+  return {};
+}
+
+}  // namespace mb::mime
