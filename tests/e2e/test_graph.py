@@ -8,21 +8,13 @@ seen by the client (wait_for_delivery) and a credential problem that keeps
 mail queued until it is fixed."""
 
 import smtplib
-import sys
 import time
 import unittest
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))
+from harness import Relay, split_received
+from microsoft import CLIENT, SENDER, TENANT, MicrosoftTestCase
 
-from fake_microsoft import FakeMicrosoft  # noqa: E402
-from harness import Relay, split_received  # noqa: E402
-from test_ca import TestCA  # noqa: E402
-
-TENANT = "contoso.example"
-CLIENT = "0a1b2c3d-1111-2222-3333-444455556666"
 SECRET = "Qm8~graph-test-secret-value-0123"
-SENDER = "scanner@contoso.example"
 
 
 def message(to="alice@example.com", extra=b"", body=b"Scanned page attached.\r\n"):
@@ -30,27 +22,13 @@ def message(to="alice@example.com", extra=b"", body=b"Scanned page attached.\r\n
             b"Subject: scan\r\nMessage-ID: <scan-1@contoso.example>\r\n\r\n" + body)
 
 
-class GraphTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.ca = TestCA()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.ca.cleanup()
-
+class GraphTest(MicrosoftTestCase):
     def setUp(self):
-        self.fake = FakeMicrosoft(ca=self.ca).start()
-        self.addCleanup(self.fake.stop)
-        self.fake.add_tenant(TENANT)
+        super().setUp()
         self.fake.add_app(TENANT, CLIENT, secret=SECRET)
-        self.fake.add_user(TENANT, SENDER)
 
     def relay(self, provider=None, **overrides):
-        p = {"name": "m365", "type": "graph", "tenant_id": TENANT, "client_id": CLIENT,
-             "client_secret": SECRET, "login_endpoint": self.fake.base_url,
-             "graph_endpoint": self.fake.base_url, "ca_file": self.fake.ca_file}
-        p.update(provider or {})
+        p = self.graph_provider(SECRET, **(provider or {}))
         overrides.setdefault("queue", {"retry_delay": "1s", "max_retry_delay": "2s"})
         relay = Relay(providers=[p], **overrides)
         self.addCleanup(relay.cleanup)

@@ -5,46 +5,22 @@ tests/fakes over TLS with a test CA."""
 
 import json
 import subprocess
-import sys
 import time
 import unittest
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))
+from harness import BINARY, Relay
+from microsoft import CLIENT, SENDER, TENANT, MicrosoftTestCase
 
-from fake_microsoft import FakeMicrosoft  # noqa: E402
-from harness import BINARY, Relay  # noqa: E402
-from test_ca import TestCA  # noqa: E402
-
-TENANT = "contoso.example"
-CLIENT = "0a1b2c3d-1111-2222-3333-444455556666"
 SECRET = "Qm8~provider-check-secret-0123456"
-SENDER = "scanner@contoso.example"
 ALL_ROLES = ("Mail.Send", "Mail.ReadWrite", "User.Read.All", "Application.Read.All")
 DAY = 86400
 
 
-class ProviderCommandsTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.ca = TestCA()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.ca.cleanup()
-
-    def setUp(self):
-        self.fake = FakeMicrosoft(ca=self.ca).start()
-        self.addCleanup(self.fake.stop)
-        self.fake.add_tenant(TENANT)
-        self.fake.add_user(TENANT, SENDER)
-
+class ProviderCommandsTest(MicrosoftTestCase):
     def config(self, secret=SECRET):
         """Writes a configuration with the provider `m365`; returns its path."""
-        p = {"name": "m365", "type": "graph", "tenant_id": TENANT, "client_id": CLIENT,
-             "client_secret": secret, "login_endpoint": self.fake.base_url,
-             "graph_endpoint": self.fake.base_url, "ca_file": self.fake.ca_file}
-        relay = Relay(providers=[p])  # only to write its configuration file
+        relay = Relay(providers=[self.graph_provider(secret)])  # only to write its configuration file
         self.addCleanup(relay.cleanup)
         relay.write_config()
         return str(relay.config_path)
