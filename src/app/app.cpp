@@ -122,18 +122,6 @@ bool sameListenerAddresses(const std::vector<config::ListenerConfig>& a,
   return true;
 }
 
-bool sameProviders(const std::vector<config::ProviderConfig>& a,
-                   const std::vector<config::ProviderConfig>& b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (a[i].name != b[i].name || a[i].type != b[i].type || a[i].directory != b[i].directory ||
-        a[i].refuse_recipients != b[i].refuse_recipients) {
-      return false;
-    }
-  }
-  return true;
-}
-
 // A reloaded configuration with the running value kept for what only a
 // restart can change (bound sockets, the spool, providers holding their own
 // state, the logger's format), each named in the log so that nobody wonders
@@ -151,7 +139,7 @@ config::Config keepRestartOnly(const config::Config& running, config::Config nex
     restart("server.state_dir");
     next.server.state_dir = running.server.state_dir;
   }
-  if (!sameProviders(running.providers, next.providers)) {
+  if (running.providers != next.providers) {
     restart("providers");
     next.providers = running.providers;
   }

@@ -168,6 +168,8 @@ struct ProviderConfig {
   std::filesystem::path ca_file;        // a private CA (TLS-inspecting proxy, tests)
   std::string proxy;                    // outbound HTTP proxy; default: https_proxy
   std::chrono::seconds timeout{120};    // per HTTP request
+
+  bool operator==(const ProviderConfig&) const = default;
 };
 
 enum class LogFormat { Text, Json };

@@ -741,6 +741,10 @@ TEST(ConfigLoader, GraphProvider) {
       "     graph_endpoint: 'https://127.0.0.1:8443/', timeout: 30s}\n");
   EXPECT_EQ(china.providers[0].login_endpoint, "https://login.chinacloudapi.cn");
   EXPECT_EQ(china.providers[0].graph_endpoint, "https://127.0.0.1:8443");
+  // A reload compares providers whole: a new secret is a change.
+  const std::string graph = "providers:\n  - {name: m, type: graph, tenant_id: t, client_id: c, client_secret: ";
+  EXPECT_EQ(load(graph + "one}\n").providers, load(graph + "one}\n").providers);
+  EXPECT_NE(load(graph + "one}\n").providers, load(graph + "two}\n").providers);
   // The resource stays the cloud's Graph, wherever the requests go.
   EXPECT_EQ(china.providers[0].scope, "https://microsoftgraph.chinacloudapi.cn/.default");
   EXPECT_EQ(china.providers[0].timeout, std::chrono::seconds(30));

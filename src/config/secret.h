@@ -41,6 +41,9 @@ class Secret {
   /// instead of finding some conversion.
   friend std::ostream& operator<<(std::ostream&, const Secret&) = delete;
 
+  /// Same source and value: a reload can tell a changed secret.
+  bool operator==(const Secret&) const = default;
+
  private:
   Source source_ = Source::Inline;
   std::string origin_;  // file path, variable or credential name; empty for inline
