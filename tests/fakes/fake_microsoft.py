@@ -1116,6 +1116,21 @@ class FakeMicrosoft:
         te = (h.headers.get("Transfer-Encoding") or "").lower()
         buf = bytearray()
         total = 0
+
+        def take(n, total):
+            # Reads n bytes, keeping them only while the body is within the
+            # limit; returns the new total.
+            left = n
+            while left:
+                chunk = h.rfile.read(min(left, 1 << 16))
+                if not chunk:
+                    raise _BadFraming()
+                left -= len(chunk)
+                total += len(chunk)
+                if total <= REQUEST_LIMIT:
+                    buf.extend(chunk)
+            return total
+
         if "chunked" in te:
             while True:
                 line = h.rfile.readline(65537)
@@ -1131,15 +1146,7 @@ class FakeMicrosoft:
                         if line in (b"\r\n", b"\n", b""):
                             break
                     break
-                left = size
-                while left:
-                    chunk = h.rfile.read(min(left, 1 << 16))
-                    if not chunk:
-                        raise _BadFraming()
-                    left -= len(chunk)
-                    total += len(chunk)
-                    if total <= REQUEST_LIMIT:
-                        buf += chunk
+                total = take(size, total)
                 h.rfile.readline(8)
             return (bytes(buf) if total <= REQUEST_LIMIT else None), total, True
         cl = h.headers.get("Content-Length")
@@ -1151,15 +1158,7 @@ class FakeMicrosoft:
                 raise ValueError
         except ValueError:
             raise _BadFraming()
-        left = n
-        while left:
-            chunk = h.rfile.read(min(left, 1 << 16))
-            if not chunk:
-                raise _BadFraming()
-            left -= len(chunk)
-            total += len(chunk)
-            if total <= REQUEST_LIMIT:
-                buf += chunk
+        total = take(n, total)
         return (bytes(buf) if total <= REQUEST_LIMIT else None), total, True
 
     def _handle(self, h):
