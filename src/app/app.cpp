@@ -39,6 +39,23 @@ struct ProviderSupport {
   std::shared_ptr<oauth::TokenCache> tokens;
 };
 
+// Where providers keep decoded attachments while they upload them.
+std::filesystem::path scratchDir(const config::Config& config) { return config.server.state_dir / "tmp"; }
+
+// Empties the scratch directory, which only an attempt in progress uses:
+// what is there at start-up was left by a relay that stopped mid-upload.
+Status prepareScratchDir(const config::Config& config) {
+  const auto dir = scratchDir(config);
+  if (Status st = fs::makeDirectories(dir, 0700); !st) return st;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    std::error_code ignored;
+    std::filesystem::remove_all(entry.path(), ignored);
+  }
+  if (ec) return Error{"cannot list " + dir.string() + ": " + ec.message()};
+  return {};
+}
+
 // Builds the providers; a provider that cannot be set up (a certificate that
 // does not load) is an error at start-up.
 Result<std::vector<std::unique_ptr<delivery::Provider>>> makeProviders(const config::Config& config,
@@ -61,7 +78,8 @@ Result<std::vector<std::unique_ptr<delivery::Provider>>> makeProviders(const con
         std::unique_ptr<oauth::TokenFetcher> fetcher = std::move(credentials->fetcher);
         auto tokens = std::make_shared<oauth::CachedTokenSource>(support.tokens, std::move(fetcher));
         providers.push_back(std::make_unique<delivery::graph::GraphProvider>(
-            p, client, std::move(tokens), std::max<std::size_t>(1, config.queue.max_in_flight)));
+            p, client, std::move(tokens), scratchDir(config),
+            std::max<std::size_t>(1, config.queue.max_in_flight)));
         break;
       }
     }
@@ -215,6 +233,10 @@ int App::run() {
   }
 
   ProviderSupport provider_support;
+  if (Status st = prepareScratchDir(config_); !st) {
+    spdlog::critical("state directory: {}", st.error().message);
+    return 1;
+  }
   auto providers = makeProviders(config_, provider_support, clock_);
   if (!providers) {
     spdlog::critical("{}", providers.error().message);

@@ -194,7 +194,7 @@ int ProviderCommands::testSend() {
   job.envelope.recipients.push_back(rcpt);
   job.recipients = {0};
   job.content = file;
-  delivery::graph::GraphProvider provider(setup->provider, *setup->http, setup->tokens, 1);
+  delivery::graph::GraphProvider provider(setup->provider, *setup->http, setup->tokens, file.parent_path(), 1);
   const queue::DeliveryResult result = provider.attempt(job);
   if (result.results.empty()) {
     std::cout << "result: no result\n";

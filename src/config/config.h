@@ -168,6 +168,10 @@ struct ProviderConfig {
   std::filesystem::path ca_file;        // a private CA (TLS-inspecting proxy, tests)
   std::string proxy;                    // outbound HTTP proxy; default: https_proxy
   std::chrono::seconds timeout{120};    // per HTTP request
+  // Keep a copy in the sender's Sent Items (Graph's default). false sends
+  // every message through a draft marked delete-after-submit: two more
+  // requests per message, and Mail.ReadWrite.
+  bool save_to_sent = true;
 
   bool operator==(const ProviderConfig&) const = default;
 };

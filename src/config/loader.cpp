@@ -963,7 +963,7 @@ Keys graphKeys() {
   static const auto secret = secretKeyNames("client_secret");
   static const auto password = secretKeyNames("pkcs12_password");
   Keys keys{"tenant_id", "client_id", "cert_file", "key_file", "pkcs12_file", "cloud",
-            "login_endpoint", "graph_endpoint", "ca_file", "proxy", "timeout"};
+            "login_endpoint", "graph_endpoint", "ca_file", "proxy", "timeout", "save_to_sent"};
   keys.insert(keys.end(), secret.begin(), secret.end());
   keys.insert(keys.end(), password.begin(), password.end());
   return keys;
@@ -1086,6 +1086,7 @@ void readGraphProvider(const Fields& f, ProviderConfig& p, bool& ok) {
   if (auto c = readFile("ca_file")) p.ca_file = *c;
   if (auto v = readString(f, "proxy", "a proxy URL such as http://proxy.example:3128")) p.proxy = *v;
   if (auto v = readSeconds(f, "timeout", std::chrono::seconds(5))) p.timeout = *v;
+  if (auto v = readBool(f, "save_to_sent")) p.save_to_sent = *v;
 }
 
 void readProviders(const Fields& top, std::vector<ProviderConfig>& out) {

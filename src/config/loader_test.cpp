@@ -734,11 +734,13 @@ TEST(ConfigLoader, GraphProvider) {
   EXPECT_EQ(p.graph_endpoint, "https://graph.microsoft.com");
   EXPECT_EQ(p.scope, "https://graph.microsoft.com/.default");
   EXPECT_EQ(p.timeout, std::chrono::seconds(120));
+  EXPECT_TRUE(p.save_to_sent);
 
   const Config china = load(
       "providers:\n"
       "  - {name: cn, type: graph, tenant_id: t, client_id: c, client_secret: s, cloud: china,\n"
-      "     graph_endpoint: 'https://127.0.0.1:8443/', timeout: 30s}\n");
+      "     graph_endpoint: 'https://127.0.0.1:8443/', timeout: 30s, save_to_sent: false}\n");
+  EXPECT_FALSE(china.providers[0].save_to_sent);
   EXPECT_EQ(china.providers[0].login_endpoint, "https://login.chinacloudapi.cn");
   EXPECT_EQ(china.providers[0].graph_endpoint, "https://127.0.0.1:8443");
   // A reload compares providers whole: a new secret is a change.
@@ -773,6 +775,8 @@ TEST(ConfigLoader, GraphProviderErrors) {
               7, 16, "providers[0].cert_file", "not both");
   expectIssue(head + "    tenant_id: t\n    client_id: c\n    client_secret: s\n    key_file: /k.pem\n", 7,
               15, "providers[0].key_file", "key_file needs cert_file");
+  expectIssue(head + "    tenant_id: t\n    client_id: c\n    client_secret: s\n    save_to_sent: maybe\n", 7,
+              19, "providers[0].save_to_sent", "true or false");
   expectIssue("providers:\n  - {name: o, type: outbox, directory: /d, tenant_id: t}\n", 2, 55,
               "providers[0].tenant_id", "not a setting of type outbox");
 }

@@ -128,8 +128,9 @@ class CurlClient::Impl {
 
     if (r.method == "GET") {
       curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-    } else if (r.method == "POST" && !streamed) {
+    } else if ((r.method == "POST" || r.method == "PATCH") && !streamed) {
       curl_easy_setopt(e, CURLOPT_POST, 1L);
+      if (r.method == "PATCH") curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PATCH");
       curl_easy_setopt(e, CURLOPT_POSTFIELDS, r.body.data());
       curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r.body.size()));
     } else if (r.method == "POST") {

@@ -201,6 +201,22 @@ TEST(CurlClient, EmptyPostSaysContentLengthZero) {
   EXPECT_NE(server.seen().at(0).head.find("Content-Length: 0\r\n"), std::string::npos);
 }
 
+TEST(CurlClient, PatchSendsItsBody) {
+  TestServer server([](const Seen&) { return ok("{}"); });
+  CurlClient client(fast());
+  Request r;
+  r.method = "PATCH";
+  r.url = server.url("/v1.0/users/a/messages/m");
+  r.headers = {{"Content-Type", "application/json"}};
+  r.body = R"({"singleValueExtendedProperties":[]})";
+  auto out = client.perform(r);
+  ASSERT_TRUE(std::holds_alternative<Response>(out));
+  const auto seen = server.seen();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].head.rfind("PATCH /v1.0/users/a/messages/m HTTP/1.1\r\n", 0), 0u) << seen[0].head;
+  EXPECT_EQ(seen[0].body, r.body);
+}
+
 TEST(CurlClient, PutStreamsASliceOfAFile) {
   mb::testing::TempDir dir;
   const auto file = dir.path() / "content";

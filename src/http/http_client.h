@@ -21,7 +21,7 @@ namespace mb::http {
 /// from `body_length` bytes of that file starting at `body_offset`, streamed
 /// (for upload sessions: memory does not grow with the message).
 struct Request {
-  std::string method = "GET";  // GET, POST, PUT, DELETE
+  std::string method = "GET";  // GET, POST, PATCH (body in memory), PUT, DELETE
   std::string url;
   std::vector<std::pair<std::string, std::string>> headers;  // "Content-Type", "text/plain"
   std::string body;

@@ -500,6 +500,24 @@ class LargeMessageTest(FakeMicrosoftTestBase):
         status, _, body = self.graph("POST", "%s/%s/send" % (base, draft["id"]), token, b"")
         self.assertGraphError(status, body, 404, "ErrorItemNotFound")   # sent drafts are gone
 
+    def test_delete_after_submit_keeps_no_sent_copy(self):
+        token = self.app_token()
+        base = "/v1.0/users/%s/messages" % MAILBOX
+        status, _, draft = self.graph("POST", base, token, b64_76(mime_message()), "text/plain")
+        self.assertEqual(status, 201, draft)
+        status, _, body = self.graph("PATCH", "%s/%s" % (base, draft["id"]), token,
+                                     b"{\"singleValueExtendedProperties\": 7}",
+                                     "application/json")
+        self.assertGraphError(status, body, 400, "ErrorInvalidExtendedPropertyValue")
+        status, _, body = self.graph("PATCH", "%s/%s" % (base, draft["id"]), token, json.dumps({
+            "singleValueExtendedProperties": [{"id": "Boolean 0x0E01", "value": "true"}]}).encode(),
+            "application/json")
+        self.assertEqual(status, 200, body)
+        status, _, body = self.graph("POST", "%s/%s/send" % (base, draft["id"]), token, b"")
+        self.assertEqual(status, 202, body)
+        [msg] = self.fake.wait_sent(1, timeout=2)
+        self.assertFalse(msg.save_to_sent_items)
+
     def test_draft_needs_mail_readwrite(self):
         self.fake.add_app(TENANT, "send-only", secret="s", roles=("Mail.Send",))
         status, _, body = self.graph("POST", "/v1.0/users/%s/messages" % MAILBOX,

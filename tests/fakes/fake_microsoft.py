@@ -349,6 +349,7 @@ class Draft:
     message: object            # dict when created from JSON
     created: float
     attachments: list = field(default_factory=list)
+    extended: dict = field(default_factory=dict)   # singleValueExtendedProperties, id lower-cased
 
 
 @dataclass
@@ -1852,6 +1853,7 @@ class FakeMicrosoft:
             (r"/messages", "POST", ("Mail.ReadWrite",), self._create_draft),
             (r"/messages/([^/]+)", "GET", ("Mail.Read", "Mail.ReadWrite"), self._get_draft),
             (r"/messages/([^/]+)", "DELETE", ("Mail.ReadWrite",), self._delete_draft),
+            (r"/messages/([^/]+)", "PATCH", ("Mail.ReadWrite",), self._patch_draft),
             (r"/messages/([^/]+)/attachments", "POST", ("Mail.ReadWrite",),
              self._add_attachment),
             (r"/messages/([^/]+)/attachments/createUploadSession", "POST", ("Mail.ReadWrite",),
@@ -2227,6 +2229,25 @@ class FakeMicrosoft:
                 self._drop_session(sid)
         return self._graph_ok(req, 204)
 
+    def _patch_draft(self, req, tok, user, mid):
+        """Only singleValueExtendedProperties ({"id": "Boolean 0x0E01", "value":
+        "true"}: PidTagDeleteAfterSubmit, the draft is not kept in Sent Items)."""
+        d = self._draft(user, mid)
+        if req.content_type() != "application/json":
+            raise _GraphError(415, "UnsupportedMediaType", "Content-Type '%s' is not supported."
+                              % (req.header("Content-Type") or ""))
+        obj = self._body_json(req)
+        props = obj.get("singleValueExtendedProperties", [])
+        if not isinstance(props, list) or any(
+                not isinstance(p, dict) or not isinstance(p.get("id"), str)
+                or not isinstance(p.get("value"), str) for p in props):
+            raise _GraphError(400, "ErrorInvalidExtendedPropertyValue",
+                              "The extended property is not valid.")
+        with self._lock:
+            for p in props:
+                d.extended[p["id"].lower()] = p["value"]
+        return self._graph_ok(req, 200, self._draft_json(d))
+
     def _add_attachment(self, req, tok, user, mid):
         d = self._draft(user, mid)
         if req.content_type() != "application/json":
@@ -2403,9 +2424,10 @@ class FakeMicrosoft:
             if self._drafts.pop(d.id, None) is None:
                 raise _GraphError(404, "ErrorItemNotFound",
                                   "The specified object was not found in the store.")
+        delete_after_submit = d.extended.get("boolean 0x0e01", "").lower() == "true"
         self._record(SentMessage(
             mailbox=user.upn, kind="draft", to=addrs["to"], cc=addrs["cc"], bcc=addrs["bcc"],
-            save_to_sent_items=True, time=time.time(), tenant=tok.tenant,
+            save_to_sent_items=not delete_after_submit, time=time.time(), tenant=tok.tenant,
             client_id=tok.client_id, user=tok.user, mime=d.mime, message=d.message,
             attachments=list(d.attachments), message_id=d.id, request_id=req.request_id))
         return self._graph_ok(req, 202)

@@ -8,12 +8,11 @@
 
 #include "base/log.h"
 #include "base/text.h"
-#include "delivery/graph/graph_error.h"
+#include "delivery/graph/draft_send.h"
+#include "delivery/graph/graph_call.h"
 #include "http/http_client.h"
 #include "mime/recipient_rewrite.h"
-#include "oauth/client_assertion.h"
 #include "oauth/encoding.h"
-#include "oauth/token_source.h"
 
 namespace mb::delivery::graph {
 namespace {
@@ -27,15 +26,6 @@ DeliveryResult everyone(const queue::DeliveryJob& job, const std::string& provid
   out.provider = provider;
   out.results.assign(job.recipients.size(), r);
   return out;
-}
-
-RecipientResult temporary(std::string detail, const char* enhanced = "4.3.0") {
-  RecipientResult r;
-  r.outcome = Outcome::TemporaryFailure;
-  r.smtp_code = 451;
-  r.enhanced = enhanced;
-  r.detail = std::move(detail);
-  return r;
 }
 
 std::string base64(std::string_view bytes) {
@@ -65,8 +55,13 @@ Result<std::string> assemble(const std::filesystem::path& content, const mime::R
 }  // namespace
 
 GraphProvider::GraphProvider(config::ProviderConfig config, http::HttpClient& http,
-                             std::shared_ptr<oauth::TokenSource> tokens, std::size_t threads)
-    : config_(std::move(config)), http_(http), tokens_(std::move(tokens)), pool_(threads) {}
+                             std::shared_ptr<oauth::TokenSource> tokens, std::filesystem::path scratch_dir,
+                             std::size_t threads)
+    : config_(std::move(config)),
+      http_(http),
+      tokens_(std::move(tokens)),
+      scratch_dir_(std::move(scratch_dir)),
+      pool_(threads) {}
 
 GraphProvider::~GraphProvider() { pool_.stop(); }
 
@@ -74,7 +69,7 @@ void GraphProvider::deliver(const queue::DeliveryJob& job, queue::DeliveryAgent:
   auto shared_done = std::make_shared<queue::DeliveryAgent::DoneCallback>(std::move(done));
   const bool queued = pool_.submit([this, job, shared_done] { (*shared_done)(attempt(job)); });
   if (!queued) {
-    (*shared_done)(everyone(job, config_.name, temporary("provider " + config_.name + " is stopping")));
+    (*shared_done)(everyone(job, config_.name, temporaryFailure("provider " + config_.name + " is stopping")));
   }
 }
 
@@ -86,7 +81,7 @@ DeliveryResult GraphProvider::attempt(const queue::DeliveryJob& job) {
   auto rewrite = mime::rewriteRecipients(job.content, recipients);
   if (!rewrite) {
     spdlog::error("{}: cannot read the message header for Graph: {}", id, rewrite.error().message);
-    return everyone(job, config_.name, temporary("cannot read the stored message: " + rewrite.error().message));
+    return everyone(job, config_.name, temporaryFailure("cannot read the stored message: " + rewrite.error().message));
   }
   if (rewrite->changed) {
     spdlog::info("{}: header rewritten for Graph: {} header address(es) not in the envelope removed, {} "
@@ -109,84 +104,48 @@ DeliveryResult GraphProvider::attempt(const queue::DeliveryJob& job) {
 
   std::error_code ec;
   const std::uint64_t file_size = std::filesystem::file_size(job.content, ec);
-  if (ec) return everyone(job, config_.name, temporary("cannot read the stored message: " + ec.message()));
+  if (ec) return everyone(job, config_.name, temporaryFailure("cannot read the stored message: " + ec.message()));
   const std::uint64_t size = rewrite->headers.size() + (file_size - rewrite->body_offset);
-  if (size > kMaxSendMailBytes) {
-    spdlog::error("{}: {} bytes is over what Graph's sendMail takes ({} bytes); the upload-session "
-                  "path for larger messages is not available in this version",
-                  id, size, kMaxSendMailBytes);
-    RecipientResult r;
-    r.outcome = Outcome::PermanentFailure;
-    r.smtp_code = 552;
-    r.enhanced = "5.3.4";
-    r.summary = "message too big for the mail service";
-    r.detail = "message of " + std::to_string(size) + " bytes is over the sendMail limit of " +
-               std::to_string(kMaxSendMailBytes) + " bytes";
-    return everyone(job, config_.name, r);
+  GraphCaller graph(http_, *tokens_, id, config_.timeout);
+
+  if (size > kMaxSendMailBytes || !config_.save_to_sent) {
+    DraftSend send;
+    send.content = job.content;
+    send.recipients = recipients;
+    send.sender = sender;
+    send.graph_endpoint = config_.graph_endpoint;
+    send.save_to_sent = config_.save_to_sent;
+    send.scratch_dir = scratch_dir_;
+    send.upload_retry_delay = upload_retry_delay_;
+    DraftOutcome out = sendThroughDraft(graph, send);
+    DeliveryResult result = everyone(job, config_.name, out.result);
+    result.remote_id = out.remote_id;
+    return result;
   }
+
   auto mime = assemble(job.content, *rewrite, file_size);
-  if (!mime) return everyone(job, config_.name, temporary(mime.error().message));
+  if (!mime) return everyone(job, config_.name, temporaryFailure(mime.error().message));
 
   http::Request req;
   req.method = "POST";
   req.url = config_.graph_endpoint + "/v1.0/users/" + oauth::percentEncode(sender) + "/sendMail";
   req.body = base64(*mime);
-  req.timeout = config_.timeout;
+  req.headers = {{"Content-Type", "text/plain"}};
+  mime->clear();
 
-  for (int round = 0; round < 2; ++round) {
-    auto token = tokens_->token();
-    if (!token) {
-      const oauth::TokenFailure& f = token.failure();
-      spdlog::error("{}: no access token for provider {}: {}", id, config_.name, f.explanation);
-      // Broken credentials are the administrator's to fix: mail waits.
-      RecipientResult r = temporary("no access token: " + f.explanation, "4.7.0");
-      r.retry_after = f.retry_after;
-      return everyone(job, config_.name, r);
-    }
-    // Graph wants a GUID here; it is logged with the queue id so that a
-    // support case can be matched to this message.
-    const auto guid = oauth::randomGuid();
-    const std::string client_request_id = guid ? *guid : id;
-    req.headers = {{"Authorization", "Bearer " + token->value},
-                   {"Content-Type", "text/plain"},
-                   {"client-request-id", client_request_id}};
-    spdlog::debug("{}: sendMail as {} (client-request-id {})", id, printable(sender), client_request_id);
-    const http::Outcome out = http_.perform(req);
-    if (const auto* err = std::get_if<http::TransportError>(&out)) {
-      // sendMail is not idempotent: after a timeout the mail may have gone.
-      spdlog::warn("{}: Graph request {}: {}{}", id, err->timeout ? "timed out" : "failed", err->message,
-                   err->timeout ? "; it may have been sent, a retry may duplicate it" : "");
-      return everyone(job, config_.name,
-                      temporary("Graph unreachable: " + err->message, err->timeout ? "4.4.2" : "4.4.1"));
-    }
-    const auto& resp = std::get<http::Response>(out);
-    const std::string request_id = resp.header("request-id").value_or("");
-    if (resp.status == 202) {
-      RecipientResult r;
-      r.outcome = Outcome::Delivered;
-      r.smtp_code = 250;
-      r.enhanced = "2.0.0";
-      r.detail = "accepted by Graph as " + printable(sender) + (request_id.empty() ? "" : ", request-id " + request_id);
-      DeliveryResult result = everyone(job, config_.name, r);
-      result.remote_id = request_id;
-      return result;
-    }
-    if (resp.status == 401 && round == 0) {
-      spdlog::info("{}: Graph refused the access token (401); fetching a new one", id);
-      tokens_->invalidate(token->value);
-      continue;
-    }
-    const GraphError error = parseGraphError(resp.status, resp.body);
-    // A token from before the administrator granted consent has no roles;
-    // do not keep using it for the rest of its hour.
-    if (resp.status == 403 && error.code == "ErrorAccessDenied") tokens_->invalidate(token->value);
-    const auto retry_after = resp.retryAfter();
-    RecipientResult r = classify(error, retry_after);
-    spdlog::log(r.outcome == Outcome::PermanentFailure ? spdlog::level::err : spdlog::level::warn,
-                "{}: Graph refused sending as {}: {}", id, printable(sender), r.detail);
-    return everyone(job, config_.name, r);
-  }
-  return everyone(job, config_.name, temporary("Graph refused the access token twice"));
+  auto out = graph.call(std::move(req), "sendMail");
+  if (auto* failure = std::get_if<RecipientResult>(&out)) return everyone(job, config_.name, *failure);
+  const auto& resp = std::get<http::Response>(out);
+  if (resp.status != 202) return everyone(job, config_.name, failureOf(resp, id, "sending as " + printable(sender)));
+  const std::string request_id = resp.header("request-id").value_or("");
+  RecipientResult r;
+  r.outcome = Outcome::Delivered;
+  r.smtp_code = 250;
+  r.enhanced = "2.0.0";
+  r.detail = "accepted by Graph as " + printable(sender) + (request_id.empty() ? "" : ", request-id " + request_id);
+  DeliveryResult result = everyone(job, config_.name, r);
+  result.remote_id = request_id;
+  return result;
 }
 
 }  // namespace mb::delivery::graph

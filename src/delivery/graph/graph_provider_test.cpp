@@ -68,11 +68,13 @@ class GraphProviderTest : public ::testing::Test {
   }
 
   queue::DeliveryResult run(const queue::DeliveryJob& j) {
-    GraphProvider p(config_, http_, tokens_, 1);
+    GraphProvider p(config_, http_, tokens_, scratch_.path(), 1);
+    p.setUploadRetryDelay(0ms);
     return p.attempt(j);
   }
 
   mb::testing::TempDir dir_;
+  mb::testing::TempDir scratch_;
   int n_ = 0;
   config::ProviderConfig config_;
   http::testing::FakeHttpClient http_;
@@ -182,7 +184,7 @@ TEST_F(GraphProviderTest, NoTokenMeansTheMailWaits) {
   EXPECT_TRUE(http_.requests().empty());
 }
 
-TEST_F(GraphProviderTest, TooBigForSendMailFailsWithoutARequest) {
+TEST_F(GraphProviderTest, ASinglePartTooBigForOneRequestFailsWithoutARequest) {
   const std::string big = kMessage + std::string(GraphProvider::kMaxSendMailBytes, 'x');
   const auto result = run(job(big, {"alice@example.com"}));
   EXPECT_EQ(result.results[0].outcome, Outcome::PermanentFailure);
@@ -207,7 +209,7 @@ TEST_F(GraphProviderTest, AccessDeniedDropsTheCachedToken) {
 }
 
 TEST_F(GraphProviderTest, DeliverRunsOnThePoolAndCallsDoneOnce) {
-  GraphProvider p(config_, http_, tokens_, 2);
+  GraphProvider p(config_, http_, tokens_, scratch_.path(), 2);
   std::promise<queue::DeliveryResult> got;
   p.deliver(job(kMessage, {"alice@example.com"}), [&got](queue::DeliveryResult r) { got.set_value(std::move(r)); });
   auto f = got.get_future();
