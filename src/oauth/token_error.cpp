@@ -111,6 +111,38 @@ std::string adviceFor(const TokenErrorBody& body) {
       case 50173:
         return "the refresh token was revoked (password changed or sessions revoked): sign in "
                "again (authorise the account anew)";
+      case 50034:
+        return "the user account does not exist in the tenant: check the user name (the user "
+               "principal name, such as relay@contoso.com) and the tenant";
+      case 50053:
+        return "the user account is locked (too many failed sign-ins, or sign-ins from a "
+               "blocked IP address): wait for the lockout to end or have an administrator "
+               "unlock it, and check the password that is configured";
+      case 50057:
+        return "the user account is disabled: an administrator must enable it (Users > the user "
+               "> Account status), or use another account";
+      case 50055:
+        return "the user's password has expired: the user must set a new password (sign in "
+               "interactively once); then update the password, or sign in again";
+      case 65001:
+        return "consent is missing: neither the user nor an administrator has consented to the "
+               "application's delegated permissions (such as Mail.Send, offline_access): grant "
+               "admin consent (App registrations > API permissions), or have the user sign in "
+               "once interactively";
+      case 9002313:
+        return "the refresh token or grant is malformed or invalid (was it copied in full?): "
+               "sign in again (authorise the account anew)";
+      case 70000:
+        return "the grant is invalid (a refresh token issued to another application or tenant, "
+               "or a device code already used): sign in again (authorise the account anew)";
+      case 70016:
+        return "the user has not completed the device code sign-in yet (authorization pending)";
+      case 70019:
+        return "the sign-in was declined at the verification page (or its code expired): start "
+               "the login again and approve it";
+      case 70020:
+        return "the device code expired before the sign-in was completed: start the login "
+               "again and enter the new code within its lifetime (15 minutes by default)";
       case 50033:
       case 90024:
         return "a temporary problem at the Microsoft identity platform; the request will be "

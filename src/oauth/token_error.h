@@ -43,11 +43,13 @@ bool isRetryableTokenError(long http_status, const TokenErrorBody& body);
 
 /// What an administrator should do about the error, in one line: the cause in
 /// plain words for the AADSTS codes we know (wrong or expired secret, unknown
-/// app or tenant, missing consent, bad certificate assertion, clock skew,
-/// wrong password, MFA, expired or revoked refresh token), else the
-/// identity platform's own description; followed by the code, HTTP status,
-/// trace id and correlation id, which Microsoft support asks for. Built only
-/// from the response, which never echoes the credential.
+/// app or tenant, missing consent, bad certificate assertion, clock skew; for
+/// delegated grants wrong password, MFA, unknown, locked or disabled user,
+/// expired password, expired, revoked or invalid refresh token, device code
+/// pending, declined or expired), else the identity platform's own
+/// description; followed by the code, HTTP status, trace id and correlation
+/// id, which Microsoft support asks for. Built only from the response, which
+/// never echoes the credential.
 std::string explainTokenError(long http_status, const TokenErrorBody& body);
 
 /// A refused token request (any non-2xx response) as a TokenFailure.

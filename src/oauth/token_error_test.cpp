@@ -139,6 +139,21 @@ INSTANTIATE_TEST_SUITE_P(
         Case{503, "server_error", 12345, true, {"HTTP 503", "Some text."}},
         Case{400, "invalid_scope", 70011, false, {"refused", "invalid_scope", "Some text."}}));
 
+// The delegated grants' errors (password, refresh token, device code).
+INSTANTIATE_TEST_SUITE_P(
+    DelegatedCodes, TokenErrorCases,
+    ::testing::Values(
+        Case{400, "invalid_grant", 50034, false, {"does not exist", "user name", "tenant"}},
+        Case{400, "invalid_grant", 50053, false, {"locked", "unlock"}},
+        Case{400, "invalid_grant", 50057, false, {"disabled", "enable"}},
+        Case{400, "invalid_grant", 50055, false, {"password has expired", "new password"}},
+        Case{400, "invalid_grant", 65001, false, {"consent", "Mail.Send", "admin consent"}},
+        Case{400, "invalid_grant", 9002313, false, {"invalid", "sign in again"}},
+        Case{400, "invalid_grant", 70000, false, {"grant is invalid", "sign in again"}},
+        Case{400, "authorization_pending", 70016, false, {"not completed", "pending"}},
+        Case{400, "authorization_declined", 70019, false, {"declined", "login again"}},
+        Case{400, "expired_token", 70020, false, {"device code expired", "login again"}}));
+
 TEST(TokenError, ServerErrorsWithoutBodiesAreRetryable) {
   for (long status : {500L, 502L, 503L, 504L, 429L, 408L}) {
     const TokenFailure f = classifyTokenResponse(response(status, ""));
