@@ -47,21 +47,6 @@ void wipe(std::string& s) {
   s.clear();
 }
 
-std::optional<long long> lifetimeSeconds(const json& v) {
-  if (v.is_number_integer()) return v.get<long long>();
-  if (v.is_number_float()) {
-    const double d = v.get<double>();
-    if (!std::isfinite(d)) return std::nullopt;
-    return static_cast<long long>(std::clamp(d, -1.0, 1e12));
-  }
-  if (v.is_string()) {
-    const auto& s = v.get_ref<const std::string&>();
-    long long n = 0;
-    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
-    if (ec == std::errc() && end == s.data() + s.size()) return n;
-  }
-  return std::nullopt;
-}
 
 TokenFailure badResponse(std::string what) {
   TokenFailure out;
@@ -101,7 +86,7 @@ TokenResult parseTokenResponse(std::string_view body,
   }
   const auto expires_in = doc.find("expires_in");
   const std::optional<long long> seconds =
-      expires_in == doc.end() ? std::nullopt : lifetimeSeconds(*expires_in);
+      expires_in == doc.end() ? std::nullopt : jsonSeconds(*expires_in);
   if (!seconds) return badResponse("without a usable expires_in");
   if (*seconds <= 0) return badResponse("with a token that has already expired");
 
@@ -226,6 +211,22 @@ TokenResult EntraClientCredentials::fetch() {
       printable(options_.client_id, 64), printable(options_.tenant, 128),
       std::chrono::duration_cast<std::chrono::seconds>(result->expires_at - requested_at).count());
   return result;
+}
+
+std::optional<long long> jsonSeconds(const json& v) {
+  if (v.is_number_integer()) return v.get<long long>();
+  if (v.is_number_float()) {
+    const double d = v.get<double>();
+    if (!std::isfinite(d)) return std::nullopt;
+    return static_cast<long long>(std::clamp(d, -1.0, 1e12));
+  }
+  if (v.is_string()) {
+    const auto& s = v.get_ref<const std::string&>();
+    long long n = 0;
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+    if (ec == std::errc() && end == s.data() + s.size()) return n;
+  }
+  return std::nullopt;
 }
 
 }  // namespace mb::oauth

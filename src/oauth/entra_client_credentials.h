@@ -2,6 +2,8 @@
 
 #include <chrono>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -86,5 +88,10 @@ std::string entraTokenUrl(std::string_view login_endpoint, std::string_view tena
 /// failure (a proxy's page answered 200) unless the token type is wrong.
 TokenResult parseTokenResponse(std::string_view body,
                                std::chrono::system_clock::time_point requested_at);
+
+/// A number of seconds as token endpoints send it (expires_in, interval):
+/// a JSON integer, a float (clamped), or a numeric string as older
+/// endpoints sent; nullopt for anything else.
+std::optional<long long> jsonSeconds(const nlohmann::json& value);
 
 }  // namespace mb::oauth

@@ -205,21 +205,6 @@ void addPublicClientHint(TokenFailure& failure, bool has_client_secret) {
   }
 }
 
-std::optional<long long> numberOfSeconds(const json& v) {
-  if (v.is_number_integer()) return v.get<long long>();
-  if (v.is_number_float()) {
-    const double d = v.get<double>();
-    if (!std::isfinite(d)) return std::nullopt;
-    return static_cast<long long>(std::clamp(d, -1.0, 1e9));
-  }
-  if (v.is_string()) {
-    const auto& s = v.get_ref<const std::string&>();
-    long long n = 0;
-    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
-    if (ec == std::errc() && end == s.data() + s.size()) return n;
-  }
-  return std::nullopt;
-}
 
 std::string stringField(const json& doc, const char* name) {
   const auto it = doc.find(name);
@@ -526,13 +511,13 @@ GrantResult<DeviceCode> DeviceCodeFlow::start() {
   }
 
   const auto expires = doc.find("expires_in");
-  const auto expires_in = expires == doc.end() ? std::nullopt : numberOfSeconds(*expires);
+  const auto expires_in = expires == doc.end() ? std::nullopt : jsonSeconds(*expires);
   if (!expires_in || *expires_in <= 0) {
     return failed(badSuccess(kEndpoint, "without a usable expires_in"));
   }
   out.expires_in = std::min(std::chrono::seconds(*expires_in), kMaxDeviceCodeLifetime);
   const auto interval = doc.find("interval");
-  const auto interval_s = interval == doc.end() ? std::nullopt : numberOfSeconds(*interval);
+  const auto interval_s = interval == doc.end() ? std::nullopt : jsonSeconds(*interval);
   out.interval = interval_s && *interval_s > 0
                      ? std::min(std::chrono::seconds(*interval_s), kMaxInterval)
                      : kDefaultInterval;

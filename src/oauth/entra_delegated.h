@@ -46,32 +46,6 @@ struct DelegatedTokens {
   std::string scope;  // the granted scopes as the endpoint listed them (made printable); may be empty
 };
 
-/// A T or a TokenFailure; the shape of TokenResult for the other things a
-/// grant returns. A value type.
-template <typename T>
-class [[nodiscard]] GrantResult {
- public:
-  GrantResult(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
-  GrantResult(TokenFailure failure)                // NOLINT(google-explicit-constructor)
-      : v_(std::move(failure)) {}
-
-  bool ok() const { return v_.index() == 0; }
-  explicit operator bool() const { return ok(); }
-
-  T& value() & { return std::get<0>(v_); }
-  const T& value() const& { return std::get<0>(v_); }
-  T&& value() && { return std::get<0>(std::move(v_)); }
-  T* operator->() { return &value(); }
-  const T* operator->() const { return &value(); }
-  T& operator*() & { return value(); }
-  const T& operator*() const& { return value(); }
-
-  const TokenFailure& failure() const { return std::get<1>(v_); }
-
- private:
-  std::variant<T, TokenFailure> v_;
-};
-
 using DelegatedResult = GrantResult<DelegatedTokens>;
 
 /// Called with a newly issued refresh token; typically

@@ -32,29 +32,36 @@ struct TokenFailure {
   std::optional<std::chrono::seconds> retry_after;  // from a Retry-After header, if any
 };
 
-/// TokenResult: an AccessToken or a TokenFailure. base/result.h carries only
+/// GrantResult<T>: a T or a TokenFailure. base/result.h carries only
 /// mb::Error, which has no room for `retryable`; this is the same shape with
-/// a TokenFailure instead. A value type; not thread-safe beyond that.
-class [[nodiscard]] TokenResult {
+/// a TokenFailure instead. TokenResult is the one for an access token; the
+/// delegated grants use it for what else they return. A value type; not
+/// thread-safe beyond that.
+template <typename T>
+class [[nodiscard]] GrantResult {
  public:
-  TokenResult(AccessToken token) : v_(std::move(token)) {}  // NOLINT(google-explicit-constructor)
-  TokenResult(TokenFailure failure)
-      : v_(std::move(failure)) {}  // NOLINT(google-explicit-constructor)
+  GrantResult(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  GrantResult(TokenFailure failure)                // NOLINT(google-explicit-constructor)
+      : v_(std::move(failure)) {}
 
   bool ok() const { return v_.index() == 0; }
   explicit operator bool() const { return ok(); }
 
-  AccessToken& value() & { return std::get<0>(v_); }
-  const AccessToken& value() const& { return std::get<0>(v_); }
-  AccessToken&& value() && { return std::get<0>(std::move(v_)); }
-  const AccessToken* operator->() const { return &value(); }
-  const AccessToken& operator*() const& { return value(); }
+  T& value() & { return std::get<0>(v_); }
+  const T& value() const& { return std::get<0>(v_); }
+  T&& value() && { return std::get<0>(std::move(v_)); }
+  T* operator->() { return &value(); }
+  const T* operator->() const { return &value(); }
+  T& operator*() & { return value(); }
+  const T& operator*() const& { return value(); }
 
   const TokenFailure& failure() const { return std::get<1>(v_); }
 
  private:
-  std::variant<AccessToken, TokenFailure> v_;
+  std::variant<T, TokenFailure> v_;
 };
+
+using TokenResult = GrantResult<AccessToken>;
 
 /// TokenSource: where a provider (delivery/graph, delivery/smtp with XOAUTH2)
 /// gets the bearer token for its requests. Implementations cache tokens and
