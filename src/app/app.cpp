@@ -70,7 +70,7 @@ Result<std::vector<std::unique_ptr<delivery::Provider>>> makeProviders(const con
         support.http.push_back(std::make_unique<http::CurlClient>(delivery::graph::graphHttpOptions(p)));
         http::HttpClient& client = *support.http.back();
         if (!support.tokens) support.tokens = std::make_shared<oauth::TokenCache>(clock);
-        auto credentials = delivery::graph::makeGraphCredentials(p, client, clock);
+        auto credentials = delivery::graph::makeGraphCredentials(p, client, clock, config.server.state_dir);
         if (!credentials) return credentials.error();
         if (credentials->certificate) {
           spdlog::info("provider {}: certificate {}", p.name, credentials->certificate->describe());

@@ -4,7 +4,6 @@
 // version).
 
 #include <sodium.h>
-#include <termios.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -16,7 +15,9 @@
 #include <string>
 
 #include "app/app.h"
+#include "cli/oauth_command.h"
 #include "cli/provider_command.h"
+#include "cli/terminal.h"
 #include "cli/queue_command.h"
 #include "config/loader.h"
 #include "demo_config.h"
@@ -33,58 +34,16 @@ int printConfigError(const mb::config::ConfigError& e) {
 
 // ---- hash-password ----------------------------------------------------------
 
-// The terminal settings to put back if the user interrupts a prompt, which
-// would otherwise leave the shell without echo.
-struct termios g_saved_termios;
-volatile std::sig_atomic_t g_echo_off = 0;
-
-extern "C" void restoreEchoAndDie(int sig) {
-  if (g_echo_off != 0) ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &g_saved_termios);
-  std::signal(sig, SIG_DFL);
-  std::raise(sig);
-}
-
-void wipe(std::string& s) {
-  if (!s.empty()) ::sodium_memzero(s.data(), s.size());
-  s.clear();
-}
-
-// One line from standard input, without its line end (LF or CRLF); nothing
-// at end of input before any character.
-std::optional<std::string> readLine() {
-  std::string line;
-  if (!std::getline(std::cin, line) && line.empty()) return std::nullopt;
-  if (!line.empty() && line.back() == '\r') line.pop_back();
-  return line;
-}
-
-// Prompts on standard error and reads a line with echo turned off.
-std::optional<std::string> promptHidden(const char* prompt) {
-  std::cerr << prompt << std::flush;
-  struct termios quiet = g_saved_termios;
-  quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
-  quiet.c_lflag |= ICANON;
-  g_echo_off = 1;
-  ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
-  auto line = readLine();
-  ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &g_saved_termios);
-  g_echo_off = 0;
-  std::cerr << '\n';
-  return line;
-}
-
 int hashPassword() {
+  using mb::cli::wipe;
   std::string password;
-  if (::isatty(STDIN_FILENO) != 0 && ::tcgetattr(STDIN_FILENO, &g_saved_termios) == 0) {
-    std::signal(SIGINT, restoreEchoAndDie);
-    std::signal(SIGTERM, restoreEchoAndDie);
-    std::signal(SIGHUP, restoreEchoAndDie);
-    auto first = promptHidden("Password: ");
+  if (mb::cli::prepareHiddenInput()) {
+    auto first = mb::cli::promptHidden("Password: ");
     if (!first) {
       std::cerr << "hash-password: no password given\n";
       return 1;
     }
-    auto second = promptHidden("Repeat the password: ");
+    auto second = mb::cli::promptHidden("Repeat the password: ");
     const bool same = second && *first == *second;
     if (second) wipe(*second);
     if (!same) {
@@ -93,7 +52,7 @@ int hashPassword() {
       return 1;
     }
     password = std::move(*first);
-  } else if (auto line = readLine()) {
+  } else if (auto line = mb::cli::readLine()) {
     password = std::move(*line);
   }
   if (password.empty()) {
@@ -162,13 +121,16 @@ int main(int argc, char** argv) {
 
   mb::cli::QueueCommand queue_cmd(cli);
   mb::cli::ProviderCommands provider_cmds(cli);
+  mb::cli::OAuthCommand oauth_cmd(cli);
 
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int rc = cli.exit(e);
     // `queue` promises 2 for a usage error; the others keep CLI11's codes.
-    return rc != 0 && (queue_cmd.parsed() || provider_cmds.parsed()) ? mb::cli::QueueCommand::kUsage : rc;
+    return rc != 0 && (queue_cmd.parsed() || provider_cmds.parsed() || oauth_cmd.parsed())
+               ? mb::cli::QueueCommand::kUsage
+               : rc;
   }
 
   if (version->parsed()) {
@@ -181,6 +143,8 @@ int main(int argc, char** argv) {
   if (queue_cmd.parsed()) return queue_cmd.run();
 
   if (provider_cmds.parsed()) return provider_cmds.run();
+
+  if (oauth_cmd.parsed()) return oauth_cmd.run();
 
   if (check->parsed()) {
     try {

@@ -81,7 +81,8 @@ std::optional<Setup> setUp(const std::string& command, const std::string& config
   Setup s;
   s.provider = *found;
   s.http = std::make_unique<http::CurlClient>(delivery::graph::graphHttpOptions(s.provider));
-  auto credentials = delivery::graph::makeGraphCredentials(s.provider, *s.http, SystemClock::instance());
+  auto credentials =
+      delivery::graph::makeGraphCredentials(s.provider, *s.http, SystemClock::instance(), config.server.state_dir);
   if (!credentials) {
     std::cerr << command << ": " << credentials.error().message << '\n';
     return std::nullopt;

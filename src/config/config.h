@@ -141,6 +141,12 @@ struct RecipientConfig {
 enum class ProviderType { Outbox, Graph };
 enum class Cloud { Global, UsGov, UsGovDod, China };
 
+/// How a graph provider signs in (`auth_mode`).
+enum class GraphAuthMode {
+  App,           // client credentials: the app's own permissions, any mailbox
+  RefreshToken,  // delegated: one user signed in once (`mailbridge oauth login`)
+};
+
 /// One entry of `providers:`.
 struct ProviderConfig {
   std::string name;
@@ -152,6 +158,8 @@ struct ProviderConfig {
 
   // graph: Microsoft 365 through Microsoft Graph, app-only (client
   // credentials) with a client secret or a certificate.
+  GraphAuthMode auth_mode = GraphAuthMode::App;
+  std::string user;                     // refresh_token: the account that signs in
   std::string tenant_id;                // GUID or domain (contoso.onmicrosoft.com)
   std::string client_id;                // the app registration's application id
   Secret client_secret;                 // client_secret / _file / _credential / ${ENV}
@@ -162,8 +170,10 @@ struct ProviderConfig {
   Cloud cloud = Cloud::Global;
   std::string login_endpoint;           // "https://login.microsoftonline.com"; from cloud unless set
   std::string graph_endpoint;           // "https://graph.microsoft.com"; from cloud unless set
-  // The token's scope: the cloud's Graph resource + "/.default", whatever
-  // graph_endpoint says (a proxy in front of Graph is not the resource).
+  // The token's scope: the cloud's Graph resource + "/.default" (app), or
+  // its Mail.Send and Mail.ReadWrite + offline_access (refresh_token),
+  // whatever graph_endpoint says (a proxy in front of Graph is not the
+  // resource).
   std::string scope;
   std::filesystem::path ca_file;        // a private CA (TLS-inspecting proxy, tests)
   std::string proxy;                    // outbound HTTP proxy; default: https_proxy

@@ -962,7 +962,7 @@ bool isProviderName(std::string_view s) {
 Keys graphKeys() {
   static const auto secret = secretKeyNames("client_secret");
   static const auto password = secretKeyNames("pkcs12_password");
-  Keys keys{"tenant_id", "client_id", "cert_file", "key_file", "pkcs12_file", "cloud",
+  Keys keys{"auth_mode", "user", "tenant_id", "client_id", "cert_file", "key_file", "pkcs12_file", "cloud",
             "login_endpoint", "graph_endpoint", "ca_file", "proxy", "timeout", "save_to_sent"};
   keys.insert(keys.end(), secret.begin(), secret.end());
   keys.insert(keys.end(), password.begin(), password.end());
@@ -1016,11 +1016,33 @@ void readGraphProvider(const Fields& f, ProviderConfig& p, bool& ok) {
     }
     return path;
   };
+  const Choices<GraphAuthMode> modes{{"app", GraphAuthMode::App}, {"refresh_token", GraphAuthMode::RefreshToken}};
+  if (auto m = readChoice(f, "auth_mode", modes)) p.auth_mode = *m;
+  const bool delegated = p.auth_mode == GraphAuthMode::RefreshToken;
+  if (delegated) {
+    if (auto u = readAddress(f, "user")) {
+      p.user = std::move(*u);
+    } else if (!given("user")) {
+      f.missing("user", "required for auth_mode refresh_token: the account that signs in with "
+                        "`mailbridge oauth login`");
+      ok = false;
+    } else {
+      ok = false;
+    }
+  } else if (given("user")) {
+    f.bad("user", "only for auth_mode refresh_token; app-only sign-in has no user");
+    ok = false;
+  }
+
   const auto secret_keys = secretKeyNames("client_secret");
   const bool has_secret = std::any_of(secret_keys.begin(), secret_keys.end(),
                                       [&given](const std::string& k) { return given(k); });
   const bool has_cert = given("cert_file") || given("pkcs12_file");
-  if (given("key_file") && !has_cert) {
+  if (delegated && has_cert) {
+    f.bad(given("cert_file") ? "cert_file" : "pkcs12_file",
+          "auth_mode refresh_token signs in with a client secret or as a public client, not a certificate");
+    ok = false;
+  } else if (given("key_file") && !has_cert) {
     f.bad("key_file", "key_file needs cert_file (the certificate it belongs to)");
     ok = false;
   } else if (has_secret && has_cert) {
@@ -1050,7 +1072,7 @@ void readGraphProvider(const Fields& f, ProviderConfig& p, bool& ok) {
         p.pkcs12_password = std::move(*s);
       }
     }
-  } else {
+  } else if (!delegated) {
     f.missing("client_secret",
               "required for type graph: client_secret (or client_secret_file, "
               "client_secret_credential), or a certificate (cert_file and key_file, or pkcs12_file)");
@@ -1080,7 +1102,8 @@ void readGraphProvider(const Fields& f, ProviderConfig& p, bool& ok) {
       p.graph_endpoint = "https://microsoftgraph.chinacloudapi.cn";
       break;
   }
-  p.scope = p.graph_endpoint + "/.default";
+  p.scope = delegated ? p.graph_endpoint + "/Mail.Send " + p.graph_endpoint + "/Mail.ReadWrite offline_access"
+                      : p.graph_endpoint + "/.default";
   if (auto e = readEndpoint(f, "login_endpoint")) p.login_endpoint = *e;
   if (auto e = readEndpoint(f, "graph_endpoint")) p.graph_endpoint = *e;
   if (auto c = readFile("ca_file")) p.ca_file = *c;

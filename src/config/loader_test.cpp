@@ -752,6 +752,32 @@ TEST(ConfigLoader, GraphProvider) {
   EXPECT_EQ(china.providers[0].timeout, std::chrono::seconds(30));
 }
 
+TEST(ConfigLoader, GraphProviderSigningInAsAUser) {
+  const Config c = load(
+      "providers:\n"
+      "  - {name: m, type: graph, auth_mode: refresh_token, user: relay@contoso.example, tenant_id: t,\n"
+      "     client_id: c}\n");
+  const ProviderConfig& p = c.providers[0];
+  EXPECT_EQ(p.auth_mode, GraphAuthMode::RefreshToken);
+  EXPECT_EQ(p.user, "relay@contoso.example");
+  EXPECT_TRUE(p.client_secret.empty()) << "a public client needs no secret";
+  EXPECT_EQ(p.scope, "https://graph.microsoft.com/Mail.Send https://graph.microsoft.com/Mail.ReadWrite offline_access");
+  EXPECT_EQ(load("providers:\n  - {name: m, type: graph, tenant_id: t, client_id: c, client_secret: s}\n")
+                .providers[0]
+                .auth_mode,
+            GraphAuthMode::App);
+
+  const std::string head = "providers:\n  - name: m\n    type: graph\n    tenant_id: t\n    client_id: c\n";
+  expectIssue(head + "    auth_mode: refresh_token\n", 2, 5, "providers[0].user", "required for auth_mode refresh_token");
+  expectIssue(head + "    auth_mode: refresh_token\n    user: not-an-address\n", 7, 11, "providers[0].user", "");
+  expectIssue(head + "    client_secret: s\n    user: a@b.example\n", 7, 11, "providers[0].user",
+              "only for auth_mode refresh_token");
+  expectIssue(head + "    auth_mode: refresh_token\n    user: a@b.example\n    cert_file: /c.pem\n", 8, 16,
+              "providers[0].cert_file", "not a certificate");
+  expectIssue(head + "    auth_mode: delegated\n    client_secret: s\n", 6, 16, "providers[0].auth_mode",
+              "app, refresh_token");
+}
+
 TEST(ConfigLoader, GraphProviderErrors) {
   const std::string head = "providers:\n  - name: m\n    type: graph\n";
   expectIssue(head + "    client_id: c\n    client_secret: s\n", 2, 5, "providers[0].tenant_id",

@@ -205,7 +205,7 @@ class GraphLargeTest(MicrosoftTestCase):
                                                       os.urandom(4 * MB), None)]))
             self.assertEqual(code, 550, text)
             self.assertNotIn("Mail.ReadWrite", text)  # details go to the log
-            relay.wait_log("Mail.ReadWrite")
+            self.assertTrue(relay.wait_log("Mail.ReadWrite"))
             self.assertEqual(self.fake.sent, [])
 
     def test_over_the_mailbox_limit_is_refused(self):
@@ -215,7 +215,7 @@ class GraphLargeTest(MicrosoftTestCase):
             code, text = self.send(relay, multipart([("s.pdf", "application/pdf",
                                                       os.urandom(6 * MB), None)]))
             self.assertEqual(code, 552, text)
-            relay.wait_log("ErrorMessageSizeExceeded")
+            self.assertTrue(relay.wait_log("ErrorMessageSizeExceeded"))
             # The draft that could not be sent was deleted.
             self.assertEqual(self.fake.drafts, {})
 

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <sstream>
 #include <cstdio>
 #include <ctime>
 #include <random>
@@ -93,16 +94,20 @@ Fetched get(http::HttpClient& http, const config::ProviderConfig& config, const 
 }
 
 void checkRoles(const std::string& token, const config::ProviderConfig& config, std::vector<CheckLine>& out) {
+  const bool delegated = config.auth_mode == config::GraphAuthMode::RefreshToken;
+  const char* kind = delegated ? "delegated permission" : "application permission";
   const auto roles = tokenRoles(token);
   if (!roles) {
     out.push_back(warn("the access token is not a readable JWT; its permissions (roles) cannot be checked here"));
     return;
   }
   if (roles->empty()) {
-    out.push_back(fail("the token carries no application permissions (no roles claim): admin consent is missing",
+    out.push_back(fail(delegated ? "the token carries no delegated permissions (no scp claim): consent is missing"
+                                 : "the token carries no application permissions (no roles claim): admin consent is "
+                                   "missing",
                        "in Entra ID, App registrations > " + config.client_id +
-                           " > API permissions, add Microsoft Graph Mail.Send (application permission) "
-                           "and grant admin consent for it"));
+                           " > API permissions, add Microsoft Graph Mail.Send (" + kind +
+                           ") and grant admin consent for it"));
     return;
   }
   std::string list;
@@ -110,18 +115,21 @@ void checkRoles(const std::string& token, const config::ProviderConfig& config, 
   const auto has = [&](std::string_view role) {
     return std::find(roles->begin(), roles->end(), role) != roles->end();
   };
+  const std::string what = delegated ? "scopes" : "roles";
   if (has("Mail.Send")) {
-    out.push_back(ok("the token has Mail.Send (roles: " + list + ")"));
+    out.push_back(ok("the token has Mail.Send (" + what + ": " + list + ")"));
   } else {
-    out.push_back(fail("the token's roles (" + list + ") do not include Mail.Send",
-                       "add Microsoft Graph Mail.Send (application permission) to the app and grant "
-                       "admin consent for it"));
+    out.push_back(fail("the token's " + what + " (" + list + ") do not include Mail.Send",
+                       std::string("add Microsoft Graph Mail.Send (") + kind +
+                           ") to the app and grant admin consent for it"));
   }
   if (has("Mail.ReadWrite")) {
-    out.push_back(ok("Mail.ReadWrite granted (for messages over about 3 MB)"));
+    out.push_back(ok("Mail.ReadWrite granted (for messages over about 3 MB and save_to_sent: false)"));
+  } else if (!config.save_to_sent) {
+    out.push_back(fail("Mail.ReadWrite not granted: with save_to_sent: false every message needs it",
+                       std::string("add Microsoft Graph Mail.ReadWrite (") + kind + ") and grant admin consent"));
   } else {
-    out.push_back(warn("Mail.ReadWrite not granted: it will be needed for messages over about 3 MB "
-                       "once that path exists"));
+    out.push_back(warn("Mail.ReadWrite not granted: messages over about 3 MB will fail (550 5.7.1)"));
   }
 }
 
@@ -320,6 +328,11 @@ std::optional<std::vector<std::string>> tokenRoles(std::string_view token) {
     for (const auto& r : *it) {
       if (r.is_string()) roles.push_back(r.get<std::string>());
     }
+  }
+  // A delegated token lists its permissions in "scp", space separated.
+  if (auto it = j.find("scp"); roles.empty() && it != j.end() && it->is_string()) {
+    std::istringstream words(it->get<std::string>());
+    for (std::string word; words >> word;) roles.push_back(word);
   }
   return roles;
 }

@@ -27,9 +27,11 @@ std::string formatCheckLine(const CheckLine& line);
 /// True when any line is a Fail.
 bool anyFailed(const std::vector<CheckLine>& lines);
 
-/// The `roles` claim of a JWT access token, read from its payload (the
-/// base64url middle part) without verifying anything: an empty vector when
-/// the claim is missing or empty, nullopt when `token` is not a readable JWT.
+/// The permissions of a JWT access token, read from its payload (the
+/// base64url middle part) without verifying anything: the `roles` claim of
+/// an app-only token, else the space-separated `scp` claim of a delegated
+/// one; an empty vector when neither is there, nullopt when `token` is not a
+/// readable JWT.
 std::optional<std::vector<std::string>> tokenRoles(std::string_view token);
 
 /// What `mailbridge check-provider` checks for a `type: graph` provider,

@@ -130,6 +130,20 @@ TEST_F(GraphDiagnosticsTest, RolesWithoutMailSend) {
   EXPECT_NE(lines[2].text.find("Mail.ReadWrite not granted"), std::string::npos);
 }
 
+TEST_F(GraphDiagnosticsTest, DelegatedTokensListTheirScopes) {
+  config.auth_mode = config::GraphAuthMode::RefreshToken;
+  config.save_to_sent = false;
+  tokens.value = jwt(R"({"scp":"Mail.Send User.Read"})");
+  http.pushResponse(200, appJson(24h * 200));
+  const auto lines = run();
+  EXPECT_EQ(lines[1].level, Level::Ok) << lines[1].text;
+  EXPECT_NE(lines[1].text.find("scopes: Mail.Send, User.Read"), std::string::npos) << lines[1].text;
+  EXPECT_EQ(lines[2].level, Level::Fail) << "save_to_sent: false needs Mail.ReadWrite for every message";
+  EXPECT_NE(lines[2].text.find("delegated permission"), std::string::npos) << lines[2].text;
+  EXPECT_EQ(tokenRoles(jwt(R"({"scp":" Mail.Send  Mail.ReadWrite "})")),
+            (std::vector<std::string>{"Mail.Send", "Mail.ReadWrite"}));
+}
+
 TEST_F(GraphDiagnosticsTest, OpaqueTokenIsAWarning) {
   tokens.value = "opaque-token";
   http.pushResponse(200, appJson(24h * 200));
@@ -250,7 +264,8 @@ TEST_F(GraphDiagnosticsTest, NoSecretsListed) {
 
 TEST(TokenRoles, ReadsThePayload) {
   EXPECT_EQ(tokenRoles(jwt(R"({"roles":["Mail.Send","X"]})")), (std::vector<std::string>{"Mail.Send", "X"}));
-  EXPECT_EQ(tokenRoles(jwt(R"({"scp":"Mail.Send"})")), std::vector<std::string>{});
+  EXPECT_EQ(tokenRoles(jwt(R"({"scp":"Mail.Send"})")), std::vector<std::string>{"Mail.Send"});
+  EXPECT_EQ(tokenRoles(jwt(R"({"aud":"x"})")), std::vector<std::string>{});
   EXPECT_EQ(tokenRoles("no-dots"), std::nullopt);
   EXPECT_EQ(tokenRoles("a.!!!.c"), std::nullopt);
   EXPECT_EQ(tokenRoles("a." + oauth::base64UrlEncode("not json") + ".c"), std::nullopt);

@@ -1,8 +1,30 @@
 #include "delivery/graph/graph_setup.h"
 
-#include "oauth/entra_client_credentials.h"
+#include "oauth/entra_delegated.h"
+#include "oauth/refresh_token_store.h"
 
 namespace mb::delivery::graph {
+namespace {
+
+// The refresh-token grant with the store it reads, which it must outlive.
+class DelegatedFetcher final : public oauth::TokenFetcher {
+ public:
+  DelegatedFetcher(const config::ProviderConfig& provider, http::HttpClient& http, const Clock& clock,
+                   const std::filesystem::path& state_dir)
+      : store_(refreshTokenDir(state_dir)),
+        grant_(entraOptions(provider), provider.name, provider.user, store_, delegatedClientSecret(provider), http,
+               clock) {}
+
+  // TokenFetcher
+  oauth::TokenResult fetch() override { return grant_.fetch(); }
+  std::string cacheKey() const override { return grant_.cacheKey(); }
+
+ private:
+  oauth::FileRefreshTokenStore store_;
+  oauth::EntraRefreshTokenGrant grant_;
+};
+
+}  // namespace
 
 http::CurlClient::Options graphHttpOptions(const config::ProviderConfig& provider) {
   http::CurlClient::Options options;
@@ -11,16 +33,32 @@ http::CurlClient::Options graphHttpOptions(const config::ProviderConfig& provide
   return options;
 }
 
-Result<GraphCredentials> makeGraphCredentials(const config::ProviderConfig& provider,
-                                              http::HttpClient& http, const Clock& clock) {
+std::filesystem::path refreshTokenDir(const std::filesystem::path& state_dir) { return state_dir / "oauth"; }
+
+oauth::EntraOptions entraOptions(const config::ProviderConfig& provider) {
   oauth::EntraOptions entra;
   entra.login_endpoint = provider.login_endpoint;
   entra.graph_endpoint = provider.graph_endpoint;
   entra.tenant = provider.tenant_id;
   entra.client_id = provider.client_id;
-  entra.timeout = provider.timeout;
-  entra.scope = provider.scope;  // the provider's one timeout covers token requests too
+  entra.timeout = provider.timeout;  // the provider's one timeout covers token requests too
+  entra.scope = provider.scope;
+  return entra;
+}
+
+std::optional<config::Secret> delegatedClientSecret(const config::ProviderConfig& provider) {
+  if (provider.client_secret.empty()) return std::nullopt;
+  return provider.client_secret;
+}
+
+Result<GraphCredentials> makeGraphCredentials(const config::ProviderConfig& provider, http::HttpClient& http,
+                                              const Clock& clock, const std::filesystem::path& state_dir) {
   GraphCredentials out;
+  if (provider.auth_mode == config::GraphAuthMode::RefreshToken) {
+    out.fetcher = std::make_unique<DelegatedFetcher>(provider, http, clock, state_dir);
+    return out;
+  }
+  const oauth::EntraOptions entra = entraOptions(provider);
   if (!provider.cert_file.empty() || !provider.pkcs12_file.empty()) {
     auto cert = provider.pkcs12_file.empty()
                     ? oauth::ClientCertificate::fromPemFiles(provider.cert_file, provider.key_file)
