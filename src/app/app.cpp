@@ -16,6 +16,7 @@
 #include "delivery/graph/graph_setup.h"
 #include "delivery/outbox/outbox_provider.h"
 #include "http/curl_client.h"
+#include "mime/recipient_rewrite.h"
 #include "oauth/cached_token_source.h"
 #include "delivery/router.h"
 #include "net/asio.h"
@@ -257,6 +258,7 @@ int App::run() {
         queue_manager.enqueue(env, std::move(on_first));
       },
       clock_, tls);
+  server.setHeaderFromParser([](std::string_view header) { return mime::headerFromAddress(header); });
   if (Status st = server.start(); !st) {
     spdlog::critical("{}", st.error().message);
     return 1;

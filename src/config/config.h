@@ -131,6 +131,10 @@ struct SenderConfig {
   std::vector<std::string> allowed;     // addresses or @domain; empty = any
   std::string override_address;         // `override`: always send as this
   std::string default_address;          // `default`: for <> and addresses without a domain
+  // `use_from_header`: the From header's address, not MAIL FROM, names the
+  // mailbox to send from (unless an override applies); checked against the
+  // same lists as MAIL FROM.
+  bool use_from_header = false;
 };
 
 /// `recipients:`

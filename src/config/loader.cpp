@@ -882,8 +882,9 @@ void readAuth(const Fields& top, AuthConfig& out) {
 }
 
 void readSenders(const Fields& top, SenderConfig& out) {
-  auto f = openSection(top, "senders", {"allowed", "override", "default"});
+  auto f = openSection(top, "senders", {"allowed", "override", "default", "use_from_header"});
   if (!f) return;
+  if (auto v = readBool(*f, "use_from_header")) out.use_from_header = *v;
   if (auto v = readSenderPatterns(*f, "allowed")) out.allowed = std::move(*v);
   if (auto v = readAddress(*f, "override")) out.override_address = std::move(*v);
   if (auto v = readAddress(*f, "default")) out.default_address = std::move(*v);

@@ -752,6 +752,11 @@ TEST(ConfigLoader, GraphProvider) {
   EXPECT_EQ(china.providers[0].timeout, std::chrono::seconds(30));
 }
 
+TEST(ConfigLoader, SendersUseFromHeader) {
+  EXPECT_FALSE(load(kProviders).senders.use_from_header);
+  EXPECT_TRUE(load(std::string("senders:\n  use_from_header: true\n") + kProviders).senders.use_from_header);
+}
+
 TEST(ConfigLoader, GraphProviderSigningInAsAUser) {
   const Config c = load(
       "providers:\n"

@@ -431,4 +431,14 @@ Result<RecipientRewrite> rewriteRecipients(const std::filesystem::path& content,
   return rewriteRecipients(*block, envelope_recipients);
 }
 
+std::string headerFromAddress(std::string_view header) {
+  detail::ensureGMime();
+  auto block = headerBlockOf(header);
+  if (!block) return {};
+  for (const HeaderField& field : block->fields()) {
+    if (kindOf(field.name) == Kind::From) return fromAddress(field.value);
+  }
+  return {};
+}
+
 }  // namespace mb::mime

@@ -65,4 +65,12 @@ Result<RecipientRewrite> rewriteRecipients(const std::filesystem::path& content,
 Result<RecipientRewrite> rewriteRecipients(const HeaderBlock& block,
                                            const std::vector<std::string>& envelope_recipients);
 
+/// The address of the first mailbox in the first From field of `header`
+/// (the start of a message: its header section, or as much of it as has
+/// arrived), parsed as rewriteRecipients parses it: display names holding
+/// '@' or commas, folded lines, RFC 2047 words and groups are fine. "" when
+/// there is no From field, it names no mailbox, or the address has no
+/// domain. Safe from any thread.
+std::string headerFromAddress(std::string_view header);
+
 }  // namespace mb::mime

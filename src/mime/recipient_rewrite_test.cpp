@@ -524,5 +524,23 @@ TEST_F(RecipientRewriteTest, ConcurrentCallsFromSeveralThreads) {
   EXPECT_EQ(failures.load(), 0);
 }
 
+TEST(HeaderFromAddress, CopiersAndOddDisplayNames) {
+  EXPECT_EQ(headerFromAddress("From: scan@example.com\r\n\r\nbody"), "scan@example.com");
+  EXPECT_EQ(headerFromAddress("Subject: x\r\nFrom: \"Floor 2, a@b.example\" <floor2@example.com>\r\n\r\n"),
+            "floor2@example.com");
+  EXPECT_EQ(headerFromAddress("From: Scanner\r\n  on floor 2\r\n <floor2@example.com>\r\nTo: x@y.example\r\n\r\n"),
+            "floor2@example.com")
+      << "folded";
+  EXPECT_EQ(headerFromAddress("From: =?utf-8?q?Dr=C3=BCcker?= <druck@example.com>\n\n"), "druck@example.com");
+  EXPECT_EQ(headerFromAddress("From: a@one.example, b@two.example\r\n\r\n"), "a@one.example") << "the first";
+  EXPECT_EQ(headerFromAddress("To: x@y.example\r\nSubject: no from\r\n\r\nFrom: body@example.com\r\n"), "")
+      << "a From line in the body is not a header";
+  EXPECT_EQ(headerFromAddress("From: scanner\r\n\r\n"), "") << "no domain";
+  EXPECT_EQ(headerFromAddress("From: <>\r\n\r\n"), "");
+  EXPECT_EQ(headerFromAddress(""), "");
+  EXPECT_EQ(headerFromAddress("From: first@example.com\r\nFrom: second@example.com\r\n\r\n"), "first@example.com");
+  EXPECT_EQ(headerFromAddress("From: cut@example.com\r\nSubject: header cut off here"), "cut@example.com");
+}
+
 }  // namespace
 }  // namespace mb::mime

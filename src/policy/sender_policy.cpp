@@ -46,6 +46,18 @@ Status checkAddress(std::string_view text, std::string_view what) {
 
 SenderPolicy::SenderPolicy(config::SenderConfig config) : config_(std::move(config)) {}
 
+const std::vector<std::string>* SenderPolicy::listFor(const config::UserConfig* user, std::string& name) const {
+  if (user != nullptr && !user->allowed_senders.empty()) {
+    name = "allowed_senders of user '" + printable(user->name, 64) + "'";
+    return &user->allowed_senders;
+  }
+  if (!config_.allowed.empty()) {
+    name = "senders.allowed";
+    return &config_.allowed;
+  }
+  return nullptr;
+}
+
 SenderDecision SenderPolicy::decide(std::string_view sender, const config::UserConfig* user) const {
   SenderDecision d;
   const std::string who = user != nullptr ? "user '" + printable(user->name, 64) + "'"
@@ -54,12 +66,14 @@ SenderDecision SenderPolicy::decide(std::string_view sender, const config::UserC
     d.allowed = true;
     d.effective_sender = user->sender_override;
     d.reason = "sender_override of " + who;
+    d.overridden = true;
     return d;
   }
   if (!config_.override_address.empty()) {
     d.allowed = true;
     d.effective_sender = config_.override_address;
     d.reason = "senders.override";
+    d.overridden = true;
     return d;
   }
 
@@ -71,15 +85,8 @@ SenderDecision SenderPolicy::decide(std::string_view sender, const config::UserC
                               : "sender without a domain replaced by senders.default; ";
   }
 
-  const std::vector<std::string>* list = nullptr;
   std::string list_name;
-  if (user != nullptr && !user->allowed_senders.empty()) {
-    list = &user->allowed_senders;
-    list_name = "allowed_senders of " + who;
-  } else if (!config_.allowed.empty()) {
-    list = &config_.allowed;
-    list_name = "senders.allowed";
-  }
+  const std::vector<std::string>* list = listFor(user, list_name);
   if (list == nullptr) {
     d.allowed = true;
     d.reason = replaced + "no sender list applies";
@@ -103,6 +110,15 @@ SenderDecision SenderPolicy::decide(std::string_view sender, const config::UserC
     d.reason = replaced + "not in " + list_name;
   }
   return d;
+}
+
+bool SenderPolicy::allows(std::string_view address, const config::UserConfig* user, std::string* reason) const {
+  std::string list_name;
+  const std::vector<std::string>* list = listFor(user, list_name);
+  if (list == nullptr) return true;
+  const bool hit = std::any_of(list->begin(), list->end(), [&](const std::string& p) { return matches(address, p); });
+  if (!hit && reason != nullptr) *reason = "not in " + list_name;
+  return hit;
 }
 
 Status SenderPolicy::validatePattern(std::string_view pattern) {

@@ -14,6 +14,7 @@ struct SenderDecision {
   bool allowed = false;
   std::string effective_sender;  // the envelope sender to use; empty = null sender <>
   std::string reason;            // for the log; never holds the client's text
+  bool overridden = false;       // a sender_override or senders.override decided
 };
 
 /// SenderPolicy: decides the envelope sender of a message from the MAIL FROM
@@ -40,6 +41,13 @@ class SenderPolicy {
   /// <>); `user` the authenticated user or nullptr.
   SenderDecision decide(std::string_view sender, const config::UserConfig* user) const;
 
+  /// Whether `address` (a From header's, with use_from_header) passes the
+  /// list that step 3 would apply to it; with no list, any address does.
+  /// `reason` says which list refused it.
+  bool allows(std::string_view address, const config::UserConfig* user, std::string* reason = nullptr) const;
+
+  bool useFromHeader() const { return config_.use_from_header; }
+
   /// A pattern for `allowed` / `allowed_senders`: "local@domain" or
   /// "@domain". The error quotes the pattern and says what is wrong.
   static Status validatePattern(std::string_view pattern);
@@ -51,6 +59,10 @@ class SenderPolicy {
   static bool matches(std::string_view sender, std::string_view pattern);
 
  private:
+  // The list step 3 applies for `user` (its allowed_senders, else
+  // senders.allowed), named in `name`; nullptr when neither has entries.
+  const std::vector<std::string>* listFor(const config::UserConfig* user, std::string& name) const;
+
   config::SenderConfig config_;
 };
 

@@ -128,6 +128,26 @@ TEST(SenderPolicy, UserListReplacesTheGlobalOne) {
   EXPECT_FALSE(p.decide("x@scans.example.com", &plain).allowed);
 }
 
+TEST(SenderPolicy, OverridesAreMarkedAndFromHeadersCheckedAgainstTheLists) {
+  SenderPolicy open(senders({}));
+  EXPECT_FALSE(open.decide("a@example.com", nullptr).overridden);
+  EXPECT_TRUE(open.allows("anyone@anywhere.test", nullptr));
+  SenderPolicy p(senders({"@example.com"}, "relay@example.com"));
+  EXPECT_TRUE(p.decide("a@example.com", nullptr).overridden);
+  const auto u = user({"scanner@example.com"}, "x@example.com");
+  EXPECT_TRUE(p.decide("a@example.com", &u).overridden);
+
+  SenderPolicy lists(senders({"@example.com"}));
+  std::string reason;
+  EXPECT_TRUE(lists.allows("Floor2@Example.com", nullptr));
+  EXPECT_FALSE(lists.allows("ceo@other.test", nullptr, &reason));
+  EXPECT_EQ(reason, "not in senders.allowed");
+  const auto limited = user({"scanner@example.com"});
+  EXPECT_FALSE(lists.allows("floor2@example.com", &limited, &reason)) << "the user's list replaces the global one";
+  EXPECT_EQ(reason, "not in allowed_senders of user 'scanner'");
+  EXPECT_TRUE(lists.allows("scanner@example.com", &limited));
+}
+
 TEST(SenderPolicy, Matches) {
   EXPECT_TRUE(SenderPolicy::matches("a@example.com", "@example.com"));
   EXPECT_TRUE(SenderPolicy::matches("A@Example.Com", "a@example.com"));

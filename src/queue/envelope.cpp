@@ -168,6 +168,11 @@ Status readFields(const json& obj, Envelope& env) {
     if (!hit->is_boolean()) return badType("held", "true or false");
     env.held = hit->get<bool>();
   }
+  // Also later; absent means the sender (or the From header) decides.
+  if (const auto mit = obj.find("mailbox"); mit != obj.end()) {
+    if (!mit->is_string()) return badType("mailbox", "a string");
+    env.mailbox = mit->get<std::string>();
+  }
 
   if (!isValidQueueId(env.id)) return Error{"field 'id' is not a valid queue id"};
 
@@ -227,7 +232,7 @@ std::string serialize(const Envelope& env) {
                               {"enhanced", r.enhanced},
                               {"last_error", r.last_error}});
   }
-  const json obj{{"version", Envelope::kVersion},
+  json obj{{"version", Envelope::kVersion},
                  {"id", env.id},
                  {"sender", env.sender},
                  {"recipients", std::move(recipients)},
@@ -242,6 +247,7 @@ std::string serialize(const Envelope& env) {
                  {"last_error", env.last_error},
                  {"route", env.route},
                  {"held", env.held}};
+  if (!env.mailbox.empty()) obj["mailbox"] = env.mailbox;
   // Client-supplied text (HELO, addresses) may not be valid UTF-8; the
   // default handler would throw, so invalid sequences become U+FFFD instead.
   // dump() without indentation keeps the object on one line, which is what

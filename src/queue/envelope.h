@@ -41,6 +41,12 @@ struct Envelope {
   std::string last_error;
   std::string route;             // provider name, once routed
   bool held = false;             // `mailbridge queue hold`: not attempted until released
+  std::string mailbox;           // the mailbox to send from when not the sender
+                                 // (senders.use_from_header); empty = the sender's
+
+  /// The mailbox a provider sends from and pacing counts: `mailbox`, else
+  /// the sender (empty for the null sender).
+  const std::string& sendingMailbox() const { return mailbox.empty() ? sender : mailbox; }
 
   bool allRecipientsDone() const;
   std::vector<std::size_t> pendingRecipients() const;

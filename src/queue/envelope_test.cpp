@@ -49,6 +49,7 @@ void expectEqual(const Envelope& a, const Envelope& b) {
   EXPECT_EQ(a.last_error, b.last_error);
   EXPECT_EQ(a.route, b.route);
   EXPECT_EQ(a.held, b.held);
+  EXPECT_EQ(a.mailbox, b.mailbox);
 }
 
 // Seals a hand-made body the way the format says (BLAKE2b-128 of every byte
@@ -104,6 +105,20 @@ TEST(EnvelopeTest, EmptyAndNullSenderRoundTrip) {
   ASSERT_TRUE(parsed.ok()) << parsed.error().message;
   expectEqual(env, *parsed);
   EXPECT_TRUE(parsed->allRecipientsDone());
+}
+
+TEST(EnvelopeTest, MailboxIsOptional) {
+  Envelope env = sampleEnvelope();
+  EXPECT_EQ(serialize(env).find("\"mailbox\""), std::string::npos) << "not written when empty";
+  EXPECT_EQ(env.sendingMailbox(), env.sender);
+  env.mailbox = "floor2@example.com";
+  auto parsed = parse(serialize(env));
+  ASSERT_TRUE(parsed.ok()) << parsed.error().message;
+  expectEqual(env, *parsed);
+  EXPECT_EQ(parsed->sendingMailbox(), "floor2@example.com");
+  auto j = sampleJson();
+  j["mailbox"] = 7;
+  EXPECT_NE(parseError(sealed(j.dump())).find("mailbox"), std::string::npos);
 }
 
 TEST(EnvelopeTest, InvalidUtf8DoesNotThrow) {

@@ -153,6 +153,7 @@ class SmtpServer::Impl : public std::enable_shared_from_this<SmtpServer::Impl> {
   std::shared_ptr<const Settings> settings_;  // replaced by reconfigure()
   queue::Spool& spool_;
   CommittedCallback on_committed_;
+  HeaderFromParser header_from_;
   Clock& clock_;
   const std::shared_ptr<net::TlsContextHolder> tls_;
   policy::AuthGuard guard_;
@@ -213,6 +214,7 @@ class Connection final : public std::enable_shared_from_this<Connection>,
                                     std::string_view recipient) override;
   std::optional<smtp::Reply> onDataStart(const smtp::Transaction& txn) override;
   void onDataChunk(std::string_view bytes) override;
+  void captureHeader(std::string_view bytes);
   void onDataEnd(const smtp::Transaction& txn) override;
   void onDataAbort(smtp::DataProblem why) override;
   void onAuth(const smtp::AuthRequest& request) override;
@@ -234,6 +236,11 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   std::unique_ptr<queue::IncomingMessage> message_;
   bool write_failed_ = false;
   std::string effective_sender_;  // MAIL FROM after the sender rules
+  bool sender_overridden_ = false;  // an override decided effective_sender_
+  // The start of the content, up to the end of its header section (at most
+  // kHeaderCapture bytes), for senders.use_from_header.
+  std::string header_;
+  bool header_complete_ = false;
   std::optional<smtp::Reply> commit_reply_;
   // The current transaction's wait for its first delivery attempt: whoever
   // sets it first (the verdict or the timer) answers the client.
@@ -495,6 +502,7 @@ std::optional<smtp::Reply> Connection::onMail(const smtp::Transaction& txn) {
                  printable(decision.effective_sender), decision.reason);
   }
   effective_sender_ = decision.effective_sender;
+  sender_overridden_ = decision.overridden;
   return std::nullopt;
 }
 
@@ -518,6 +526,8 @@ std::optional<smtp::Reply> Connection::onDataStart(const smtp::Transaction& txn)
   }
   message_ = std::move(created).value();
   write_failed_ = false;
+  header_.clear();
+  header_complete_ = false;
 
   smtp::ReceivedInfo received;
   received.helo = txn.helo;
@@ -540,12 +550,28 @@ std::optional<smtp::Reply> Connection::onDataStart(const smtp::Transaction& txn)
 
 void Connection::onDataChunk(std::string_view bytes) {
   if (!message_ || write_failed_) return;
+  if (!header_complete_ && settings_->senders.useFromHeader()) captureHeader(bytes);
   if (Status st = message_->write(bytes); !st) {
     // Keep reading to the end of the content, then answer 451: the client
     // must not think a truncated message was accepted.
     spdlog::error("{}: cannot write to the spool: {}", message_->id(), st.error().message);
     write_failed_ = true;
   }
+}
+
+// Enough for any real header section's From field; a From below this is
+// not looked for.
+constexpr std::size_t kHeaderCapture = 64 * 1024;
+
+void Connection::captureHeader(std::string_view bytes) {
+  const std::size_t before = header_.size();
+  header_.append(bytes.substr(0, kHeaderCapture - before));
+  // The section ends at the first empty line; look from a little before the
+  // new bytes, in case the line end was split between chunks.
+  const std::size_t from = before >= 3 ? before - 3 : 0;
+  header_complete_ = header_.size() >= kHeaderCapture || header_.starts_with("\n") || header_.starts_with("\r\n") ||
+                     header_.find("\n\n", from) != std::string::npos ||
+                     header_.find("\n\r\n", from) != std::string::npos;
 }
 
 void Connection::onDataEnd(const smtp::Transaction& txn) {
@@ -558,6 +584,30 @@ void Connection::onDataEnd(const smtp::Transaction& txn) {
   env.id = message_->id();
   env.size = message_->size();
   env.sender = effective_sender_;
+  if (settings_->senders.useFromHeader() && !sender_overridden_) {
+    // The device's From header names the mailbox, checked like MAIL FROM:
+    // a user limited to some senders must not reach other mailboxes by
+    // writing another From.
+    const std::string from = server_->header_from_ ? server_->header_from_(header_) : std::string();
+    const config::UserConfig* user = txn.auth_user.empty() ? nullptr : settings_->users.find(txn.auth_user);
+    std::string reason;
+    if (from.empty()) {
+      spdlog::info("{}: no usable From header address; sending as the envelope sender <{}>", env.id,
+                   printable(effective_sender_));
+    } else if (!settings_->senders.allows(from, user, &reason)) {
+      spdlog::warn("{}: refused from {}: From header address <{}> {}", env.id, peer_, printable(from), reason);
+      message_.reset();
+      commit_reply_ = smtp::Reply{550, "5.7.1", "From address not allowed"};
+      return;
+    } else {
+      env.mailbox = from;
+      if (!iequals(from, effective_sender_)) {
+        spdlog::info("{}: sending from the From header's mailbox <{}>", env.id, printable(from));
+      }
+    }
+  }
+  header_.clear();
+  header_.shrink_to_fit();
   for (const auto& rcpt : txn.recipients) {
     queue::RecipientEntry entry;
     entry.address = rcpt;
@@ -810,6 +860,8 @@ Status SmtpServer::start() { return impl_->start(); }
 void SmtpServer::stop() { impl_->stop(); }
 
 void SmtpServer::reconfigure(const config::Config& config) { impl_->reconfigure(config); }
+
+void SmtpServer::setHeaderFromParser(HeaderFromParser parser) { impl_->header_from_ = std::move(parser); }
 
 std::vector<std::string> SmtpServer::boundAddresses() const {
   std::vector<std::string> out;

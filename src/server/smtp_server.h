@@ -4,6 +4,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/clock.h"
@@ -49,6 +50,11 @@ class SmtpServer {
   /// verdict; otherwise it is empty.
   using CommittedCallback = std::function<void(const queue::Envelope&, queue::FirstAttemptCallback)>;
 
+  /// The first From address of a message's header section (as much of it
+  /// as arrived, up to 64 KB), "" if none: for senders.use_from_header. The
+  /// server does not parse MIME itself; app/ passes mime::headerFromAddress.
+  using HeaderFromParser = std::function<std::string(std::string_view header)>;
+
   /// `tls` holds the certificate for TLS listeners; it may be null when no
   /// listener uses TLS.
   SmtpServer(boost::asio::io_context& io, const config::Config& config, queue::Spool& spool,
@@ -76,6 +82,10 @@ class SmtpServer {
   /// restart); a listener's other settings are taken by name. On the
   /// io_context's thread.
   void reconfigure(const config::Config& config);
+
+  /// Sets the parser for use_from_header; before start(). Without one, the
+  /// From header is never found and MAIL FROM decides.
+  void setHeaderFromParser(HeaderFromParser parser);
 
   /// "127.0.0.1:2525" per listener, in configuration order (ports resolved).
   std::vector<std::string> boundAddresses() const;

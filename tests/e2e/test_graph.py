@@ -194,5 +194,41 @@ class GraphTest(MicrosoftTestCase):
         self.assertEqual(relay.stop(), 0, relay.log())
 
 
+    def test_the_from_header_can_name_the_mailbox(self):
+        self.fake.add_user(TENANT, "floor2@contoso.example")
+        relay = self.relay(senders={"use_from_header": True, "allowed": ["@contoso.example"]})
+        with relay:
+            # A copier's From: a display name with '@' and a comma, folded.
+            folded = (b"From: \"Scan, floor 2 (a@b)\"\r\n <floor2@contoso.example>\r\n"
+                      b"To: alice@example.com\r\nSubject: scan\r\n\r\npage\r\n")
+            code, text = self.send(relay, ["alice@example.com"], folded)
+            self.assertEqual(code, 250, text)
+            [sent] = self.fake.wait_sent(1)
+            self.assertEqual(sent.mailbox.lower(), "floor2@contoso.example")
+            # No From header: MAIL FROM decides.
+            bare = b"To: alice@example.com\r\nSubject: no from\r\n\r\npage\r\n"
+            code, text = self.send(relay, ["alice@example.com"], bare)
+            self.assertEqual(code, 250, text)
+            self.assertEqual(self.fake.wait_sent(2)[1].mailbox.lower(), SENDER)
+            # A From outside the allowed senders is refused at the final dot,
+            # so no device reaches another mailbox by writing another From.
+            forged = b"From: ceo@other.example\r\nTo: alice@example.com\r\nSubject: x\r\n\r\nx\r\n"
+            code, text = self.send(relay, ["alice@example.com"], forged)
+            self.assertEqual((code, text), (550, "5.7.1 From address not allowed"))
+            self.assertTrue(relay.wait_log(r"From header address <ceo@other.example> not in senders.allowed"))
+            self.assertEqual(len(self.fake.sent), 2)
+            self.assertEqual(relay.wait_queue_empty(), [])
+
+    def test_an_override_beats_the_from_header(self):
+        self.fake.add_user(TENANT, "relay@contoso.example")
+        self.fake.grant_send_as("relay@contoso.example", SENDER)
+        relay = self.relay(senders={"use_from_header": True, "override": "relay@contoso.example"})
+        with relay:
+            code, text = self.send(relay, ["alice@example.com"])
+            self.assertEqual(code, 250, text)
+            [sent] = self.fake.wait_sent(1)
+            self.assertEqual(sent.mailbox.lower(), "relay@contoso.example")
+
+
 if __name__ == "__main__":
     unittest.main()

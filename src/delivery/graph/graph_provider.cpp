@@ -89,9 +89,11 @@ DeliveryResult GraphProvider::attempt(const queue::DeliveryJob& job) {
                  id, rewrite->removed.size(), rewrite->added_bcc.size());
   }
 
-  // Graph sends only as a mailbox: the null sender (a bounce) goes out as
-  // its From address (queue.bounce_from for our own bounces).
-  const std::string sender = job.envelope.sender.empty() ? rewrite->from_address : job.envelope.sender;
+  // The mailbox chosen at acceptance (senders.use_from_header), else the
+  // envelope sender. Graph sends only as a mailbox: the null sender (a
+  // bounce) goes out as its From address (queue.bounce_from for our own).
+  const std::string& chosen = job.envelope.sendingMailbox();
+  const std::string sender = chosen.empty() ? rewrite->from_address : chosen;
   if (sender.empty()) {
     RecipientResult r;
     r.outcome = Outcome::PermanentFailure;
