@@ -14,10 +14,12 @@
 #include "config/loader.h"
 #include "delivery/graph/graph_provider.h"
 #include "delivery/graph/graph_setup.h"
+#include "delivery/graph/user_password.h"
 #include "delivery/outbox/outbox_provider.h"
 #include "http/curl_client.h"
 #include "mime/recipient_rewrite.h"
 #include "oauth/cached_token_source.h"
+#include "oauth/refresh_token_store.h"
 #include "delivery/router.h"
 #include "net/asio.h"
 #include "net/tls_context_holder.h"
@@ -38,6 +40,8 @@ constexpr auto kShutdownGrace = std::chrono::seconds(20);
 struct ProviderSupport {
   std::vector<std::unique_ptr<http::CurlClient>> http;
   std::shared_ptr<oauth::TokenCache> tokens;
+  // The provider with auth_mode user_password, if any: SMTP AUTH asks it.
+  std::shared_ptr<delivery::graph::UserPasswordSignIn> password_sign_in;
 };
 
 // Where providers keep decoded attachments while they upload them.
@@ -71,6 +75,17 @@ Result<std::vector<std::unique_ptr<delivery::Provider>>> makeProviders(const con
         support.http.push_back(std::make_unique<http::CurlClient>(delivery::graph::graphHttpOptions(p)));
         http::HttpClient& client = *support.http.back();
         if (!support.tokens) support.tokens = std::make_shared<oauth::TokenCache>(clock);
+        if (p.auth_mode == config::GraphAuthMode::UserPassword) {
+          auto store = std::make_shared<oauth::FileRefreshTokenStore>(
+              delivery::graph::refreshTokenDir(config.server.state_dir));
+          auto sign_in =
+              std::make_shared<delivery::graph::UserPasswordSignIn>(p, client, clock, store, support.tokens);
+          support.password_sign_in = sign_in;
+          providers.push_back(std::make_unique<delivery::graph::GraphProvider>(
+              p, client, [sign_in](const queue::Envelope& env) { return sign_in->tokensFor(env.auth_user); },
+              scratchDir(config), std::max<std::size_t>(1, config.queue.max_in_flight)));
+          break;
+        }
         auto credentials = delivery::graph::makeGraphCredentials(p, client, clock, config.server.state_dir);
         if (!credentials) return credentials.error();
         if (credentials->certificate) {
@@ -259,6 +274,19 @@ int App::run() {
       },
       clock_, tls);
   server.setHeaderFromParser([](std::string_view header) { return mime::headerFromAddress(header); });
+  if (auto sign_in = provider_support.password_sign_in) {
+    server.setPasswordVerifier([sign_in](const std::string& user, const std::string& password) {
+      switch (sign_in->verify(user, password)) {
+        case delivery::graph::UserPasswordSignIn::Verdict::Ok:
+          return server::SmtpServer::Verdict::Success;
+        case delivery::graph::UserPasswordSignIn::Verdict::Refused:
+          return server::SmtpServer::Verdict::Failure;
+        case delivery::graph::UserPasswordSignIn::Verdict::Unavailable:
+          break;
+      }
+      return server::SmtpServer::Verdict::TempFailure;
+    });
+  }
   if (Status st = server.start(); !st) {
     spdlog::critical("{}", st.error().message);
     return 1;

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -156,7 +157,10 @@ int main(int argc, char** argv) {
         std::cout << "warning: access.open_relay is true: any client that can connect may relay\n";
       }
       for (const auto& l : config.listeners) {
-        if (l.auth == mb::config::AuthPolicy::Required && config.auth.users.empty()) {
+        const bool entra_users = std::any_of(config.providers.begin(), config.providers.end(), [](const auto& p) {
+          return p.auth_mode == mb::config::GraphAuthMode::UserPassword;
+        });
+        if (l.auth == mb::config::AuthPolicy::Required && config.auth.users.empty() && !entra_users) {
           std::cout << "warning: listener " << l.name
                     << " requires AUTH but no users are configured (auth.users, "
                        "auth.users_file): every client will be refused\n";

@@ -149,6 +149,7 @@ enum class Cloud { Global, UsGov, UsGovDod, China };
 enum class GraphAuthMode {
   App,           // client credentials: the app's own permissions, any mailbox
   RefreshToken,  // delegated: one user signed in once (`mailbridge oauth login`)
+  UserPassword,  // delegated: each SMTP AUTH user's own Entra ID password
 };
 
 /// One entry of `providers:`.

@@ -1017,10 +1017,12 @@ void readGraphProvider(const Fields& f, ProviderConfig& p, bool& ok) {
     }
     return path;
   };
-  const Choices<GraphAuthMode> modes{{"app", GraphAuthMode::App}, {"refresh_token", GraphAuthMode::RefreshToken}};
+  const Choices<GraphAuthMode> modes{{"app", GraphAuthMode::App},
+                                     {"refresh_token", GraphAuthMode::RefreshToken},
+                                     {"user_password", GraphAuthMode::UserPassword}};
   if (auto m = readChoice(f, "auth_mode", modes)) p.auth_mode = *m;
-  const bool delegated = p.auth_mode == GraphAuthMode::RefreshToken;
-  if (delegated) {
+  const bool delegated = p.auth_mode != GraphAuthMode::App;
+  if (p.auth_mode == GraphAuthMode::RefreshToken) {
     if (auto u = readAddress(f, "user")) {
       p.user = std::move(*u);
     } else if (!given("user")) {
@@ -1031,7 +1033,9 @@ void readGraphProvider(const Fields& f, ProviderConfig& p, bool& ok) {
       ok = false;
     }
   } else if (given("user")) {
-    f.bad("user", "only for auth_mode refresh_token; app-only sign-in has no user");
+    f.bad("user", p.auth_mode == GraphAuthMode::App
+                      ? "only for auth_mode refresh_token; app-only sign-in has no user"
+                      : "only for auth_mode refresh_token; with user_password the SMTP AUTH user signs in");
     ok = false;
   }
 
@@ -1041,7 +1045,8 @@ void readGraphProvider(const Fields& f, ProviderConfig& p, bool& ok) {
   const bool has_cert = given("cert_file") || given("pkcs12_file");
   if (delegated && has_cert) {
     f.bad(given("cert_file") ? "cert_file" : "pkcs12_file",
-          "auth_mode refresh_token signs in with a client secret or as a public client, not a certificate");
+          "delegated sign-in (auth_mode refresh_token, user_password) uses a client secret or a public "
+          "client, not a certificate");
     ok = false;
   } else if (given("key_file") && !has_cert) {
     f.bad("key_file", "key_file needs cert_file (the certificate it belongs to)");
@@ -1210,6 +1215,13 @@ void readProviders(const Fields& top, std::vector<ProviderConfig>& out) {
       case ProviderType::Graph:
         readGraphProvider(f, p, ok);
         break;
+    }
+    // SMTP AUTH asks one identity platform; two would each see the other's
+    // users' passwords.
+    const auto by_password = [](const ProviderConfig& q) { return q.auth_mode == GraphAuthMode::UserPassword; };
+    if (ok && by_password(p) && std::any_of(out.begin(), out.end(), by_password)) {
+      f.bad("auth_mode", "only one provider may use auth_mode user_password");
+      ok = false;
     }
     if (ok) out.push_back(std::move(p));
   }

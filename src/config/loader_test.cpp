@@ -780,7 +780,14 @@ TEST(ConfigLoader, GraphProviderSigningInAsAUser) {
   expectIssue(head + "    auth_mode: refresh_token\n    user: a@b.example\n    cert_file: /c.pem\n", 8, 16,
               "providers[0].cert_file", "not a certificate");
   expectIssue(head + "    auth_mode: delegated\n    client_secret: s\n", 6, 16, "providers[0].auth_mode",
-              "app, refresh_token");
+              "app, refresh_token, user_password");
+  expectIssue(head + "    auth_mode: user_password\n    user: a@b.example\n", 7, 11, "providers[0].user",
+              "the SMTP AUTH user signs in");
+  EXPECT_EQ(load(head + "    auth_mode: user_password\n").providers[0].auth_mode, GraphAuthMode::UserPassword);
+  const std::string two =
+      "providers:\n  - {name: a, type: graph, tenant_id: t, client_id: c, auth_mode: user_password}\n"
+      "  - {name: b, type: graph, tenant_id: t, client_id: c, auth_mode: user_password}\n";
+  expectIssue(two, 3, 67, "providers[1].auth_mode", "only one provider may use auth_mode user_password");
 }
 
 TEST(ConfigLoader, GraphProviderErrors) {

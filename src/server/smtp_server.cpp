@@ -36,6 +36,7 @@ namespace asio = net::asio;
 using net::tcp;
 using boost::system::error_code;
 using SteadyClock = std::chrono::steady_clock;
+using Verdict = SmtpServer::Verdict;
 
 // Collects the session's replies between two writes, so that pipelined
 // replies leave in one segment and in order.
@@ -154,6 +155,7 @@ class SmtpServer::Impl : public std::enable_shared_from_this<SmtpServer::Impl> {
   queue::Spool& spool_;
   CommittedCallback on_committed_;
   HeaderFromParser header_from_;
+  PasswordVerifier password_verifier_;
   Clock& clock_;
   const std::shared_ptr<net::TlsContextHolder> tls_;
   policy::AuthGuard guard_;
@@ -205,7 +207,7 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   void onFirstAttempt(const std::shared_ptr<std::atomic<bool>>& wait, const queue::FirstAttempt& first,
                       const std::string& id);
   void onDeliveryWaitOver(const std::shared_ptr<std::atomic<bool>>& wait, const std::string& id);
-  void onVerified(bool ok, const std::string& user);
+  void onVerified(SmtpServer::Verdict verdict, const std::string& user);
   smtp::SessionFeatures features() const;
 
   // smtp::SessionHandler
@@ -337,7 +339,8 @@ smtp::SessionFeatures Connection::features() const {
   f.starttls = listener_.tls == config::TlsMode::StartTls && server_->tls_ != nullptr;
   f.tls_active = stream_.tls();
   // AUTH with nobody to authenticate as would only invite guessing.
-  f.auth = listener_.auth != config::AuthPolicy::None && !settings_->users.empty();
+  f.auth = listener_.auth != config::AuthPolicy::None &&
+           (!settings_->users.empty() || static_cast<bool>(server_->password_verifier_));
   f.auth_without_tls = listener_.allow_plaintext_auth;
   return f;
 }
@@ -745,23 +748,36 @@ void Connection::onAuth(const smtp::AuthRequest& request) {
   auto self = shared_from_this();
   const bool queued = server.verifiers_.submit(
       [self, user = request.user, password = request.password, proxy]() mutable {
-        const bool ok = self->settings_->users.verify(user, password) && !proxy;
+        Verdict verdict = Verdict::Failure;
+        const auto& external = self->server_->password_verifier_;
+        if (proxy) {
+          verdict = Verdict::Failure;
+        } else if (external && self->settings_->users.find(user) == nullptr) {
+          verdict = external(user, password);
+        } else {
+          verdict = self->settings_->users.verify(user, password) ? Verdict::Success : Verdict::Failure;
+        }
         sodium_memzero(password.data(), password.size());
         asio::post(self->stream_.socket().get_executor(),
-                   [self, ok, user = std::move(user)]() { self->onVerified(ok, user); });
+                   [self, verdict, user = std::move(user)]() { self->onVerified(verdict, user); });
       });
   if (!queued) auth_result_ = smtp::AuthResult::TempFailure;
 }
 
-void Connection::onVerified(bool ok, const std::string& user) {
+void Connection::onVerified(Verdict verdict, const std::string& user) {
   auto& server = *server_;
-  if (ok) {
+  if (verdict == Verdict::TempFailure) {
+    // The identity platform could not be asked: not the client's fault, and
+    // not counted against it.
+    spdlog::warn("authentication of {} from {} could not be checked now", printable(user), peer_);
+    auth_result_ = smtp::AuthResult::TempFailure;
+  } else if (verdict == Verdict::Success) {
     server.guard_.recordSuccess(peer_, user);
     spdlog::info("{} authenticated as {}", peer_, printable(user));
     auth_result_ = smtp::AuthResult::Success;
   } else {
-    const auto verdict = server.guard_.recordFailure(peer_, user);
-    if (verdict == policy::AuthGuard::Verdict::LockOut) {
+    const auto guard_verdict = server.guard_.recordFailure(peer_, user);
+    if (guard_verdict == policy::AuthGuard::Verdict::LockOut) {
       spdlog::warn("authentication failed for {} from {}; address locked out for {}s",
                    printable(user), peer_, settings_->config.auth.lockout.count());
       auth_result_ = smtp::AuthResult::LockedOut;
@@ -862,6 +878,8 @@ void SmtpServer::stop() { impl_->stop(); }
 void SmtpServer::reconfigure(const config::Config& config) { impl_->reconfigure(config); }
 
 void SmtpServer::setHeaderFromParser(HeaderFromParser parser) { impl_->header_from_ = std::move(parser); }
+
+void SmtpServer::setPasswordVerifier(PasswordVerifier verifier) { impl_->password_verifier_ = std::move(verifier); }
 
 std::vector<std::string> SmtpServer::boundAddresses() const {
   std::vector<std::string> out;

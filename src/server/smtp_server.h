@@ -55,6 +55,12 @@ class SmtpServer {
   /// server does not parse MIME itself; app/ passes mime::headerFromAddress.
   using HeaderFromParser = std::function<std::string(std::string_view header)>;
 
+  /// A verifier for AUTH credentials of users not in auth.users (a graph
+  /// provider with auth_mode user_password asks Entra ID). Called on the
+  /// verification pool; blocking is fine.
+  enum class Verdict { Success, Failure, TempFailure };
+  using PasswordVerifier = std::function<Verdict(const std::string& user, const std::string& password)>;
+
   /// `tls` holds the certificate for TLS listeners; it may be null when no
   /// listener uses TLS.
   SmtpServer(boost::asio::io_context& io, const config::Config& config, queue::Spool& spool,
@@ -86,6 +92,10 @@ class SmtpServer {
   /// Sets the parser for use_from_header; before start(). Without one, the
   /// From header is never found and MAIL FROM decides.
   void setHeaderFromParser(HeaderFromParser parser);
+
+  /// Sets the verifier for users auth.users does not have; before start().
+  /// With one, listeners that allow AUTH offer it even without auth.users.
+  void setPasswordVerifier(PasswordVerifier verifier);
 
   /// "127.0.0.1:2525" per listener, in configuration order (ports resolved).
   std::vector<std::string> boundAddresses() const;

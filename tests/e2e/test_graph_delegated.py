@@ -4,6 +4,7 @@ Entra ID, the refresh token stored encrypted and rotated on every use, mail
 sent with the user's delegated token, and what the log says when the
 sign-in has to be repeated."""
 
+import base64
 import smtplib
 import subprocess
 import threading
@@ -138,3 +139,82 @@ class GraphDelegatedTest(MicrosoftTestCase):
                               str(relay.config_path)], capture_output=True, text=True, timeout=30)
         self.assertEqual(out.returncode, 2)
         self.assertIn("auth_mode: refresh_token", out.stderr)
+
+
+class GraphUserPasswordTest(MicrosoftTestCase):
+    """auth_mode user_password: each device signs in over SMTP AUTH with its
+    own Entra ID account; the relay checks the password with the password
+    grant and sends with that user's delegated token."""
+
+    def setUp(self):
+        super().setUp()
+        self.fake.add_app(TENANT, CLIENT, roles=(), public_client=True)
+        self.fake.add_user(TENANT, SENDER, password=PASSWORD)
+        self.fake.add_user(TENANT, "mfa@contoso.example", password=PASSWORD, mfa=True)
+        p = self.graph_provider(None, auth_mode="user_password")
+        del p["client_secret"]
+        self.relay = Relay(
+            providers=[p], queue={"retry_delay": "1s", "max_retry_delay": "2s"},
+            listeners=[{"name": "submission", "address": "127.0.0.1:0", "tls": "none",
+                        "auth": "required", "allow_plaintext_auth": True}],
+            access={"allowed_networks": ["127.0.0.0/8"], "anonymous_networks": []})
+        self.addCleanup(self.relay.cleanup)
+
+    def login(self, user, password):
+        """One AUTH PLAIN (smtplib's login() would try LOGIN after a failure)."""
+        s = smtplib.SMTP("127.0.0.1", self.relay.port, timeout=30)
+        self.addCleanup(s.close)
+        s.ehlo("device.test")
+        token = base64.b64encode(("\0%s\0%s" % (user, password)).encode()).decode()
+        code, _ = s.docmd("AUTH", "PLAIN " + token)
+        return s, code
+
+    def test_right_and_wrong_passwords(self):
+        with self.relay:
+            s, code = self.login(SENDER, "not-the-password")
+            self.assertEqual(code, 535)
+            self.assertTrue(self.relay.wait_log(r"50126"))
+            s, code = self.login(SENDER, PASSWORD)
+            self.assertEqual(code, 235)
+            s.sendmail(SENDER, ["alice@example.com"],
+                       ("From: %s\r\nTo: alice@example.com\r\nSubject: pw\r\n\r\nhi\r\n" % SENDER).encode())
+            [sent] = self.fake.wait_sent(1, timeout=20)
+            self.assertEqual(sent.user.lower(), SENDER)       # the user's own delegated token
+            self.assertEqual(self.fake.token_count("password", ok=True), 1)
+            # Signing in again with the same password is remembered ...
+            s, code = self.login(SENDER, PASSWORD)
+            self.assertEqual(code, 235)
+            self.assertEqual(self.fake.token_count("password"), 2)
+            # ... a wrong one never rides on it.
+            s, code = self.login(SENDER, PASSWORD + "x")
+            self.assertEqual(code, 535)
+            self.assertEqual(self.fake.token_count("password", ok=False), 2)
+            # A second device of the same user sends on the same sign-in.
+            s, code = self.login(SENDER, PASSWORD)
+            self.assertEqual(code, 235)
+            s.sendmail(SENDER, ["bob@example.com"],
+                       ("From: %s\r\nTo: bob@example.com\r\nSubject: pw2\r\n\r\nhi\r\n" % SENDER).encode())
+            self.fake.wait_sent(2, timeout=20)
+            # The refresh token is kept, encrypted; the password is not kept.
+            stored = b"".join(p.read_bytes() for p in (self.relay.state_dir / "oauth").iterdir())
+            self.assertNotIn(PASSWORD.encode(), stored)
+            for rt in self.fake.refresh_tokens:
+                self.assertNotIn(rt.value.encode(), stored)
+            log = self.relay.log()
+        self.assertNotIn(PASSWORD, log)
+        for rt in self.fake.refresh_tokens:
+            self.assertNotIn(rt.value, log)
+
+    def test_mfa_accounts_are_refused_with_the_reason_in_the_log(self):
+        with self.relay:
+            _, code = self.login("mfa@contoso.example", PASSWORD)
+            self.assertEqual(code, 535)
+            self.assertTrue(self.relay.wait_log(r"50076"))
+
+    def test_an_identity_platform_outage_is_a_temporary_failure(self):
+        with self.relay:
+            self.fake.fail_next(1, status=503, endpoint="token")
+            _, code = self.login(SENDER, PASSWORD)
+            self.assertEqual(code, 454)
+            _, code = self.login(SENDER, PASSWORD)
+            self.assertEqual(code, 235)

@@ -57,6 +57,12 @@ Result<std::string> assemble(const std::filesystem::path& content, const mime::R
 GraphProvider::GraphProvider(config::ProviderConfig config, http::HttpClient& http,
                              std::shared_ptr<oauth::TokenSource> tokens, std::filesystem::path scratch_dir,
                              std::size_t threads)
+    : GraphProvider(
+          std::move(config), http, [tokens = std::move(tokens)](const queue::Envelope&) { return tokens; },
+          std::move(scratch_dir), threads) {}
+
+GraphProvider::GraphProvider(config::ProviderConfig config, http::HttpClient& http, TokenSelector tokens,
+                             std::filesystem::path scratch_dir, std::size_t threads)
     : config_(std::move(config)),
       http_(http),
       tokens_(std::move(tokens)),
@@ -108,7 +114,20 @@ DeliveryResult GraphProvider::attempt(const queue::DeliveryJob& job) {
   const std::uint64_t file_size = std::filesystem::file_size(job.content, ec);
   if (ec) return everyone(job, config_.name, temporaryFailure("cannot read the stored message: " + ec.message()));
   const std::uint64_t size = rewrite->headers.size() + (file_size - rewrite->body_offset);
-  GraphCaller graph(http_, *tokens_, id, config_.timeout);
+  const std::shared_ptr<oauth::TokenSource> tokens = tokens_(job.envelope);
+  if (!tokens) {
+    spdlog::error("{}: provider {} sends only for users signed in with SMTP AUTH (auth_mode user_password), "
+                  "and this message came without one",
+                  id, config_.name);
+    RecipientResult r;
+    r.outcome = Outcome::PermanentFailure;
+    r.smtp_code = 550;
+    r.enhanced = "5.7.1";
+    r.summary = "sender not signed in";
+    r.detail = "no SMTP AUTH user to send for (auth_mode user_password)";
+    return everyone(job, config_.name, r);
+  }
+  GraphCaller graph(http_, *tokens, id, config_.timeout);
 
   if (size > kMaxSendMailBytes || !config_.save_to_sent) {
     DraftSend send;

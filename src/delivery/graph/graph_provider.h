@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -46,6 +47,13 @@ class GraphProvider final : public Provider {
   GraphProvider(config::ProviderConfig config, http::HttpClient& http,
                 std::shared_ptr<oauth::TokenSource> tokens, std::filesystem::path scratch_dir,
                 std::size_t threads);
+
+  /// The token source for one message: per SMTP AUTH user with
+  /// `auth_mode: user_password`. nullptr fails the message permanently (no
+  /// user to send for).
+  using TokenSelector = std::function<std::shared_ptr<oauth::TokenSource>(const queue::Envelope&)>;
+  GraphProvider(config::ProviderConfig config, http::HttpClient& http, TokenSelector tokens,
+                std::filesystem::path scratch_dir, std::size_t threads);
   ~GraphProvider() override;  // finishes the attempts already started
 
   // Provider
@@ -61,7 +69,7 @@ class GraphProvider final : public Provider {
  private:
   const config::ProviderConfig config_;
   http::HttpClient& http_;
-  std::shared_ptr<oauth::TokenSource> tokens_;
+  const TokenSelector tokens_;
   const std::filesystem::path scratch_dir_;
   std::chrono::milliseconds upload_retry_delay_{1000};
   WorkerPool pool_;

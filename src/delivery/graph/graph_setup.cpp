@@ -54,6 +54,11 @@ std::optional<config::Secret> delegatedClientSecret(const config::ProviderConfig
 Result<GraphCredentials> makeGraphCredentials(const config::ProviderConfig& provider, http::HttpClient& http,
                                               const Clock& clock, const std::filesystem::path& state_dir) {
   GraphCredentials out;
+  if (provider.auth_mode == config::GraphAuthMode::UserPassword) {
+    return Error{"provider " + provider.name +
+                 ": auth_mode user_password signs each SMTP AUTH user in with their own password; there is no "
+                 "token of the provider's own"};
+  }
   if (provider.auth_mode == config::GraphAuthMode::RefreshToken) {
     out.fetcher = std::make_unique<DelegatedFetcher>(provider, http, clock, state_dir);
     return out;
