@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <optional>
 #include <string_view>
@@ -115,18 +116,46 @@ Result<std::optional<std::uint64_t>> sizeIfLarge(GMimePart* part, std::uint64_t 
 AttachmentPart describe(const Candidate& c, std::uint64_t size) {
   GMimeObject* obj = GMIME_OBJECT(c.part);
   AttachmentPart a;
-  // GMime decodes RFC 2231 parameters and RFC 2047 words in them.
-  const char* filename = g_mime_part_get_filename(c.part);
-  a.name = filename != nullptr && *filename != '\0' ? filename : kDefaultName;
   if (GMimeContentType* ct = g_mime_object_get_content_type(obj)) {
     const GCharPtr type(g_mime_content_type_get_mime_type(ct));
     if (type) a.content_type = asciiLower(type.get());
+  }
+  // GMime decodes RFC 2231 parameters and RFC 2047 words in them.
+  const char* filename = g_mime_part_get_filename(c.part);
+  if (filename != nullptr && *filename != '\0') {
+    a.name = filename;
+  } else if (a.content_type == "text/plain") {
+    a.name = "message.txt";  // the text of a single-part message (wrapSinglePart)
+  } else if (a.content_type == "text/html") {
+    a.name = "message.html";
+  } else {
+    a.name = kDefaultName;
   }
   if (const char* cid = g_mime_object_get_content_id(obj)) a.content_id = cid;
   const char* disposition = g_mime_object_get_disposition(obj);
   a.is_inline = !a.content_id.empty() && (disposition != nullptr ? iequals(disposition, "inline") : c.in_related);
   a.size = size;
   return a;
+}
+
+// A message that is one large part (a script's 5 MB log as text/plain, a
+// device's bare application/pdf) has nothing to take out; it becomes a
+// multipart/mixed of an empty text and that part, which can then go as an
+// attachment. Smaller single parts stay as they are.
+Status wrapSinglePart(GMimeMessage* message, std::uint64_t min) {
+  GMimeObject* top = g_mime_message_get_mime_part(message);
+  if (!GMIME_IS_PART(top)) return {};
+  auto size = sizeIfLarge(GMIME_PART(top), std::max<std::uint64_t>(min, 1));
+  if (!size) return size.error();
+  if (!*size) return {};
+  GObjectPtr<GMimeObject> kept(GMIME_OBJECT(g_object_ref(top)));
+  GObjectPtr<GMimeMultipart> mixed(g_mime_multipart_new_with_subtype("mixed"));
+  GObjectPtr<GMimeTextPart> empty(g_mime_text_part_new_with_subtype("plain"));
+  g_mime_text_part_set_text(empty.get(), "");
+  g_mime_multipart_add(mixed.get(), GMIME_OBJECT(empty.get()));
+  g_mime_multipart_add(mixed.get(), kept.get());
+  g_mime_message_set_mime_part(message, GMIME_OBJECT(mixed.get()));
+  return {};
 }
 
 // The candidates at least `min` large, with their descriptions, in order.
@@ -172,6 +201,7 @@ Result<std::string> writeSkeleton(GMimeMessage* message, const std::vector<Candi
 Result<SplitPlan> splitMessage(const std::filesystem::path& content, std::uint64_t min_attachment) {
   auto parsed = parse(content);
   if (!parsed) return parsed.error();
+  if (Status st = wrapSinglePart(parsed->message.get(), min_attachment); !st) return st.error();
   auto taken = largeParts(parsed->message.get(), min_attachment, std::nullopt);
   if (!taken) return taken.error();
   auto skeleton = writeSkeleton(parsed->message.get(), taken->parts);
@@ -186,6 +216,7 @@ Status writeAttachment(const std::filesystem::path& content, std::size_t index, 
                        const std::filesystem::path& out) {
   auto parsed = parse(content);
   if (!parsed) return parsed.error();
+  if (Status st = wrapSinglePart(parsed->message.get(), min_attachment); !st) return st;
   // Parts after `index` are not measured: the walk stops at the one wanted.
   auto taken = largeParts(parsed->message.get(), min_attachment, index);
   if (!taken) return taken.error();

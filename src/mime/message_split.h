@@ -47,7 +47,10 @@ struct SplitPlan {
 /// that is the top-level part, a part of a multipart/alternative that holds
 /// the text, or the first part of a multipart that holds the text (for a
 /// multipart/mixed, its first part; recursively). A message whose top-level
-/// part is a leaf is never split: its skeleton is the message. A multipart
+/// part is a leaf of at least `min_attachment` (decoded, and at least one
+/// byte) becomes a multipart/mixed of an empty text/plain part and that
+/// part, which is then taken out (named by its filename, else message.txt,
+/// message.html or "attachment"); a smaller one is not split. A multipart
 /// left without parts gets an empty text/plain part, as RFC 2046 §5.1.1
 /// wants at least one.
 ///

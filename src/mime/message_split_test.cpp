@@ -245,18 +245,38 @@ TEST_F(MessageSplitTest, SmallAttachmentStaysInSkeleton) {
   EXPECT_EQ(attachment(path, 0, 10000), big);
 }
 
-TEST_F(MessageSplitTest, SinglePartMessageIsItsOwnSkeleton) {
+TEST_F(MessageSplitTest, ASmallSinglePartMessageIsItsOwnSkeleton) {
   const std::string msg = kHead + "Content-Type: text/plain\r\n\r\n" + std::string(20000, 'x') + "\r\nend\r\n";
-  const auto path = store(msg);
-  const SplitPlan plan = ok(path, 100);
+  const SplitPlan plan = ok(store(msg), 30000);
   EXPECT_TRUE(plan.attachments.empty());
   EXPECT_EQ(plan.skeleton, msg);
-  // A leaf at the top is never taken out, whatever its type.
+}
+
+TEST_F(MessageSplitTest, ALargeSinglePartBecomesAnAttachment) {
+  // A script's big log as the whole message: it can only go as a file.
+  const std::string log = std::string(20000, 'x') + "\r\nend\r\n";
+  const std::string msg = kHead + "Content-Type: text/plain\r\n\r\n" + log;
+  const auto path = store(msg);
+  const SplitPlan plan = ok(path, 100);
+  ASSERT_EQ(plan.attachments.size(), 1u);
+  EXPECT_EQ(plan.attachments[0].name, "message.txt");
+  EXPECT_EQ(plan.attachments[0].content_type, "text/plain");
+  EXPECT_EQ(plan.attachments[0].size, log.size());
+  EXPECT_EQ(read(plan.skeleton).types, (std::vector<std::string>{"text/plain"}));
+  EXPECT_EQ(read(plan.skeleton).text, "");
+  EXPECT_NE(plan.skeleton.find("Subject:"), std::string::npos) << "the message's header stays";
+  EXPECT_EQ(attachment(path, 0, 100), log);
+
+  // A bare PDF as the message.
+  const std::string data = pattern(20000);
   const std::string pdf = kHead + "Content-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
-                          base64(pattern(20000));
-  const SplitPlan pdf_plan = ok(store(pdf), 100);
-  EXPECT_TRUE(pdf_plan.attachments.empty());
-  EXPECT_EQ(pdf_plan.skeleton, pdf);
+                          base64(data);
+  const auto pdf_path = store(pdf);
+  const SplitPlan pdf_plan = ok(pdf_path, 100);
+  ASSERT_EQ(pdf_plan.attachments.size(), 1u);
+  EXPECT_EQ(pdf_plan.attachments[0].name, "attachment");
+  EXPECT_EQ(pdf_plan.attachments[0].content_type, "application/pdf");
+  EXPECT_EQ(attachment(pdf_path, 0, 100), data);
 }
 
 TEST_F(MessageSplitTest, NestedMultipartsInMessageOrder) {

@@ -130,6 +130,19 @@ class GraphDelegatedTest(MicrosoftTestCase):
         self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
         self.assertEqual(list((self.relay.state_dir / "oauth").glob("*.token")), [])
 
+    def test_check_provider_reads_the_delegated_scopes(self):
+        self.fake.auto_approve_device_codes(SENDER)
+        self.assertEqual(self.oauth("login").returncode, 0)
+        out = subprocess.run([BINARY, "check-provider", "m365", "--config", str(self.relay.config_path)],
+                             capture_output=True, text=True, timeout=60)
+        self.assertIn("ok: the token has Mail.Send (scopes:", out.stdout)
+        self.assertIn("ok: Mail.ReadWrite granted", out.stdout)
+        self.fake.revoke_refresh_tokens()
+        out = subprocess.run([BINARY, "check-provider", "m365", "--config", str(self.relay.config_path)],
+                             capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 1, out.stdout)
+        self.assertIn("oauth login --provider m365", out.stdout)
+
     def test_login_needs_a_delegated_provider(self):
         p = self.graph_provider("secret")
         relay = Relay(providers=[p])

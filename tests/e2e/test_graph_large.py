@@ -184,6 +184,19 @@ class GraphLargeTest(MicrosoftTestCase):
             self.assertLess(growth, 40 * MB)
             self.assertEqual(relay.wait_queue_empty(timeout=30), [])
 
+    def test_a_large_single_part_message_arrives_as_an_attachment(self):
+        log = b"".join(b"line %07d of a long report\r\n" % i for i in range(200000))  # ~5.8 MB
+        msg = (b"From: " + SENDER.encode() + b"\r\nTo: alice@example.com\r\nSubject: nightly log\r\n"
+               b"Content-Type: text/plain; charset=us-ascii\r\n\r\n" + log)
+        relay = self.relay()
+        with relay:
+            code, text = self.send(relay, msg)
+            self.assertEqual(code, 250, text)
+            [sent] = self.fake.wait_sent(1, timeout=60)
+            self.assertEqual(sent.kind, "draft")
+            self.assertAttachments(sent, {"message.txt": (log, False, None)})
+            self.assertIn(b"Subject: nightly log", sent.mime)
+
     def test_save_to_sent_false_uses_a_draft_not_kept(self):
         small = (b"From: " + SENDER.encode() + b"\r\nTo: alice@example.com\r\nSubject: x\r\n\r\n"
                  b"no copy in Sent Items\r\n")

@@ -184,12 +184,21 @@ TEST_F(GraphProviderTest, NoTokenMeansTheMailWaits) {
   EXPECT_TRUE(http_.requests().empty());
 }
 
-TEST_F(GraphProviderTest, ASinglePartTooBigForOneRequestFailsWithoutARequest) {
+TEST_F(GraphProviderTest, ASinglePartTooBigForSendMailGoesAsAnAttachmentOfADraft) {
   const std::string big = kMessage + std::string(GraphProvider::kMaxSendMailBytes, 'x');
+  http_.push(http::Response{201, {}, R"({"id":"d1"})"});
+  http_.push(http::Response{201, {}, R"({"uploadUrl":"https://upload.test/u?authtoken=t"})"});
+  http_.setFallback(http::Response{201, {}, ""});
   const auto result = run(job(big, {"alice@example.com"}));
-  EXPECT_EQ(result.results[0].outcome, Outcome::PermanentFailure);
-  EXPECT_EQ(result.results[0].smtp_code, 552);
-  EXPECT_TRUE(http_.requests().empty());
+  const auto reqs = http_.requests();
+  ASSERT_GE(reqs.size(), 3u);
+  EXPECT_EQ(reqs[0].url, "https://graph.test/v1.0/users/scanner%40example.com/messages");
+  EXPECT_NE(reqs[1].body.find(R"("name":"message.txt")"), std::string::npos) << reqs[1].body;
+  EXPECT_EQ(reqs[reqs.size() - 2].url, "https://graph.test/v1.0/users/scanner%40example.com/messages/d1/send");
+  // The fallback answers the send with 201, not Graph's 202: not delivered,
+  // and the draft is deleted.
+  EXPECT_NE(result.results[0].outcome, Outcome::Delivered);
+  EXPECT_EQ(reqs.back().method, "DELETE");
 }
 
 TEST_F(GraphProviderTest, SenderIsEncodedAndTheNullSenderUsesFrom) {
