@@ -42,10 +42,11 @@ Result<Parsed> parse(const std::filesystem::path& content) {
   return parsed;
 }
 
-// A leaf part that may go out of the skeleton, borrowed from its message.
+// A leaf part that may go out of the skeleton, borrowed from its message:
+// a GMimePart, or a GMimeMessagePart (an attached message, message/rfc822).
 struct Candidate {
   GMimeMultipart* parent;
-  GMimePart* part;
+  GMimeObject* part;
   bool in_related;
 };
 
@@ -65,7 +66,7 @@ bool isMessageText(GMimeObject* obj) {
 // `text_position`: the part stands where the message's text is read from
 // (the top, a part of an alternative there, or the first part of a
 // multipart there). Message parts (message/rfc822) are not descended into:
-// an attached message stays whole, as the reader's client shows it.
+// an attached message goes out whole, as an .eml file, or stays whole.
 void collect(GMimeObject* obj, GMimeMultipart* parent, bool text_position, std::vector<Candidate>& out) {
   if (GMIME_IS_MULTIPART(obj)) {
     auto* multipart = GMIME_MULTIPART(obj);
@@ -76,9 +77,9 @@ void collect(GMimeObject* obj, GMimeMultipart* parent, bool text_position, std::
     }
     return;
   }
-  if (!GMIME_IS_PART(obj) || parent == nullptr) return;
+  if ((!GMIME_IS_PART(obj) && !GMIME_IS_MESSAGE_PART(obj)) || parent == nullptr) return;
   if (text_position && isMessageText(obj)) return;
-  out.push_back(Candidate{parent, GMIME_PART(obj), isType(GMIME_OBJECT(parent), "multipart", "related")});
+  out.push_back(Candidate{parent, obj, isType(GMIME_OBJECT(parent), "multipart", "related")});
 }
 
 std::vector<Candidate> candidatesOf(GMimeMessage* message) {
@@ -87,9 +88,21 @@ std::vector<Candidate> candidatesOf(GMimeMessage* message) {
   return out;
 }
 
-// Decodes the part's content (RFC 2045 §6) into `sink`.
-Status decodeTo(GMimePart* part, GMimeStream* sink) {
-  GMimeDataWrapper* wrapper = g_mime_part_get_content(part);
+// Decodes the part's content (RFC 2045 §6) into `sink`; an attached
+// message is written as the message it holds.
+Status decodeTo(GMimeObject* obj, GMimeStream* sink) {
+  if (GMIME_IS_MESSAGE_PART(obj)) {
+    GMimeMessage* inner = g_mime_message_part_get_message(GMIME_MESSAGE_PART(obj));
+    if (inner == nullptr) return {};
+    FormatOptionsPtr options(g_mime_format_options_new());
+    g_mime_format_options_set_newline_format(options.get(), GMIME_NEWLINE_FORMAT_DOS);
+    errno = 0;
+    if (g_mime_object_write_to_stream(GMIME_OBJECT(inner), options.get(), sink) < 0) {
+      return Error::fromErrno("cannot write an attached message", errno);
+    }
+    return {};
+  }
+  GMimeDataWrapper* wrapper = g_mime_part_get_content(GMIME_PART(obj));
   if (wrapper == nullptr) return {};
   errno = 0;
   if (g_mime_data_wrapper_write_to_stream(wrapper, sink) < 0) {
@@ -100,12 +113,14 @@ Status decodeTo(GMimePart* part, GMimeStream* sink) {
 
 // The decoded size when it may reach `min`, else nothing. Decoding never
 // makes content larger, so a part stored in fewer bytes is not decoded.
-Result<std::optional<std::uint64_t>> sizeIfLarge(GMimePart* part, std::uint64_t min) {
-  GMimeDataWrapper* wrapper = g_mime_part_get_content(part);
-  if (wrapper == nullptr) return std::optional<std::uint64_t>();
-  GMimeStream* stored = g_mime_data_wrapper_get_stream(wrapper);
-  const gint64 stored_size = stored != nullptr ? g_mime_stream_length(stored) : -1;
-  if (stored_size >= 0 && static_cast<std::uint64_t>(stored_size) < min) return std::optional<std::uint64_t>();
+Result<std::optional<std::uint64_t>> sizeIfLarge(GMimeObject* part, std::uint64_t min) {
+  if (GMIME_IS_PART(part)) {
+    GMimeDataWrapper* wrapper = g_mime_part_get_content(GMIME_PART(part));
+    if (wrapper == nullptr) return std::optional<std::uint64_t>();
+    GMimeStream* stored = g_mime_data_wrapper_get_stream(wrapper);
+    const gint64 stored_size = stored != nullptr ? g_mime_stream_length(stored) : -1;
+    if (stored_size >= 0 && static_cast<std::uint64_t>(stored_size) < min) return std::optional<std::uint64_t>();
+  }
   GObjectPtr<GMimeStream> counter(g_mime_stream_null_new());
   if (Status st = decodeTo(part, counter.get()); !st) return st.error();
   const std::uint64_t size = GMIME_STREAM_NULL(counter.get())->written;
@@ -114,16 +129,19 @@ Result<std::optional<std::uint64_t>> sizeIfLarge(GMimePart* part, std::uint64_t 
 }
 
 AttachmentPart describe(const Candidate& c, std::uint64_t size) {
-  GMimeObject* obj = GMIME_OBJECT(c.part);
+  GMimeObject* obj = c.part;
   AttachmentPart a;
   if (GMimeContentType* ct = g_mime_object_get_content_type(obj)) {
     const GCharPtr type(g_mime_content_type_get_mime_type(ct));
     if (type) a.content_type = asciiLower(type.get());
   }
   // GMime decodes RFC 2231 parameters and RFC 2047 words in them.
-  const char* filename = g_mime_part_get_filename(c.part);
+  const char* filename = GMIME_IS_PART(obj) ? g_mime_part_get_filename(GMIME_PART(obj))
+                                             : g_mime_object_get_content_disposition_parameter(obj, "filename");
   if (filename != nullptr && *filename != '\0') {
     a.name = filename;
+  } else if (GMIME_IS_MESSAGE_PART(obj)) {
+    a.name = "forwarded message.eml";
   } else if (a.content_type == "text/plain") {
     a.name = "message.txt";  // the text of a single-part message (wrapSinglePart)
   } else if (a.content_type == "text/html") {
@@ -145,7 +163,7 @@ AttachmentPart describe(const Candidate& c, std::uint64_t size) {
 Status wrapSinglePart(GMimeMessage* message, std::uint64_t min) {
   GMimeObject* top = g_mime_message_get_mime_part(message);
   if (!GMIME_IS_PART(top)) return {};
-  auto size = sizeIfLarge(GMIME_PART(top), std::max<std::uint64_t>(min, 1));
+  auto size = sizeIfLarge(top, std::max<std::uint64_t>(min, 1));
   if (!size) return size.error();
   if (!*size) return {};
   GObjectPtr<GMimeObject> kept(GMIME_OBJECT(g_object_ref(top)));
@@ -178,7 +196,7 @@ Result<Taken> largeParts(GMimeMessage* message, std::uint64_t min, std::optional
 }
 
 Result<std::string> writeSkeleton(GMimeMessage* message, const std::vector<Candidate>& taken) {
-  for (const Candidate& c : taken) g_mime_multipart_remove(c.parent, GMIME_OBJECT(c.part));
+  for (const Candidate& c : taken) g_mime_multipart_remove(c.parent, c.part);
   for (const Candidate& c : taken) {
     if (g_mime_multipart_get_count(c.parent) > 0) continue;
     GObjectPtr<GMimeTextPart> empty(g_mime_text_part_new_with_subtype("plain"));

@@ -41,8 +41,10 @@ struct SplitPlan {
 /// decoding (base64, quoted-printable, uuencode; RFC 2045 §6) into a
 /// counting stream.
 ///
-/// Candidates are leaf parts (not multiparts, not message/rfc822 parts,
-/// which stay whole in the skeleton) other than the text of the message:
+/// Candidates are leaf parts (not multiparts) and attached messages
+/// (message/rfc822, taken whole: writeAttachment writes the message they
+/// hold, with CRLF line ends, named by their filename or "forwarded
+/// message.eml") other than the text of the message:
 /// a text/plain or text/html part without "Content-Disposition: attachment"
 /// that is the top-level part, a part of a multipart/alternative that holds
 /// the text, or the first part of a multipart that holds the text (for a

@@ -279,6 +279,21 @@ TEST_F(MessageSplitTest, ALargeSinglePartBecomesAnAttachment) {
   EXPECT_EQ(attachment(pdf_path, 0, 100), data);
 }
 
+TEST_F(MessageSplitTest, AnAttachedMessageGoesWholeAsAnEmlFile) {
+  const std::string inner = "From: a@example.com\r\nSubject: the original\r\n\r\n" + std::string(20000, 'o') + "\r\n";
+  const std::string msg = kHead + multipart("mixed", "m", {kText, part("Content-Type: message/rfc822\r\n", inner)});
+  const auto path = store(msg);
+  const SplitPlan plan = ok(path, 1000);
+  ASSERT_EQ(plan.attachments.size(), 1u);
+  EXPECT_EQ(plan.attachments[0].name, "forwarded message.eml");
+  EXPECT_EQ(plan.attachments[0].content_type, "message/rfc822");
+  EXPECT_EQ(plan.attachments[0].size, inner.size());
+  EXPECT_EQ(attachment(path, 0, 1000), inner);
+  EXPECT_EQ(read(plan.skeleton).types, (std::vector<std::string>{"text/plain"}));
+  // Below the threshold it stays in the skeleton.
+  EXPECT_TRUE(ok(path, 100000).attachments.empty());
+}
+
 TEST_F(MessageSplitTest, NestedMultipartsInMessageOrder) {
   const std::string big_html = "<p>" + std::string(30000, 'h') + "</p>\r\n";
   const std::string alternative = multipart(

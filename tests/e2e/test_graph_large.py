@@ -197,6 +197,23 @@ class GraphLargeTest(MicrosoftTestCase):
             self.assertAttachments(sent, {"message.txt": (log, False, None)})
             self.assertIn(b"Subject: nightly log", sent.mime)
 
+    def test_a_large_forwarded_message_goes_whole_as_an_eml_file(self):
+        inner = (b"From: partner@example.org\r\nTo: " + SENDER.encode() + b"\r\nSubject: drawings\r\n"
+                 b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+                 b64_lines(os.urandom(4 * MB)))
+        msg = (b"From: " + SENDER.encode() + b"\r\nTo: alice@example.com\r\nSubject: Fwd: drawings\r\n"
+               b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"f\"\r\n\r\n"
+               b"--f\r\nContent-Type: text/plain\r\n\r\nSee below.\r\n"
+               b"--f\r\nContent-Type: message/rfc822\r\n\r\n" + inner + b"\r\n--f--\r\n")
+        relay = self.relay()
+        with relay:
+            code, text = self.send(relay, msg)
+            self.assertEqual(code, 250, text)
+            [sent] = self.fake.wait_sent(1, timeout=60)
+            [att] = sent.attachments
+            self.assertEqual((att.name, att.content_type), ("forwarded message.eml", "message/rfc822"))
+            self.assertEqual(att.data, inner)
+
     def test_save_to_sent_false_uses_a_draft_not_kept(self):
         small = (b"From: " + SENDER.encode() + b"\r\nTo: alice@example.com\r\nSubject: x\r\n\r\n"
                  b"no copy in Sent Items\r\n")
