@@ -119,6 +119,26 @@ class GraphTest(MicrosoftTestCase):
             self.assertEqual(relay.wait_queue_empty(), [])
             self.assertEqual(self.fake.sent, [])
 
+    def test_each_permanent_graph_error_gets_its_reply(self):
+        cases = [(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.", 550, "5.7.1"),
+                 (400, "ErrorInvalidRecipients", "At least one recipient is not valid.", 550, "5.1.3"),
+                 (400, "ErrorMimeContentInvalidBase64String", "Invalid base64 string for MIME content.",
+                  554, "5.6.0"),
+                 (413, "ErrorMessageSizeExceeded", "The message exceeds the maximum supported size.",
+                  552, "5.3.4")]
+        relay = self.relay()
+        with relay:
+            for status, code_name, message_text, smtp_code, enhanced in cases:
+                with self.subTest(code=code_name):
+                    self.fake.fail_next(1, status=status, code=code_name, message=message_text)
+                    code, text = self.send(relay, ["alice@example.com"])
+                    self.assertEqual(code, smtp_code, text)
+                    self.assertTrue(text.startswith(enhanced + " "), text)
+                    self.assertNotIn(code_name, text)   # Graph's words go to the log
+                    self.assertTrue(relay.wait_log(code_name))
+            self.assertEqual(relay.wait_queue_empty(), [])
+            self.assertEqual(self.fake.sent, [])
+
     def test_permanent_error_after_the_wait_becomes_a_bounce(self):
         self.fake.deny_send_as(SENDER)
         self.fake.add_user(TENANT, "postmaster@contoso.example")
