@@ -6,26 +6,23 @@ fake's own crypto; no relay."""
 
 import base64
 import calendar
-import hashlib
 import json
 import re
 import stat
 import sys
 import tempfile
-import threading
 import time
 import unittest
 import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))
 
 import fake_google  # noqa: E402
+import https_fake_client  # noqa: E402
 from fake_google import (GMAIL_SEND, MAX_MESSAGE_SIZE, FakeGoogle,  # noqa: E402
                          make_assertion)
-from test_ca import TestCA, b64url, b64url_decode, sign  # noqa: E402
+from test_ca import b64url, b64url_decode, sign, temp_file  # noqa: E402
 
 SA = "relay@mailbridge-test.iam.gserviceaccount.com"
 USER = "scanner@example.com"
@@ -41,13 +38,8 @@ MB = 1024 * 1024
 
 
 def message(to="bob@example.net", extra=b"", body=b"Hello.\r\n", frm=USER):
-    return (b"From: Scanner <" + frm.encode() + b">\r\n"
-            b"To: " + to.encode() + b"\r\n" + extra +
-            b"Subject: test\r\n"
-            b"Message-ID: <t1@example.com>\r\n"
-            b"MIME-Version: 1.0\r\n"
-            b"Content-Type: text/plain; charset=utf-8\r\n"
-            b"\r\n" + body)
+    return https_fake_client.mime_message("Scanner <%s>" % frm, to, "<t1@example.com>",
+                                          extra, body)
 
 
 def big_message(size, to="bob@example.net"):
@@ -57,21 +49,22 @@ def big_message(size, to="bob@example.net"):
     return (head + body)[:size]
 
 
-class FakeGoogleTestBase(unittest.TestCase):
+class FakeGoogleTestBase(https_fake_client.HttpsFakeTestCase):
+    fake_class = FakeGoogle
+    http_timeout = 60
+
     @classmethod
     def setUpClass(cls):
-        cls.ca = TestCA()
-        cls.ctx = cls.ca.client_context()
+        super().setUpClass()
         cls.tmp = tempfile.TemporaryDirectory(prefix="mb-test-fake-google-")
 
     @classmethod
     def tearDownClass(cls):
         cls.tmp.cleanup()
-        cls.ca.cleanup()
+        super().tearDownClass()
 
     def setUp(self):
-        self.fake = FakeGoogle(ca=self.ca).start()
-        self.addCleanup(self.fake.stop)
+        super().setUp()
         self.key = self.fake.add_service_account(SA)
         self.fake.add_user(USER)
         self.fake.add_user(OTHER)
@@ -81,44 +74,17 @@ class FakeGoogleTestBase(unittest.TestCase):
 
     def jwt(self, key=None, sub=USER, scope=GMAIL_SEND, aud=None, iat=None, lifetime=3600,
             exp=None, header=None, claims=None):
-        """An RS256 assertion built and signed here (openssl), as a client
-        library would from the key file."""
+        """An RS256 assertion as a client library builds it from the key
+        file, signed here with openssl (test_ca.sign), not with the fake's
+        crypto."""
         key = key or self.key
-        now = int(time.time())
-        iat = now if iat is None else iat
-        hdr = {"alg": "RS256", "typ": "JWT", "kid": key["private_key_id"]}
-        body = {"iss": key["client_email"], "scope": scope,
-                "aud": key["token_uri"] if aud is None else aud,
-                "iat": iat, "exp": iat + lifetime if exp is None else exp}
-        if sub is not None:
-            body["sub"] = sub
-        for src, dst in ((header or {}, hdr), (claims or {}, body)):
-            for k, v in src.items():
-                if v is None:
-                    dst.pop(k, None)
-                else:
-                    dst[k] = v
-        signing_input = (b64url(json.dumps(hdr).encode()) + "."
-                         + b64url(json.dumps(body).encode()))
-        key_path = Path(self.tmp.name) / (
-            "%s.pem" % hashlib.sha256(key["private_key"].encode()).hexdigest()[:16])
-        if not key_path.exists():
-            key_path.write_text(key["private_key"])
-        return signing_input + "." + b64url(sign(key_path, signing_input.encode(), "RS256"))
-
-    def http(self, method, path, body=None, headers=None):
-        url = path if path.startswith("https://") else self.fake.base_url + path
-        req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-        try:
-            with urllib.request.urlopen(req, context=self.ctx, timeout=60) as r:
-                return r.status, r.headers, r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, e.headers, e.read()
+        with temp_file(key["private_key"]) as key_file:
+            return make_assertion(key, scope=scope, sub=sub, aud=aud, iat=iat, lifetime=lifetime,
+                                  exp=exp, header=header, claims=claims,
+                                  signer=lambda data: sign(key_file, data, "RS256"))
 
     def token_request(self, form):
-        status, h, body = self.http("POST", "/token", urllib.parse.urlencode(form).encode(),
-                                    {"Content-Type": "application/x-www-form-urlencoded"})
-        return status, h, json.loads(body)
+        return self.post_form("/token", form)
 
     def ask(self, assertion):
         return self.token_request({"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
@@ -129,14 +95,7 @@ class FakeGoogleTestBase(unittest.TestCase):
         self.assertEqual(status, 200, body)
         return body["access_token"]
 
-    def gmail(self, method, path, token=None, body=None, ctype=None, headers=None):
-        hdrs = dict(headers or {})
-        if token:
-            hdrs["Authorization"] = "Bearer " + token
-        if ctype:
-            hdrs["Content-Type"] = ctype
-        status, h, raw = self.http(method, path, body, hdrs)
-        return status, h, (json.loads(raw) if raw else None)
+    gmail = https_fake_client.HttpsFakeTestCase.call
 
     def send_raw(self, token, raw, user="me", encode=True):
         value = b64url(raw) if encode else raw
@@ -620,17 +579,12 @@ class LimitsAndFaultsTest(FakeGoogleTestBase):
         token = self.token()
         self.fake.set_concurrency_limit(2)
         self.fake.delay(1.0)
-        results = []
 
         def one():
             status, h, body = self.send_raw(token, message())
-            results.append((status, body))
+            return status, body
 
-        threads = [threading.Thread(target=one) for _ in range(5)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(20)
+        results = https_fake_client.in_threads(5, one)
         statuses = sorted(r[0] for r in results)
         self.assertEqual(len(statuses), 5, results)
         self.assertEqual(statuses.count(200) + statuses.count(429), 5, results)

@@ -8,18 +8,17 @@ import json
 import os
 import re
 import sys
-import threading
 import time
 import unittest
 import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))
 
+import https_fake_client  # noqa: E402
 from fake_microsoft import FakeMicrosoft  # noqa: E402
-from test_ca import TestCA, b64url, b64url_decode  # noqa: E402
+from test_ca import b64url, b64url_decode  # noqa: E402
 
 TENANT = "contoso.example"
 CLIENT = "11111111-2222-3333-4444-555555555555"
@@ -30,13 +29,8 @@ GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 
 
 def mime_message(to="alice@example.com", extra=b"", body=b"Hello.\r\n"):
-    return (b"From: Relay <relay@contoso.example>\r\n"
-            b"To: " + to.encode() + b"\r\n" + extra +
-            b"Subject: test\r\n"
-            b"Message-ID: <t1@contoso.example>\r\n"
-            b"MIME-Version: 1.0\r\n"
-            b"Content-Type: text/plain; charset=utf-8\r\n"
-            b"\r\n" + body)
+    return https_fake_client.mime_message("Relay <relay@contoso.example>", to,
+                                          "<t1@contoso.example>", extra, body)
 
 
 def b64_76(data):
@@ -44,39 +38,18 @@ def b64_76(data):
     return base64.encodebytes(data)
 
 
-class FakeMicrosoftTestBase(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.ca = TestCA()
-        cls.ctx = cls.ca.client_context()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.ca.cleanup()
+class FakeMicrosoftTestBase(https_fake_client.HttpsFakeTestCase):
+    fake_class = FakeMicrosoft
 
     def setUp(self):
-        self.fake = FakeMicrosoft(ca=self.ca).start()
-        self.addCleanup(self.fake.stop)
+        super().setUp()
         self.fake.add_app(TENANT, CLIENT, secret=SECRET, roles=("Mail.Send", "Mail.ReadWrite"))
         self.fake.add_user(TENANT, MAILBOX, password="correct horse")
 
     # ---- helpers -----------------------------------------------------------
 
-    def http(self, method, path, body=None, headers=None):
-        url = path if path.startswith("https://") else self.fake.base_url + path
-        req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-        try:
-            with urllib.request.urlopen(req, context=self.ctx, timeout=20) as r:
-                return r.status, r.headers, r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, e.headers, e.read()
-
     def token_request(self, form, tenant=TENANT, headers=None):
-        hdrs = {"Content-Type": "application/x-www-form-urlencoded"}
-        hdrs.update(headers or {})
-        status, h, body = self.http("POST", "/%s/oauth2/v2.0/token" % tenant,
-                                    urllib.parse.urlencode(form).encode(), hdrs)
-        return status, h, json.loads(body)
+        return self.post_form("/%s/oauth2/v2.0/token" % tenant, form, headers)
 
     def app_token(self, client_id=CLIENT, secret=SECRET):
         status, _, body = self.token_request({
@@ -85,14 +58,7 @@ class FakeMicrosoftTestBase(unittest.TestCase):
         self.assertEqual(status, 200, body)
         return body["access_token"]
 
-    def graph(self, method, path, token=None, body=None, ctype=None, headers=None):
-        hdrs = dict(headers or {})
-        if token:
-            hdrs["Authorization"] = "Bearer " + token
-        if ctype:
-            hdrs["Content-Type"] = ctype
-        status, h, raw = self.http(method, path, body, hdrs)
-        return status, h, (json.loads(raw) if raw else None)
+    graph = https_fake_client.HttpsFakeTestCase.call
 
     def send_mime(self, token, mime, mailbox=MAILBOX):
         return self.graph("POST", "/v1.0/users/%s/sendMail" % mailbox, token, b64_76(mime),
@@ -530,17 +496,12 @@ class LimitsAndFaultsTest(FakeMicrosoftTestBase):
     def test_concurrency_limit(self):
         token = self.app_token()
         self.fake.delay(1.5)
-        results = []
 
         def one():
             status, h, body = self.send_mime(token, mime_message())
-            results.append((status, h.get("Retry-After"), body))
+            return status, h.get("Retry-After"), body
 
-        threads = [threading.Thread(target=one) for _ in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(20)
+        results = https_fake_client.in_threads(6, one)
         statuses = sorted(r[0] for r in results)
         # Four at a time; a request that started late (a slow handshake on a
         # busy machine) may find a slot free again.

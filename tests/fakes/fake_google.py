@@ -58,25 +58,23 @@ import os
 import re
 import secrets
 import shutil
-import socket
-import ssl
-import struct
-import sys
 import tempfile
-import threading
 import time
-import uuid
-from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote
 
 try:
-    from .test_ca import TestCA, b64url, b64url_decode, run_openssl
+    from .fake_base import run_until_interrupted
+    from .https_fake import Fault, HttpsFake, Response, recent, unique
+    from .https_fake import LogEntry as BaseLogEntry
+    from .test_ca import b64url, run_openssl, sign, signed_jwt, split_jwt, temp_file, verify
 except ImportError:
-    from test_ca import TestCA, b64url, b64url_decode, run_openssl
+    from fake_base import run_until_interrupted
+    from https_fake import Fault, HttpsFake, Response, recent, unique
+    from https_fake import LogEntry as BaseLogEntry
+    from test_ca import b64url, run_openssl, sign, signed_jwt, split_jwt, temp_file, verify
 
 # --------------------------------------------------------------------------
 # Crypto: RS256 over the cryptography package, or openssl as a fallback.
@@ -108,28 +106,13 @@ def generate_rsa_key(bits=2048):
     return priv.decode("ascii"), pub.decode("ascii")
 
 
-def _with_temp_files(contents, fn):
-    d = tempfile.mkdtemp(prefix="mb-fake-google-")
-    try:
-        paths = []
-        for i, data in enumerate(contents):
-            p = Path(d) / ("f%d" % i)
-            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data.encode("ascii") if isinstance(data, str) else data)
-            paths.append(p)
-        return fn(*paths)
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-
-
 def rs256_sign(private_pem, data):
     """RSASSA-PKCS1-v1_5 with SHA-256 over `data` (bytes)."""
     if CRYPTO_BACKEND == "cryptography":
         key = serialization.load_pem_private_key(private_pem.encode("ascii"), password=None)
         return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
-    return _with_temp_files([private_pem], lambda k: run_openssl(
-        "dgst", "-sha256", "-sign", k, input=data))
+    with temp_file(private_pem) as key_file:
+        return sign(key_file, data, "RS256")
 
 
 def rs256_verify(public_pem, data, signature):
@@ -141,23 +124,18 @@ def rs256_verify(public_pem, data, signature):
             return True
         except (InvalidSignature, ValueError, TypeError):
             return False
-
-    def verify(pub, sig, dat):
-        try:
-            out = run_openssl("dgst", "-sha256", "-verify", pub, "-signature", sig, dat)
-        except RuntimeError:
-            return False
-        return b"Verified OK" in out
-    return _with_temp_files([public_pem, signature, data], verify)
+    with temp_file(public_pem) as pubkey_file:
+        return verify(pubkey_file, data, signature, "RS256")
 
 
 def make_assertion(key, scope=None, sub=None, aud=None, iat=None, lifetime=3600, exp=None,
-                   header=None, claims=None):
+                   header=None, claims=None, signer=None):
     """A JWT bearer assertion as Google's client libraries build it from a
     key file dict (`key`): header {"alg":"RS256","typ":"JWT","kid":
     private_key_id}, claims iss, scope, aud (the key's token_uri), iat, exp,
     and sub when given. `header` / `claims` add or replace entries (a value
-    None removes one)."""
+    None removes one). `signer`: signing input bytes -> RS256 signature
+    (default: rs256_sign() with the key's private key)."""
     now = int(time.time())
     iat = now if iat is None else iat
     hdr = {"alg": "RS256", "typ": "JWT", "kid": key["private_key_id"]}
@@ -166,16 +144,10 @@ def make_assertion(key, scope=None, sub=None, aud=None, iat=None, lifetime=3600,
             "exp": iat + lifetime if exp is None else exp}
     if sub is not None:
         body["sub"] = sub
-    for src, dst in ((header or {}, hdr), (claims or {}, body)):
-        for k, v in src.items():
-            if v is None:
-                dst.pop(k, None)
-            else:
-                dst[k] = v
-    signing_input = (b64url(json.dumps(hdr, separators=(",", ":")).encode()) + "."
-                     + b64url(json.dumps(body, separators=(",", ":")).encode()))
-    sig = rs256_sign(key["private_key"], signing_input.encode("ascii"))
-    return signing_input + "." + b64url(sig)
+    if signer is None:
+        def signer(data):
+            return rs256_sign(key["private_key"], data)
+    return signed_jwt(hdr, body, signer, header, claims)
 
 
 # --------------------------------------------------------------------------
@@ -365,11 +337,7 @@ class SentMessage:
     @property
     def recipients(self):
         """To, Cc and Bcc together, lower-cased, each once."""
-        out = []
-        for a in self.to + self.cc + self.bcc:
-            if a not in out:
-                out.append(a)
-        return out
+        return unique(self.to + self.cc + self.bcc)
 
     @property
     def email(self):
@@ -392,15 +360,9 @@ class SentMessage:
 
 
 @dataclass
-class LogEntry:
+class LogEntry(BaseLogEntry):
     """One request as the fake saw it; no secrets (no query strings, no
-    bodies, no tokens or assertions)."""
-    time: float
-    method: str
-    path: str
-    endpoint: str              # token | gmail | upload | other
-    status: object             # None when the connection was reset instead
-    authorization: bool        # an Authorization header was sent
+    bodies, no tokens or assertions). endpoint: token | gmail | upload | other."""
     user: object = None        # the Gmail user the request acted for, or the JWT's sub
     service_account: object = None
     grant_type: object = None
@@ -421,38 +383,6 @@ def _header_block(raw):
 
 # --------------------------------------------------------------------------
 # Requests and responses
-
-
-class _Request:
-    def __init__(self, handler, method, path, query, body, body_len, endpoint):
-        self.handler = handler
-        self.method = method
-        self.path = path
-        self.query = query
-        self.headers = handler.headers
-        self.body = body               # None when over BODY_KEEP_LIMIT
-        self.body_len = body_len
-        self.endpoint = endpoint
-        self.request_id = uuid.uuid4().hex
-        self.log = {}
-
-    def header(self, name, default=None):
-        return self.headers.get(name, default)
-
-    def content_type(self):
-        return (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-
-    def param(self, name):
-        v = self.query.get(name)
-        return v[0] if v else None
-
-
-class _Response:
-    def __init__(self, status, body=b"", headers=None, close=False):
-        self.status = status
-        self.body = body
-        self.headers = list(headers or [])
-        self.close = close
 
 
 class _TokenError(Exception):
@@ -492,114 +422,31 @@ class _GmailError(Exception):
         self.status_name = status_name
 
 
-class _BadFraming(Exception):
-    pass
-
-
 @dataclass
-class _Fault:
-    kind: str                  # fail | reset | delay
-    remaining: object          # int, or None for "until cleared"
-    endpoint: str              # gmail | token | upload | any
-    path_contains: object
-    method: object
-    status: int = 0
-    reason: object = None
-    message: object = None
-    retry_after: object = None
+class _Fault(Fault):
+    reason: object = None      # Gmail error reason, or OAuth error code on the token endpoint
     retry_at: object = None
-    seconds: float = 0.0
-    after_processing: bool = False
-
-    def matches(self, endpoint, method, path):
-        if self.remaining is not None and self.remaining <= 0:
-            return False
-        if self.endpoint == "gmail" and endpoint not in ("gmail", "upload"):
-            return False
-        if self.endpoint in ("token", "upload") and endpoint != self.endpoint:
-            return False
-        if self.path_contains and self.path_contains not in path:
-            return False
-        if self.method and self.method.upper() != method:
-            return False
-        return True
-
-
-# --------------------------------------------------------------------------
-# HTTP plumbing
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "ESF"
-    sys_version = ""
-    timeout = 120
-
-    def log_message(self, fmt, *args):
-        if self.server.fake.verbose:
-            sys.stderr.write("fake_google: " + (fmt % args) + "\n")
-
-    def _run(self):
-        try:
-            self.server.fake._handle(self)
-        except (BrokenPipeError, ConnectionResetError, ssl.SSLError, socket.timeout, OSError):
-            self.close_connection = True
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _run
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 64
-
-    def __init__(self, address, fake, ssl_ctx):
-        self.fake = fake
-        self.ssl_ctx = ssl_ctx
-        super().__init__(address, _Handler)
-
-    def finish_request(self, request, client_address):
-        # The TLS handshake runs here, on the connection's own thread, so a
-        # slow or broken client never stalls accept().
-        request.settimeout(30)
-        try:
-            tls = self.ssl_ctx.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError):
-            return
-        self.fake._track(tls, True)
-        try:
-            self.RequestHandlerClass(tls, client_address, self)
-        finally:
-            self.fake._track(tls, False)
-            try:
-                tls.close()
-            except OSError:
-                pass
-
-    def handle_error(self, request, client_address):
-        if self.fake.verbose:
-            super().handle_error(request, client_address)
 
 
 # --------------------------------------------------------------------------
 # The fake
 
 
-class FakeGoogle:
-    """Google token endpoint + Gmail send over HTTPS on 127.0.0.1 (see module doc)."""
+class FakeGoogle(HttpsFake):
+    """Google token endpoint + Gmail send over HTTPS on 127.0.0.1 (see module doc).
+    base_url is the Gmail API base (https://gmail.googleapis.com in production)."""
+
+    name = "fake_google"
+    server_version = "ESF"
+    api = "gmail"
+    body_limit = BODY_KEEP_LIMIT
+    length_required_methods = ("POST", "PUT")
+    log_fields = ("user", "service_account", "grant_type", "upload_type", "error")
+    fault_class = _Fault
+    log_entry_class = LogEntry
 
     def __init__(self, ca=None, host="127.0.0.1", port=0, verbose=False):
-        self._own_ca = ca is None
-        self.ca = ca or TestCA()
-        self.host = host
-        self._want_port = port
-        self.verbose = verbose
-        self.port = None
-        self._server = None
-        self._thread = None
-        self._lock = threading.RLock()
-        self._cond = threading.Condition(self._lock)
-        self._conns = set()
+        super().__init__(ca, host, port, verbose)
 
         # settings
         self.token_lifetime = 3599            # expires_in of the access tokens
@@ -621,69 +468,18 @@ class FakeGoogle:
         self._users = {}          # email (lower) -> User
         self._grants = {}         # domain or "*" -> {client_id: set(scopes)}
         self._tokens = {}         # value -> Token
-        self._sessions = {}       # upload id -> UploadSession
-        self._inflight = Counter()
         self._calls = {}          # user -> deque of call times (per-minute quota)
         self._daily = {}          # user -> deque of (time, recipients)
-        self._faults = []
-        self._token_error = None
-        self._sent = []
-        self._log = []
         self._next_id = int(time.time() * 1000) << 20
-        self.token_events = []    # dicts: time, ok, error, service_account, user, scopes
+        # _sessions: upload id -> UploadSession
+        # token_events: dicts with time, ok, error, service_account, user, scopes
 
-    # ---- lifecycle ---------------------------------------------------------
-
-    def start(self):
-        self._server = _Server((self.host, self._want_port), self, self.ca.server_context())
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.1}, daemon=True,
-                                        name="fake-google")
-        self._thread.start()
-        return self
-
-    def stop(self):
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            with self._lock:
-                conns = list(self._conns)
-            for c in conns:
-                try:
-                    c.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-            self._thread.join(timeout=5)
-            self._server = None
-        if self._own_ca:
-            self.ca.cleanup()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    @property
-    def base_url(self):
-        """The Gmail API base (https://gmail.googleapis.com in production)."""
-        if self.port is None:
-            raise RuntimeError("FakeGoogle is not started")
-        return "https://%s:%d" % (self.host, self.port)
-
-    @property
-    def ca_file(self):
-        return str(self.ca.ca_file)
+    # ---- addresses ---------------------------------------------------------
 
     @property
     def token_uri(self):
         """The token endpoint (https://oauth2.googleapis.com/token in production)."""
         return self.base_url + "/token"
-
-    def _track(self, conn, add):
-        with self._lock:
-            (self._conns.add if add else self._conns.discard)(conn)
 
     # ---- registration ------------------------------------------------------
 
@@ -906,8 +702,7 @@ class FakeGoogle:
 
     @property
     def tokens(self):
-        with self._lock:
-            return list(self._tokens.values())
+        return self._snapshot(self._tokens.values())
 
     def token_count(self, user=None, ok=None, service_account=None):
         """Token requests seen, optionally only those for one impersonated
@@ -932,19 +727,15 @@ class FakeGoogle:
         (epoch seconds) without a header. By default only Gmail requests
         match; `endpoint`: gmail | upload | token | any; `path_contains`
         alone matches any endpoint."""
-        self._add_fault(_Fault("fail", n, self._fault_endpoint(endpoint, path_contains),
-                               path_contains, method, status=status, reason=reason,
-                               message=message, retry_after=retry_after, retry_at=retry_at))
+        self._add_fault("fail", n, endpoint, path_contains, method, status=status,
+                        reason=reason, message=message, retry_after=retry_after,
+                        retry_at=retry_at)
 
     def delay(self, seconds, n=None, endpoint=None, path_contains=None, method=None):
         """Matching requests (Gmail by default) are answered `seconds` later,
         for the next `n` or until delay(0). The time counts against the
         per-user concurrency limit, as a slow backend would."""
-        with self._lock:
-            self._faults = [f for f in self._faults if f.kind != "delay"]
-        if seconds > 0:
-            self._add_fault(_Fault("delay", n, self._fault_endpoint(endpoint, path_contains),
-                                   path_contains, method, seconds=seconds))
+        self._set_delay(seconds, n, endpoint, path_contains, method)
 
     def reset_next(self, n=1, endpoint=None, path_contains=None, method=None,
                    after_processing=False):
@@ -952,100 +743,14 @@ class FakeGoogle:
         reset without an answer. after_processing=True: the request takes
         effect first (a send is accepted and recorded), as when an answer is
         lost on the way back."""
-        self._add_fault(_Fault("reset", n, self._fault_endpoint(endpoint, path_contains),
-                               path_contains, method, after_processing=after_processing))
+        self._add_fault("reset", n, endpoint, path_contains, method,
+                        after_processing=after_processing)
 
     def set_token_error(self, error, description=None, status=None, n=None):
         """Token requests fail with OAuth error `error` (e.g. invalid_grant,
         unauthorized_client, internal_failure) for the next `n` requests
         (None: until clear_token_error())."""
-        with self._lock:
-            self._token_error = {"error": error, "description": description or "",
-                                 "status": status, "remaining": n}
-
-    def clear_token_error(self):
-        with self._lock:
-            self._token_error = None
-
-    def clear_faults(self):
-        with self._lock:
-            self._faults = []
-            self._token_error = None
-
-    @staticmethod
-    def _fault_endpoint(endpoint, path_contains):
-        if endpoint:
-            return endpoint
-        return "any" if path_contains else "gmail"
-
-    def _add_fault(self, fault):
-        with self._lock:
-            self._faults.append(fault)
-
-    def _take_faults(self, endpoint, method, path):
-        """(fail-or-reset fault or None, delay seconds)."""
-        with self._lock:
-            hit = None
-            seconds = 0.0
-            for f in self._faults:
-                if not f.matches(endpoint, method, path):
-                    continue
-                if f.kind == "delay":
-                    if f.remaining is not None:
-                        f.remaining -= 1
-                    seconds = f.seconds
-                elif hit is None:
-                    if f.remaining is not None:
-                        f.remaining -= 1
-                    hit = f
-            self._faults = [f for f in self._faults if f.remaining is None or f.remaining > 0]
-            return hit, seconds
-
-    # ---- records -----------------------------------------------------------
-
-    @property
-    def sent(self):
-        with self._lock:
-            return list(self._sent)
-
-    def wait_sent(self, n=1, timeout=10):
-        """Waits until at least `n` messages were accepted; returns them all.
-        Raises TimeoutError otherwise."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while len(self._sent) < n:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError("expected %d sent messages, have %d" % (n, len(self._sent)))
-                self._cond.wait(left)
-            return list(self._sent)
-
-    @property
-    def requests(self):
-        with self._lock:
-            return list(self._log)
-
-    def requests_to(self, path_contains, method=None):
-        return [e for e in self.requests if path_contains in e.path
-                and (method is None or e.method == method)]
-
-    @property
-    def upload_sessions(self):
-        with self._lock:
-            return dict(self._sessions)
-
-    def expire_upload_sessions(self):
-        """Open resumable sessions expire (their PUTs get 404)."""
-        with self._lock:
-            for s in self._sessions.values():
-                s.expires_at = time.time() - 1
-
-    def clear_records(self):
-        """Forgets sent messages, the request log and the token events."""
-        with self._lock:
-            self._sent = []
-            self._log = []
-            self.token_events = []
+        self._force_token_error(n, error=error, description=description or "", status=status)
 
     # ---- dispatch ----------------------------------------------------------
 
@@ -1059,134 +764,15 @@ class FakeGoogle:
             return "upload"
         return "other"
 
-    def _read_body(self, h):
-        """(body bytes or None when over BODY_KEEP_LIMIT, length, framed)."""
-        te = (h.headers.get("Transfer-Encoding") or "").lower()
-        buf = bytearray()
+    def _length_required(self, req):
+        req.log["error"] = "lengthRequired"
+        return Response(411, b"<!DOCTYPE html>\n<html lang=en><title>Error 411 (Length "
+                        b"Required)!!1</title></html>\n",
+                        [("Content-Type", "text/html; charset=UTF-8")])
 
-        def take(n, total):
-            left = n
-            while left:
-                chunk = h.rfile.read(min(left, 1 << 16))
-                if not chunk:
-                    raise _BadFraming()
-                left -= len(chunk)
-                total += len(chunk)
-                if total <= BODY_KEEP_LIMIT:
-                    buf.extend(chunk)
-            return total
-
-        total = 0
-        if "chunked" in te:
-            while True:
-                line = h.rfile.readline(65537)
-                if not line:
-                    raise _BadFraming()
-                try:
-                    size = int(line.split(b";")[0].strip(), 16)
-                except ValueError:
-                    raise _BadFraming()
-                if size == 0:
-                    while True:
-                        line = h.rfile.readline(65537)
-                        if line in (b"\r\n", b"\n", b""):
-                            break
-                    break
-                total = take(size, total)
-                h.rfile.readline(8)
-            return (bytes(buf) if total <= BODY_KEEP_LIMIT else None), total, True
-        cl = h.headers.get("Content-Length")
-        if cl is None:
-            return b"", 0, False
-        try:
-            n = int(cl)
-            if n < 0:
-                raise ValueError
-        except ValueError:
-            raise _BadFraming()
-        total = take(n, total)
-        return (bytes(buf) if total <= BODY_KEEP_LIMIT else None), total, True
-
-    def _handle(self, h):
-        split = urlsplit(h.path)
-        path = unquote(split.path)
-        query = parse_qs(split.query, keep_blank_values=True)
-        method = h.command
-        endpoint = self._classify(path)
-        entry = LogEntry(time=time.time(), method=method, path=path, endpoint=endpoint,
-                         status=None, authorization=h.headers.get("Authorization") is not None,
-                         content_type=h.headers.get("Content-Type"))
-        try:
-            body, body_len, framed = self._read_body(h)
-        except _BadFraming:
-            h.close_connection = True
-            self._send_http(h, _Response(400, b"", close=True), entry)
-            return
-        entry.body_length = body_len
-        req = _Request(h, method, path, query, body, body_len, endpoint)
-
-        fault, delay = self._take_faults(endpoint, method, path)
-        if fault is not None and fault.kind == "reset" and not fault.after_processing:
-            if delay:
-                time.sleep(delay)
-            self._reset(h, entry)
-            return
-        if fault is not None and fault.kind == "fail":
-            if delay:
-                time.sleep(delay)
-            resp = self._fault_response(req, fault)
-        elif method in ("POST", "PUT") and not framed:
-            resp = _Response(411, b"<!DOCTYPE html>\n<html lang=en><title>Error 411 (Length "
-                             b"Required)!!1</title></html>\n",
-                             [("Content-Type", "text/html; charset=UTF-8")])
-            req.log["error"] = "lengthRequired"
-        elif endpoint == "token":
-            if delay:
-                time.sleep(delay)
-            resp = self._token_endpoint(req)
-        elif endpoint in ("gmail", "upload"):
-            resp = self._gmail_endpoint(req, delay)
-        else:
-            resp = self._gmail_error_response(req, _GmailError(
-                404, "notFound", "Not Found", detail="Not Found"))
-        entry.user = req.log.get("user")
-        entry.service_account = req.log.get("service_account")
-        entry.grant_type = req.log.get("grant_type")
-        entry.upload_type = req.log.get("upload_type")
-        entry.error = req.log.get("error")
-        if fault is not None and fault.kind == "reset":
-            self._reset(h, entry)
-            return
-        self._send_http(h, resp, entry)
-
-    def _send_http(self, h, resp, entry):
-        entry.status = resp.status
-        with self._lock:
-            self._log.append(entry)
-        h.send_response(resp.status)
-        for k, v in resp.headers:
-            h.send_header(k, v)
-        h.send_header("Content-Length", str(len(resp.body)))
-        if resp.close:
-            h.send_header("Connection", "close")
-            h.close_connection = True
-        h.end_headers()
-        if resp.body:
-            h.wfile.write(resp.body)
-        h.wfile.flush()
-
-    def _reset(self, h, entry):
-        with self._lock:
-            self._log.append(entry)
-        h.close_connection = True
-        try:
-            h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass
-        try:
-            h.connection.close()
-        except OSError:
-            pass
+    def _not_found(self, req):
+        return self._gmail_error_response(req, _GmailError(
+            404, "notFound", "Not Found", detail="Not Found"))
 
     def _fault_response(self, req, fault):
         if req.endpoint == "token":
@@ -1209,9 +795,9 @@ class FakeGoogle:
 
     @staticmethod
     def _json(status, obj, headers=None):
-        return _Response(status, json.dumps(obj, indent=2).encode() + b"\n",
-                         [("Content-Type", "application/json; charset=UTF-8")]
-                         + list(headers or []))
+        return Response(status, json.dumps(obj, indent=2).encode() + b"\n",
+                        [("Content-Type", "application/json; charset=UTF-8")]
+                        + list(headers or []))
 
     # ---- token endpoint ----------------------------------------------------
 
@@ -1256,14 +842,9 @@ class FakeGoogle:
                 form[k] = v[0]
         grant = form.get("grant_type")
         req.log["grant_type"] = grant
-        with self._lock:
-            forced = self._token_error
-            if forced:
-                if forced["remaining"] is not None:
-                    forced["remaining"] -= 1
-                    if forced["remaining"] <= 0:
-                        self._token_error = None
-                raise _TokenError(forced["error"], forced["description"], forced["status"])
+        forced = self._take_token_error()
+        if forced:
+            raise _TokenError(forced["error"], forced["description"], forced["status"])
         if not grant:
             raise _TokenError("invalid_request", "Missing required parameter: grant_type")
         if grant != JWT_BEARER_GRANT:
@@ -1332,18 +913,10 @@ class FakeGoogle:
 
     @staticmethod
     def _parse_jwt(jwt):
-        parts = jwt.split(".")
-        if len(parts) != 3:
-            raise _TokenError("invalid_grant", BAD_JWT)
         try:
-            header = json.loads(b64url_decode(parts[0]))
-            claims = json.loads(b64url_decode(parts[1]))
-            signature = b64url_decode(parts[2])
-        except (ValueError, binascii.Error, UnicodeDecodeError):
+            return split_jwt(jwt)
+        except ValueError:
             raise _TokenError("invalid_grant", BAD_JWT)
-        if not isinstance(header, dict) or not isinstance(claims, dict):
-            raise _TokenError("invalid_grant", BAD_JWT)
-        return header, claims, (parts[0] + "." + parts[1]).encode("ascii"), signature
 
     # ---- Gmail -------------------------------------------------------------
 
@@ -1377,7 +950,7 @@ class FakeGoogle:
         return self._json(status, obj, [("Vary", "Origin"), ("Vary", "X-Origin"),
                                         ("Vary", "Referer")] + list(headers))
 
-    def _gmail_endpoint(self, req, delay):
+    def _api_endpoint(self, req, delay):
         try:
             return self._gmail(req, delay)
         except _GmailError as e:
@@ -1404,13 +977,7 @@ class FakeGoogle:
             raise _GmailError(400, "badRequest", "Invalid upload type: %s" % upload_type)
         tok = self._authenticate(req)
         user = self._user_for(req, tok, user_id)
-        key = _norm(user.email)
-        if not self._acquire(key):
-            raise _GmailError(429, "rateLimitExceeded", CONCURRENT,
-                              retry_after=self.throttle_retry_after)
-        try:
-            if delay:
-                time.sleep(delay)
+        with self._slot(_norm(user.email), delay):
             self._check_rate(user, tok)
             if upload_type == "resumable":
                 return self._resumable_start(req, tok, user, user_id)
@@ -1423,8 +990,6 @@ class FakeGoogle:
                 meta, raw = self._raw_body(req)
                 via = "raw"
             return self._accept(req, tok, user, raw, meta, via)
-        finally:
-            self._release(key)
 
     def _authenticate(self, req):
         auth = (req.header("Authorization") or "").strip()
@@ -1456,40 +1021,18 @@ class FakeGoogle:
             raise _GmailError(400, "failedPrecondition", MAIL_NOT_ENABLED)
         return user
 
-    def _acquire(self, key):
-        with self._lock:
-            if self.concurrency_limit and self._inflight[key] >= self.concurrency_limit:
-                return False
-            self._inflight[key] += 1
-            return True
-
-    def _release(self, key):
-        with self._lock:
-            self._inflight[key] -= 1
-            if self._inflight[key] <= 0:
-                del self._inflight[key]
-
     def _check_rate(self, user, tok):
-        if not self.rate_limit:
-            return
-        now = time.time()
-        with self._lock:
-            q = self._calls.setdefault(_norm(user.email), deque())
-            while q and q[0] <= now - 60:
-                q.popleft()
-            if len(q) >= self.rate_limit:
+        if self._rate_wait(self._calls, _norm(user.email), self.rate_limit) is not None:
+            with self._lock:
                 sa = self._accounts.get(tok.service_account.lower())
-                raise _GmailError(429, "rateLimitExceeded",
-                                  _quota_message(sa.project_number if sa else "0"),
-                                  retry_after=self.throttle_retry_after)
-            q.append(now)
+            raise _GmailError(429, "rateLimitExceeded",
+                              _quota_message(sa.project_number if sa else "0"),
+                              retry_after=self.throttle_retry_after)
 
     def _check_daily(self, user, nrecipients):
         now = time.time()
         with self._lock:
-            q = self._daily.setdefault(_norm(user.email), deque())
-            while q and q[0][0] <= now - 86400:
-                q.popleft()
+            q = recent(self._daily, _norm(user.email), now - 86400, lambda entry: entry[0])
             over = (self.daily_message_limit and len(q) >= self.daily_message_limit) or (
                 self.daily_recipient_limit
                 and sum(n for _, n in q) + nrecipients > self.daily_recipient_limit)
@@ -1662,8 +1205,8 @@ class FakeGoogle:
             self._sessions[s.id] = s
         location = "%s/upload/gmail/v1/users/%s/messages/send?uploadType=resumable&upload_id=%s" \
             % (self.base_url, quote(user_id, safe="@"), s.id)
-        return _Response(200, b"", [("Location", location), ("X-GUploader-UploadID", s.id),
-                                    ("Vary", "Origin"), ("Vary", "X-Origin")])
+        return Response(200, b"", [("Location", location), ("X-GUploader-UploadID", s.id),
+                                   ("Vary", "Origin"), ("Vary", "X-Origin")])
 
     def _resumable_put(self, req, delay):
         sid = req.param("upload_id")
@@ -1676,23 +1219,19 @@ class FakeGoogle:
             raise _GmailError(404, "notFound", "Not Found", detail="Not Found")
         req.log["user"] = s.user
         req.log["service_account"] = s.token.service_account
-        key = _norm(s.user)
-        if not self._acquire(key):
-            raise _GmailError(429, "rateLimitExceeded", CONCURRENT,
-                              retry_after=self.throttle_retry_after)
-        try:
-            if delay:
-                time.sleep(delay)
+        with self._slot(_norm(s.user), delay):
             return self._resumable_chunk(req, s)
-        finally:
-            self._release(key)
+
+    def _over_concurrency(self):
+        return _GmailError(429, "rateLimitExceeded", CONCURRENT,
+                           retry_after=self.throttle_retry_after)
 
     def _resumable_chunk(self, req, s):
         def progress():
             hdrs = [("X-GUploader-UploadID", s.id)]
             if s.received:
                 hdrs.append(("Range", "bytes=0-%d" % (s.received - 1)))
-            return _Response(308, b"", hdrs)
+            return Response(308, b"", hdrs)
 
         if req.body is None:
             with self._lock:
@@ -1790,10 +1329,7 @@ class FakeGoogle:
         if len(raw) > self.max_message_size:
             raise self._too_large()
         addrs = self._recipients(raw)
-        everyone = []
-        for a in addrs["to"] + addrs["cc"] + addrs["bcc"]:
-            if a not in everyone:
-                everyone.append(a)
+        everyone = unique(addrs["to"] + addrs["cc"] + addrs["bcc"])
         if not everyone:
             raise _GmailError(400, "invalidArgument", RECIPIENT_REQUIRED)
         if self.max_recipients and len(everyone) > self.max_recipients:
@@ -1812,9 +1348,7 @@ class FakeGoogle:
                           request_id=req.request_id, id=mid, thread_id=thread,
                           service_account=tok.service_account, client_id=tok.client_id,
                           from_header=frm, sent_from=sent_from, metadata=dict(meta))
-        with self._cond:
-            self._sent.append(msg)
-            self._cond.notify_all()
+        self._record(msg)
         return self._gmail_ok(req, {"id": mid, "threadId": thread, "labelIds": ["SENT"]})
 
 
@@ -1836,45 +1370,32 @@ def main(argv=None):
                     help="comma-separated scopes granted by domain-wide delegation")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
-    import signal
-
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    fake = FakeGoogle(port=args.port, verbose=args.verbose).start()
     tmp = None
-    try:
-        key = fake.add_service_account(args.service_account)
-        users = args.user or ["relay@example.com"]
-        for u in users:
-            fake.add_user(u)
-        fake.grant_delegation(key["client_id"], [s for s in args.scopes.split(",") if s])
-        if args.key_file:
-            key_path = fake.write_key_file(args.key_file)
-        else:
-            tmp = tempfile.mkdtemp(prefix="mb-fake-google-key-")
-            key_path = fake.write_key_file(Path(tmp) / "service-account.json")
-        print("Gmail API:  %s" % fake.base_url)
-        print("token URI:  %s" % fake.token_uri)
-        print("CA file:    %s" % fake.ca_file)
-        print("key file:   %s" % key_path)
-        print("client id:  %s (%s)" % (key["client_id"], key["client_email"]))
-        print("users:      %s" % ", ".join(users))
-        print("crypto:     %s" % CRYPTO_BACKEND)
-        print("Ctrl-C stops it.", flush=True)
-        while True:
-            before = len(fake.sent)
-            time.sleep(1)
-            for m in fake.sent[before:]:
-                print("sent: %s %s -> %s (%d bytes)" % (m.via, m.user, ", ".join(m.recipients),
-                                                        m.size), flush=True)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        fake.stop()
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
+    with FakeGoogle(port=args.port, verbose=args.verbose) as fake:
+        try:
+            key = fake.add_service_account(args.service_account)
+            users = args.user or ["relay@example.com"]
+            for u in users:
+                fake.add_user(u)
+            fake.grant_delegation(key["client_id"], [s for s in args.scopes.split(",") if s])
+            if args.key_file:
+                key_path = fake.write_key_file(args.key_file)
+            else:
+                tmp = tempfile.mkdtemp(prefix="mb-fake-google-key-")
+                key_path = fake.write_key_file(Path(tmp) / "service-account.json")
+            print("Gmail API:  %s" % fake.base_url)
+            print("token URI:  %s" % fake.token_uri)
+            print("CA file:    %s" % fake.ca_file)
+            print("key file:   %s" % key_path)
+            print("client id:  %s (%s)" % (key["client_id"], key["client_email"]))
+            print("users:      %s" % ", ".join(users))
+            print("crypto:     %s" % CRYPTO_BACKEND)
+            print("Ctrl-C stops it.", flush=True)
+            run_until_interrupted([(lambda: fake.sent, lambda m: "sent: %s %s -> %s (%d bytes)" % (
+                m.via, m.user, ", ".join(m.recipients), m.size))])
+        finally:
+            if tmp:
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -42,26 +42,26 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import ssl
-import struct
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, quote, unquote, unquote_plus, urlsplit
+from urllib.parse import parse_qs, quote, unquote_plus
 
 try:
-    from .test_ca import TestCA, b64url, b64url_decode, cert_der, run_openssl, thumbprints
+    from .fake_base import run_until_interrupted
+    from .https_fake import Fault, HttpsFake, Request, Response, unique
+    from .https_fake import LogEntry as BaseLogEntry
+    from .test_ca import b64url, cert_der, run_openssl, split_jwt, thumbprints, verify
 except ImportError:
-    from test_ca import TestCA, b64url, b64url_decode, cert_der, run_openssl, thumbprints
+    from fake_base import run_until_interrupted
+    from https_fake import Fault, HttpsFake, Request, Response, unique
+    from https_fake import LogEntry as BaseLogEntry
+    from test_ca import b64url, cert_der, run_openssl, split_jwt, thumbprints, verify
 
 MB = 1024 * 1024
 REQUEST_LIMIT = 4 * MB            # Graph refuses request bodies above this
@@ -393,11 +393,7 @@ class SentMessage:
     @property
     def recipients(self):
         """To, Cc and Bcc together, lower-cased, each once."""
-        out = []
-        for a in self.to + self.cc + self.bcc:
-            if a not in out:
-                out.append(a)
-        return out
+        return unique(self.to + self.cc + self.bcc)
 
     @property
     def email(self):
@@ -434,14 +430,9 @@ class SentMessage:
 
 
 @dataclass
-class LogEntry:
-    """One request as the fake saw it; no secrets (no query strings, no bodies)."""
-    time: float
-    method: str
-    path: str
-    endpoint: str              # token | graph | upload | other
-    status: object             # None when the connection was reset instead
-    authorization: bool        # an Authorization header was sent
+class LogEntry(BaseLogEntry):
+    """One request as the fake saw it; no secrets (no query strings, no
+    bodies). endpoint: token | graph | upload | other."""
     grant_type: object = None
     client_id: object = None
     mailbox: object = None
@@ -486,33 +477,11 @@ def _message_from_json(message):
 # Requests and responses
 
 
-class _Request:
-    def __init__(self, handler, method, path, query, body, body_len, endpoint):
-        self.handler = handler
-        self.method = method
-        self.path = path
-        self.query = query
-        self.headers = handler.headers
-        self.body = body               # None when over REQUEST_LIMIT
-        self.body_len = body_len
-        self.endpoint = endpoint
+class _Request(Request):
+    def __init__(self, *args):
+        super().__init__(*args)
         self.request_id = _guid()
-        self.client_request_id = handler.headers.get("client-request-id")
-        self.log = {}                  # extra fields for the LogEntry
-
-    def header(self, name, default=None):
-        return self.headers.get(name, default)
-
-    def content_type(self):
-        return (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-
-
-class _Response:
-    def __init__(self, status, body=b"", headers=None, close=False):
-        self.status = status
-        self.body = body
-        self.headers = list(headers or [])
-        self.close = close
+        self.client_request_id = self.headers.get("client-request-id")
 
 
 class _TokenError(Exception):
@@ -543,113 +512,30 @@ class _GraphError(Exception):
         self.headers = headers or []
 
 
-class _BadFraming(Exception):
-    pass
-
-
 @dataclass
-class _Fault:
-    kind: str                  # fail | reset | delay
-    remaining: object          # int, or None for "until cleared"
-    endpoint: str
-    path_contains: object
-    method: object
-    status: int = 0
-    code: object = None
-    message: object = None
-    retry_after: object = None
-    seconds: float = 0.0
-    after_processing: bool = False
-
-    def matches(self, endpoint, method, path):
-        if self.remaining is not None and self.remaining <= 0:
-            return False
-        if self.endpoint == "graph" and endpoint not in ("graph", "upload"):
-            return False
-        if self.endpoint in ("token", "upload") and endpoint != self.endpoint:
-            return False
-        if self.path_contains and self.path_contains not in path:
-            return False
-        if self.method and self.method.upper() != method:
-            return False
-        return True
-
-
-# --------------------------------------------------------------------------
-# HTTP plumbing
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "FakeMicrosoft/1.0"
-    sys_version = ""
-    timeout = 120
-
-    def log_message(self, fmt, *args):
-        if self.server.fake.verbose:
-            sys.stderr.write("fake_microsoft: " + (fmt % args) + "\n")
-
-    def _run(self):
-        try:
-            self.server.fake._handle(self)
-        except (BrokenPipeError, ConnectionResetError, ssl.SSLError, socket.timeout, OSError):
-            self.close_connection = True
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _run
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 64
-
-    def __init__(self, address, fake, ssl_ctx):
-        self.fake = fake
-        self.ssl_ctx = ssl_ctx
-        super().__init__(address, _Handler)
-
-    def finish_request(self, request, client_address):
-        # The TLS handshake runs here, on the connection's own thread, so a
-        # slow or broken client never stalls accept().
-        request.settimeout(30)
-        try:
-            tls = self.ssl_ctx.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError):
-            return
-        self.fake._track(tls, True)
-        try:
-            self.RequestHandlerClass(tls, client_address, self)
-        finally:
-            self.fake._track(tls, False)
-            try:
-                tls.close()
-            except OSError:
-                pass
-
-    def handle_error(self, request, client_address):
-        if self.fake.verbose:
-            super().handle_error(request, client_address)
+class _Fault(Fault):
+    code: object = None        # Graph error code, or AADSTS code (int) / error (str) on token
 
 
 # --------------------------------------------------------------------------
 # The fake
 
 
-class FakeMicrosoft:
+class FakeMicrosoft(HttpsFake):
     """Token endpoint + Graph mail over HTTPS on 127.0.0.1 (see module doc)."""
 
+    name = "fake_microsoft"
+    server_version = "FakeMicrosoft/1.0"
+    api = "graph"
+    body_limit = REQUEST_LIMIT
+    length_required_methods = ("POST", "PUT", "PATCH")
+    log_fields = ("grant_type", "client_id", "mailbox", "error")
+    request_class = _Request
+    fault_class = _Fault
+    log_entry_class = LogEntry
+
     def __init__(self, ca=None, host="127.0.0.1", port=0, verbose=False):
-        self._own_ca = ca is None
-        self.ca = ca or TestCA()
-        self.host = host
-        self._want_port = port
-        self.verbose = verbose
-        self.port = None
-        self._server = None
-        self._thread = None
-        self._lock = threading.RLock()
-        self._cond = threading.Condition(self._lock)
-        self._conns = set()
+        super().__init__(ca, host, port, verbose)
         self.workdir = Path(tempfile.mkdtemp(prefix="mb-fake-ms-"))
 
         # settings
@@ -681,67 +567,21 @@ class FakeMicrosoft:
         self._device = {}             # device_code -> DeviceCode
         self._auto_device_user = None
         self._drafts = {}
-        self._sessions = {}
         self._send_as = {}            # mailbox -> set of grantees
         self._send_as_denied = set()
-        self._inflight = Counter()
         self._sends = {}              # mailbox -> deque of times
-        self._faults = []
-        self._token_error = None      # (_TokenError args, remaining, grant_type)
-        self._sent = []
-        self._log = []
         self.token_requests = Counter()   # grant kind -> requests (all outcomes)
         self.token_issued = Counter()     # grant kind -> tokens issued
-        self.token_events = []            # dicts: grant, client_id, tenant, ok, error, credential
+        # token_events: dicts with grant, client_id, tenant, ok, error, credential
 
     # ---- lifecycle ---------------------------------------------------------
 
-    def start(self):
-        self._server = _Server((self.host, self._want_port), self, self.ca.server_context())
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.1}, daemon=True,
-                                        name="fake-microsoft")
-        self._thread.start()
-        return self
-
     def stop(self):
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            with self._lock:
-                conns = list(self._conns)
-            for c in conns:
-                try:
-                    c.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-            self._thread.join(timeout=5)
-            self._server = None
+        super().stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
-        if self._own_ca:
-            self.ca.cleanup()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    @property
-    def base_url(self):
-        return "https://%s:%d" % (self.host, self.port)
-
-    @property
-    def ca_file(self):
-        return str(self.ca.ca_file)
 
     def token_url(self, tenant):
         return "%s/%s/oauth2/v2.0/token" % (self.base_url, tenant)
-
-    def _track(self, conn, add):
-        with self._lock:
-            (self._conns.add if add else self._conns.discard)(conn)
 
     # ---- registration ------------------------------------------------------
 
@@ -921,13 +761,11 @@ class FakeMicrosoft:
 
     @property
     def tokens(self):
-        with self._lock:
-            return list(self._tokens.values())
+        return self._snapshot(self._tokens.values())
 
     @property
     def refresh_tokens(self):
-        with self._lock:
-            return list(self._refresh.values())
+        return self._snapshot(self._refresh.values())
 
     def token_count(self, grant_type=None, ok=None):
         """Token requests seen, optionally of one grant kind
@@ -966,8 +804,7 @@ class FakeMicrosoft:
 
     @property
     def device_codes(self):
-        with self._lock:
-            return list(self._device.values())
+        return self._snapshot(self._device.values())
 
     # ---- faults ------------------------------------------------------------
 
@@ -978,19 +815,14 @@ class FakeMicrosoft:
         default only Graph requests (API and upload URLs) match; with
         `path_contains` any request whose path contains it; `endpoint`:
         graph | token | upload | any."""
-        self._add_fault(_Fault("fail", n, self._fault_endpoint(endpoint, path_contains),
-                               path_contains, method, status=status, code=code,
-                               message=message, retry_after=retry_after))
+        self._add_fault("fail", n, endpoint, path_contains, method, status=status, code=code,
+                        message=message, retry_after=retry_after)
 
     def delay(self, seconds, n=None, path_contains=None, endpoint=None, method=None):
         """Graph answers (by default) `seconds` later, for the next `n`
         requests or until delay(0). The time counts against the concurrency
         limit, as a slow backend would."""
-        with self._lock:
-            self._faults = [f for f in self._faults if f.kind != "delay"]
-        if seconds > 0:
-            self._add_fault(_Fault("delay", n, self._fault_endpoint(endpoint, path_contains),
-                                   path_contains, method, seconds=seconds))
+        self._set_delay(seconds, n, endpoint, path_contains, method)
 
     def reset_next(self, n=1, path_contains=None, endpoint=None, method=None,
                    after_processing=False):
@@ -998,108 +830,29 @@ class FakeMicrosoft:
         reset without an answer. after_processing=True: the request takes
         effect first (a sendMail is accepted and recorded), as when an answer
         is lost on the way back."""
-        self._add_fault(_Fault("reset", n, self._fault_endpoint(endpoint, path_contains),
-                               path_contains, method, after_processing=after_processing))
+        self._add_fault("reset", n, endpoint, path_contains, method,
+                        after_processing=after_processing)
 
     def set_token_error(self, code, status=None, error=None, description=None, n=None,
                         grant_type=None):
         """Token requests fail with AADSTS `code` (status and error from the
         table unless given) for the next `n` requests (None: until
         clear_token_error()); optionally only for one grant kind."""
-        with self._lock:
-            self._token_error = {"code": code, "status": status, "error": error,
-                                 "description": description, "remaining": n,
-                                 "grant": grant_type}
-
-    def clear_token_error(self):
-        with self._lock:
-            self._token_error = None
-
-    def clear_faults(self):
-        with self._lock:
-            self._faults = []
-            self._token_error = None
-
-    @staticmethod
-    def _fault_endpoint(endpoint, path_contains):
-        if endpoint:
-            return endpoint
-        return "any" if path_contains else "graph"
-
-    def _add_fault(self, fault):
-        with self._lock:
-            self._faults.append(fault)
-
-    def _take_faults(self, endpoint, method, path):
-        """(fail-or-reset fault or None, delay seconds)."""
-        with self._lock:
-            hit = None
-            seconds = 0.0
-            for f in self._faults:
-                if not f.matches(endpoint, method, path):
-                    continue
-                if f.kind == "delay":
-                    if f.remaining is not None:
-                        f.remaining -= 1
-                    seconds = f.seconds
-                elif hit is None:
-                    if f.remaining is not None:
-                        f.remaining -= 1
-                    hit = f
-            self._faults = [f for f in self._faults if f.remaining is None or f.remaining > 0]
-            return hit, seconds
+        self._force_token_error(n, code=code, status=status, error=error,
+                                description=description, grant=grant_type)
 
     # ---- records -----------------------------------------------------------
 
     @property
-    def sent(self):
-        with self._lock:
-            return list(self._sent)
-
-    def wait_sent(self, n=1, timeout=10):
-        """Waits until at least `n` messages were accepted; returns them all.
-        Raises TimeoutError otherwise."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while len(self._sent) < n:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError("expected %d sent messages, have %d" % (n, len(self._sent)))
-                self._cond.wait(left)
-            return list(self._sent)
-
-    @property
-    def requests(self):
-        with self._lock:
-            return list(self._log)
-
-    def requests_to(self, path_contains, method=None):
-        return [e for e in self.requests if path_contains in e.path
-                and (method is None or e.method == method)]
-
-    @property
     def drafts(self):
-        with self._lock:
-            return dict(self._drafts)
-
-    @property
-    def upload_sessions(self):
-        with self._lock:
-            return dict(self._sessions)
-
-    def expire_upload_sessions(self):
-        with self._lock:
-            for s in self._sessions.values():
-                s.expires_at = time.time() - 1
+        return self._snapshot(self._drafts, dict)
 
     def clear_records(self):
         """Forgets sent messages, the request log and the token counters."""
         with self._lock:
-            self._sent = []
-            self._log = []
+            super().clear_records()
             self.token_requests.clear()
             self.token_issued.clear()
-            self.token_events = []
 
     # ---- dispatch ----------------------------------------------------------
 
@@ -1112,137 +865,19 @@ class FakeMicrosoft:
             return "token"
         return "other"
 
-    def _read_body(self, h):
-        """(body bytes or None when over REQUEST_LIMIT, length, framed)."""
-        te = (h.headers.get("Transfer-Encoding") or "").lower()
-        buf = bytearray()
-        total = 0
+    def _new_log_entry(self, h, method, path, endpoint):
+        entry = super()._new_log_entry(h, method, path, endpoint)
+        entry.client_request_id = h.headers.get("client-request-id")
+        return entry
 
-        def take(n, total):
-            # Reads n bytes, keeping them only while the body is within the
-            # limit; returns the new total.
-            left = n
-            while left:
-                chunk = h.rfile.read(min(left, 1 << 16))
-                if not chunk:
-                    raise _BadFraming()
-                left -= len(chunk)
-                total += len(chunk)
-                if total <= REQUEST_LIMIT:
-                    buf.extend(chunk)
-            return total
+    def _length_required(self, req):
+        # IIS in front of Graph wants a length (or chunks) on every POST.
+        return self._graph_response(req, _GraphError(411, "LengthRequired", "Length Required"))
 
-        if "chunked" in te:
-            while True:
-                line = h.rfile.readline(65537)
-                if not line:
-                    raise _BadFraming()
-                try:
-                    size = int(line.split(b";")[0].strip(), 16)
-                except ValueError:
-                    raise _BadFraming()
-                if size == 0:
-                    while True:
-                        line = h.rfile.readline(65537)
-                        if line in (b"\r\n", b"\n", b""):
-                            break
-                    break
-                total = take(size, total)
-                h.rfile.readline(8)
-            return (bytes(buf) if total <= REQUEST_LIMIT else None), total, True
-        cl = h.headers.get("Content-Length")
-        if cl is None:
-            return b"", 0, False
-        try:
-            n = int(cl)
-            if n < 0:
-                raise ValueError
-        except ValueError:
-            raise _BadFraming()
-        total = take(n, total)
-        return (bytes(buf) if total <= REQUEST_LIMIT else None), total, True
-
-    def _handle(self, h):
-        split = urlsplit(h.path)
-        path = unquote(split.path)
-        query = parse_qs(split.query, keep_blank_values=True)
-        method = h.command
-        endpoint = self._classify(path)
-        entry = LogEntry(time=time.time(), method=method, path=path, endpoint=endpoint,
-                         status=None, authorization=h.headers.get("Authorization") is not None,
-                         content_type=h.headers.get("Content-Type"),
-                         client_request_id=h.headers.get("client-request-id"))
-        try:
-            body, body_len, framed = self._read_body(h)
-        except _BadFraming:
-            h.close_connection = True
-            self._send(h, _Response(400, b"", close=True), entry)
-            return
-        entry.body_length = body_len
-        req = _Request(h, method, path, query, body, body_len, endpoint)
-
-        fault, delay = self._take_faults(endpoint, method, path)
-        if fault is not None and fault.kind == "reset" and not fault.after_processing:
-            if delay:
-                time.sleep(delay)
-            self._reset(h, entry)
-            return
-        if fault is not None and fault.kind == "fail":
-            if delay:
-                time.sleep(delay)
-            resp = self._fault_response(req, fault)
-        elif method in ("POST", "PUT", "PATCH") and not framed:
-            # IIS in front of Graph wants a length (or chunks) on every POST.
-            resp = self._graph_response(req, _GraphError(
-                411, "LengthRequired", "Length Required"))
-        elif endpoint == "token":
-            if delay:
-                time.sleep(delay)
-            resp = self._token_endpoint(req)
-        elif endpoint in ("graph", "upload"):
-            resp = self._graph_endpoint(req, delay)
-        else:
-            resp = self._graph_response(req, _GraphError(
-                404, "ResourceNotFound", "Resource not found for the segment '%s'."
-                % path.strip("/").split("/")[0]))
-        entry.grant_type = req.log.get("grant_type")
-        entry.client_id = req.log.get("client_id")
-        entry.mailbox = req.log.get("mailbox")
-        entry.error = req.log.get("error")
-        if fault is not None and fault.kind == "reset":
-            self._reset(h, entry)
-            return
-        self._send(h, resp, entry)
-
-    def _send(self, h, resp, entry):
-        entry.status = resp.status
-        with self._lock:
-            self._log.append(entry)
-        h.send_response(resp.status)
-        for k, v in resp.headers:
-            h.send_header(k, v)
-        if resp.status != 204 and resp.status >= 200:
-            h.send_header("Content-Length", str(len(resp.body)))
-        if resp.close:
-            h.send_header("Connection", "close")
-            h.close_connection = True
-        h.end_headers()
-        if resp.body:
-            h.wfile.write(resp.body)
-        h.wfile.flush()
-
-    def _reset(self, h, entry):
-        with self._lock:
-            self._log.append(entry)
-        h.close_connection = True
-        try:
-            h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass
-        try:
-            h.connection.close()
-        except OSError:
-            pass
+    def _not_found(self, req):
+        return self._graph_response(req, _GraphError(
+            404, "ResourceNotFound", "Resource not found for the segment '%s'."
+            % req.path.strip("/").split("/")[0]))
 
     def _fault_response(self, req, fault):
         req.log["error"] = fault.code or "injected"
@@ -1310,17 +945,12 @@ class FakeMicrosoft:
         event = {"grant": kind, "client_id": client_id, "tenant": tenant_name, "ok": False,
                  "error": None, "credential": None, "time": time.time()}
         try:
-            with self._lock:
-                forced = self._token_error
-                if forced and (forced["grant"] is None or forced["grant"] == kind):
-                    if forced["remaining"] is not None:
-                        forced["remaining"] -= 1
-                        if forced["remaining"] <= 0:
-                            self._token_error = None
-                    raise _TokenError(forced["code"], status=forced["status"],
-                                      error=forced["error"], description=forced["description"],
-                                      app=client_id, tenant=tenant_name, param="", scope="",
-                                      grant=grant, method=req.method, issued="")
+            forced = self._take_token_error(kind)
+            if forced:
+                raise _TokenError(forced["code"], status=forced["status"],
+                                  error=forced["error"], description=forced["description"],
+                                  app=client_id, tenant=tenant_name, param="", scope="",
+                                  grant=grant, method=req.method, issued="")
             if not grant:
                 raise _TokenError(900144, param="grant_type")
             if kind not in ("client_credentials", "password", "refresh_token", "device_code"):
@@ -1420,16 +1050,9 @@ class FakeMicrosoft:
         raise _TokenError(7000215, app=app.client_id)
 
     def _check_assertion(self, req, tenant, tenant_name, app, jwt):
-        parts = jwt.split(".")
-        if len(parts) != 3:
-            raise _TokenError(50027)
         try:
-            header = json.loads(b64url_decode(parts[0]))
-            claims = json.loads(b64url_decode(parts[1]))
-            signature = b64url_decode(parts[2])
-        except (ValueError, binascii.Error):
-            raise _TokenError(50027)
-        if not isinstance(header, dict) or not isinstance(claims, dict):
+            header, claims, signing_input, signature = split_jwt(jwt)
+        except ValueError:
             raise _TokenError(50027)
         alg = header.get("alg")
         if alg not in ("PS256", "RS256"):
@@ -1448,7 +1071,7 @@ class FakeMicrosoft:
                 "The certificate with identifier used to sign the client assertion is not "
                 "registered on application. [Reason - The key was not found., Thumbprint of key "
                 "used by client: '%s']" % (header.get("x5t#S256") or header.get("x5t"))))
-        if not self._verify_signature(cert, alg, (parts[0] + "." + parts[1]).encode(), signature):
+        if not verify(cert.pubkey_file, signing_input, signature, alg):
             raise _TokenError(700027, description=(
                 "Client assertion contains an invalid signature. [Reason - The provided "
                 "signature value did not match the expected signature value.]"))
@@ -1474,27 +1097,6 @@ class FakeMicrosoft:
                 "assertion valid from %s, expiry time of assertion %s. Review the documentation "
                 "at https://learn.microsoft.com/entra/identity-platform/certificate-credentials ."
                 % (_iso(now), _iso(nbf), _iso(exp))))
-
-    def _verify_signature(self, cert, alg, signing_input, signature):
-        fd, data_path = tempfile.mkstemp(dir=self.workdir, prefix="jwt-")
-        os.close(fd)
-        sig_path = data_path + ".sig"
-        try:
-            Path(data_path).write_bytes(signing_input)
-            Path(sig_path).write_bytes(signature)
-            cmd = ["openssl", "dgst", "-sha256", "-verify", str(cert.pubkey_file),
-                   "-signature", sig_path]
-            if alg == "PS256":
-                cmd += ["-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:-1"]
-            cmd.append(data_path)
-            proc = subprocess.run(cmd, capture_output=True, timeout=30)
-            return proc.returncode == 0 and b"Verified OK" in proc.stdout
-        finally:
-            for p in (data_path, sig_path):
-                try:
-                    os.unlink(p)
-                except OSError:
-                    pass
 
     def _grant_client_credentials(self, req, tenant, app, form):
         scope = form.get("scope")
@@ -1723,8 +1325,8 @@ class FakeMicrosoft:
 
     @staticmethod
     def _json(status, obj, headers=None, content_type="application/json; charset=utf-8"):
-        return _Response(status, json.dumps(obj).encode(),
-                         [("Content-Type", content_type)] + list(headers or []))
+        return Response(status, json.dumps(obj).encode(),
+                        [("Content-Type", content_type)] + list(headers or []))
 
     # ---- Graph -------------------------------------------------------------
 
@@ -1753,10 +1355,10 @@ class FakeMicrosoft:
     def _graph_ok(self, req, status, obj=None, headers=()):
         hdrs = self._graph_headers(req) + list(headers)
         if obj is None:
-            return _Response(status, b"", hdrs)
+            return Response(status, b"", hdrs)
         return self._json(status, obj, hdrs, GRAPH_JSON)
 
-    def _graph_endpoint(self, req, delay):
+    def _api_endpoint(self, req, delay):
         try:
             if req.endpoint == "upload":
                 return self._upload(req, delay)
@@ -1824,22 +1426,12 @@ class FakeMicrosoft:
                                   "inactive, soft-deleted, or is hosted on-premise.")
             return user
 
-    def _acquire(self, key):
-        with self._lock:
-            if self.concurrency_limit and self._inflight[key] >= self.concurrency_limit:
-                return False
-            self._inflight[key] += 1
-            return True
-
-    def _release(self, key):
-        with self._lock:
-            self._inflight[key] -= 1
-            if self._inflight[key] <= 0:
-                del self._inflight[key]
-
     def _throttled(self, message):
         return _GraphError(429, "ApplicationThrottled", message,
                            retry_after=self.throttle_retry_after)
+
+    def _over_concurrency(self):
+        return self._throttled("Application is over its MailboxConcurrency limit.")
 
     def _graph_api(self, req, delay):
         tok = self._authenticate(req)
@@ -1878,15 +1470,8 @@ class FakeMicrosoft:
                 self._require(tok, *perms)
             user = self._mailbox(req, tok, who,
                                  need_mailbox=(fn != self._get_user))
-            key = (tok.client_id, _norm(user.upn))
-            if not self._acquire(key):
-                raise self._throttled("Application is over its MailboxConcurrency limit.")
-            try:
-                if delay:
-                    time.sleep(delay)
+            with self._slot((tok.client_id, _norm(user.upn)), delay):
                 return fn(req, tok, user, *rm.groups())
-            finally:
-                self._release(key)
         if matched_path:
             raise _GraphError(405, "BadRequest", "The HTTP method '%s' is not allowed for this "
                               "resource." % req.method)
@@ -2064,23 +1649,11 @@ class FakeMicrosoft:
                 raise _GraphError(403, "ErrorSendAsDenied", SEND_AS_DENIED)
 
     def _check_rate(self, user):
-        if not self.rate_limit:
-            return
-        now = time.time()
-        with self._lock:
-            q = self._sends.setdefault(_norm(user.upn), deque())
-            while q and q[0] <= now - 60:
-                q.popleft()
-            if len(q) >= self.rate_limit:
-                wait = max(1, int(q[0] + 60 - now + 0.999))
-                raise _GraphError(429, "ApplicationThrottled",
-                                  "Application is over its MessageRate limit.", retry_after=wait)
-            q.append(now)
-
-    def _record(self, msg):
-        with self._cond:
-            self._sent.append(msg)
-            self._cond.notify_all()
+        left = self._rate_wait(self._sends, _norm(user.upn), self.rate_limit)
+        if left is not None:
+            raise _GraphError(429, "ApplicationThrottled",
+                              "Application is over its MessageRate limit.",
+                              retry_after=max(1, int(left + 0.999)))
 
     def _store(self, data):
         fd, p = tempfile.mkstemp(dir=self.workdir, prefix="att-")
@@ -2349,15 +1922,8 @@ class FakeMicrosoft:
         if req.method != "PUT":
             raise _GraphError(405, "BadRequest", "The HTTP method '%s' is not allowed for this "
                               "resource." % req.method, inner=False)
-        key = (s.client_id, _norm(s.mailbox))
-        if not self._acquire(key):
-            raise self._throttled("Application is over its MailboxConcurrency limit.")
-        try:
-            if delay:
-                time.sleep(delay)
+        with self._slot((s.client_id, _norm(s.mailbox)), delay):
             return self._upload_put(req, s)
-        finally:
-            self._release(key)
 
     def _upload_put(self, req, s):
         cr = req.header("Content-Range") or ""
@@ -2450,35 +2016,20 @@ def main(argv=None):
     ap.add_argument("--roles", default="Mail.Send,Mail.ReadWrite,Application.Read.All")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
-    import signal
-
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    fake = FakeMicrosoft(port=args.port, verbose=args.verbose).start()
-    fake.add_app(args.tenant, args.client_id, secret=args.secret, cert_pem=args.cert,
-                 roles=[r for r in args.roles.split(",") if r])
-    users = args.user or ["relay@" + args.tenant]
-    for u in users:
-        fake.add_user(args.tenant, u, password=args.password)
-    print("base URL:   %s" % fake.base_url)
-    print("CA file:    %s" % fake.ca_file)
-    print("token URL:  %s" % fake.token_url(args.tenant))
-    print("client id:  %s   secret: %s" % (args.client_id, args.secret))
-    print("mailboxes:  %s" % ", ".join(users))
-    print("Ctrl-C stops it.", flush=True)
-    try:
-        while True:
-            before = len(fake.sent)
-            time.sleep(1)
-            for m in fake.sent[before:]:
-                print("sent: %s %s -> %s" % (m.kind, m.mailbox, ", ".join(m.recipients)),
-                      flush=True)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        fake.stop()
+    with FakeMicrosoft(port=args.port, verbose=args.verbose) as fake:
+        fake.add_app(args.tenant, args.client_id, secret=args.secret, cert_pem=args.cert,
+                     roles=[r for r in args.roles.split(",") if r])
+        users = args.user or ["relay@" + args.tenant]
+        for u in users:
+            fake.add_user(args.tenant, u, password=args.password)
+        print("base URL:   %s" % fake.base_url)
+        print("CA file:    %s" % fake.ca_file)
+        print("token URL:  %s" % fake.token_url(args.tenant))
+        print("client id:  %s   secret: %s" % (args.client_id, args.secret))
+        print("mailboxes:  %s" % ", ".join(users))
+        print("Ctrl-C stops it.", flush=True)
+        run_until_interrupted([(lambda: fake.sent, lambda m: "sent: %s %s -> %s" % (
+            m.kind, m.mailbox, ", ".join(m.recipients)))])
 
 
 if __name__ == "__main__":

@@ -78,9 +78,9 @@ from collections import deque
 from dataclasses import dataclass, field
 
 try:
-    from .test_ca import TestCA
+    from .fake_base import FakeBase, run_until_interrupted
 except ImportError:
-    from test_ca import TestCA
+    from fake_base import FakeBase, run_until_interrupted
 
 DEFAULT_EXTENSIONS = ("PIPELINING", "SIZE", "8BITMIME", "ENHANCEDSTATUSCODES")
 DEFAULT_MECHANISMS = ("PLAIN", "LOGIN", "XOAUTH2")
@@ -1264,7 +1264,7 @@ class _Session:
 # The fake
 
 
-class FakeSmtpServer:
+class FakeSmtpServer(FakeBase):
     """An upstream SMTP server on 127.0.0.1 (see the module doc).
 
     mode: "starttls" (plaintext, STARTTLS offered), "implicit" (TLS from the
@@ -1286,8 +1286,7 @@ class FakeSmtpServer:
             raise ValueError("sync_action must be reject or continue")
         if xoauth2_errors not in ("google", "microsoft"):
             raise ValueError("xoauth2_errors must be google or microsoft")
-        self._own_ca = ca is None and mode != "plain"
-        self.ca = ca if ca is not None else (TestCA() if mode != "plain" else None)
+        super().__init__(ca, tls=mode != "plain")
         self.mode = mode
         self.host = host
         self._want_port = port
@@ -1317,8 +1316,6 @@ class FakeSmtpServer:
         self.verbose = verbose
         self.port = None
 
-        self._lock = threading.RLock()
-        self._cond = threading.Condition(self._lock)
         self._listener = None
         self._accept_thread = None
         self._stopping = threading.Event()
@@ -1372,20 +1369,7 @@ class FakeSmtpServer:
                 session.abort()
             for _, thread in sessions:
                 thread.join(timeout=5)
-        if self._own_ca and self.ca is not None:
-            self.ca.cleanup()
-            self._own_ca = False
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    @property
-    def ca_file(self):
-        """The CA certificate (PEM) a client must trust; None in plain mode."""
-        return str(self.ca.ca_file) if self.ca is not None else None
+        self._release_ca()
 
     @property
     def address(self):
@@ -1668,8 +1652,7 @@ class FakeSmtpServer:
     @property
     def messages(self):
         """Every message received in full, in order (see ReceivedMessage)."""
-        with self._lock:
-            return list(self._messages)
+        return self._snapshot(self._messages)
 
     @property
     def acknowledged_messages(self):
@@ -1678,8 +1661,7 @@ class FakeSmtpServer:
 
     @property
     def violations(self):
-        with self._lock:
-            return list(self._violations)
+        return self._snapshot(self._violations)
 
     def violation_kinds(self):
         with self._lock:
@@ -1692,8 +1674,7 @@ class FakeSmtpServer:
 
     @property
     def connections(self):
-        with self._lock:
-            return list(self._connections)
+        return self._snapshot(self._connections)
 
     @property
     def connection_count(self):
@@ -1718,8 +1699,7 @@ class FakeSmtpServer:
 
     @property
     def auth_events(self):
-        with self._lock:
-            return list(self._auth_events)
+        return self._snapshot(self._auth_events)
 
     def wait_messages(self, n=1, timeout=10, acknowledged=None):
         """Waits until at least `n` messages were received in full (only
@@ -1728,14 +1708,7 @@ class FakeSmtpServer:
         def pick():
             return [m for m in self._messages if acknowledged is None
                     or m.acknowledged == acknowledged]
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while len(pick()) < n:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError("expected %d messages, have %d" % (n, len(pick())))
-                self._cond.wait(left)
-            return pick()
+        return self._wait_count(pick, n, timeout, "messages")
 
     def wait_connections(self, n=1, timeout=10):
         """Waits until at least `n` connections were accepted."""
@@ -1745,19 +1718,6 @@ class FakeSmtpServer:
     def wait_idle(self, timeout=10):
         """Waits until no connection is open."""
         return self.wait_for(lambda: self._active == 0, timeout, "connections still open")
-
-    def wait_for(self, predicate, timeout=10, what="condition"):
-        """Waits until predicate() (called under the lock) is true."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                value = predicate()
-                if value:
-                    return value
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(what)
-                self._cond.wait(left)
 
     def clear_records(self):
         """Forgets messages, violations, closed connections and AUTH events;
@@ -1775,7 +1735,6 @@ class FakeSmtpServer:
 
 def main(argv=None):
     import argparse
-    import signal
     ap = argparse.ArgumentParser(description="Run the fake upstream SMTP server (smarthost).")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
@@ -1792,42 +1751,27 @@ def main(argv=None):
     ap.add_argument("--sync-action", choices=("reject", "continue"), default="reject")
     ap.add_argument("--verbose", action="store_true", help="print the transcript")
     args = ap.parse_args(argv)
-
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    fake = FakeSmtpServer(mode=args.mode, host=args.host, port=args.port,
-                          hostname=args.hostname, offer_starttls=not args.no_starttls,
-                          auth_before_tls=args.auth_before_tls, require_auth=args.require_auth,
-                          chunking=args.chunking, max_message_size=args.max_size,
-                          sync_action=args.sync_action, verbose=args.verbose).start()
-    for spec in args.user:
-        name, _, password = spec.partition(":")
-        fake.add_user(name, password)
-    for spec in args.token:
-        user, _, token = spec.partition(":")
-        fake.add_oauth_token(user, token)
-    print("listening:  %s:%d (%s)" % (fake.host, fake.port, fake.mode))
-    print("CA file:    %s" % fake.ca_file)
-    print("users:      %s" % (", ".join(u.partition(":")[0] for u in args.user) or "none"))
-    print("Ctrl-C stops it.", flush=True)
-    seen_m = seen_v = 0
-    try:
-        while True:
-            time.sleep(0.5)
-            msgs, vios = fake.messages, fake.violations
-            for m in msgs[seen_m:]:
-                print("message %s: <%s> -> %s, %d octets, auth %s, %s, reply %s %s" % (
-                    m.queue_id, m.mail_from, ", ".join(m.rcpt_to), m.size, m.auth_user,
-                    m.tls_version or "no TLS", m.reply_code, m.reply_text or ""), flush=True)
-            for v in vios[seen_v:]:
-                print("violation: %s" % v, flush=True)
-            seen_m, seen_v = len(msgs), len(vios)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        fake.stop()
+    with FakeSmtpServer(mode=args.mode, host=args.host, port=args.port,
+                        hostname=args.hostname, offer_starttls=not args.no_starttls,
+                        auth_before_tls=args.auth_before_tls, require_auth=args.require_auth,
+                        chunking=args.chunking, max_message_size=args.max_size,
+                        sync_action=args.sync_action, verbose=args.verbose) as fake:
+        for spec in args.user:
+            name, _, password = spec.partition(":")
+            fake.add_user(name, password)
+        for spec in args.token:
+            user, _, token = spec.partition(":")
+            fake.add_oauth_token(user, token)
+        print("listening:  %s:%d (%s)" % (fake.host, fake.port, fake.mode))
+        print("CA file:    %s" % fake.ca_file)
+        print("users:      %s" % (", ".join(u.partition(":")[0] for u in args.user) or "none"))
+        print("Ctrl-C stops it.", flush=True)
+        run_until_interrupted([
+            (lambda: fake.messages,
+             lambda m: "message %s: <%s> -> %s, %d octets, auth %s, %s, reply %s %s" % (
+                 m.queue_id, m.mail_from, ", ".join(m.rcpt_to), m.size, m.auth_user,
+                 m.tls_version or "no TLS", m.reply_code, m.reply_text or "")),
+            (lambda: fake.violations, lambda v: "violation: %s" % v)], interval=0.5)
 
 
 if __name__ == "__main__":

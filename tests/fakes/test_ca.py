@@ -10,13 +10,17 @@ tool (the tests run on the Python standard library alone).
 - ClientCert.assertion(): a client assertion (JWT) signed with that key, as a
   confidential client sends to the token endpoint; tests use it to check the
   fake token endpoint, the relay makes its own.
+- signed_jwt() / split_jwt(), sign() / verify(): JWTs and RSA signatures
+  (PS256, RS256), for the fakes' token endpoints and the tests of them.
 
 Nothing here talks to the network.
 """
 
 import base64
+import contextlib
 import hashlib
 import json
+import os
 import shutil
 import ssl
 import subprocess
@@ -60,6 +64,22 @@ def cert_der(cert_pem):
     return ssl.PEM_cert_to_DER_cert(cert_pem[start:end] + "\n")
 
 
+@contextlib.contextmanager
+def temp_file(data):
+    """The path of a temporary file (mode 0600) holding `data` (bytes, or
+    ASCII text such as PEM) for the duration of the block."""
+    fd, name = tempfile.mkstemp(prefix="mb-test-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("ascii") if isinstance(data, str) else data)
+        yield Path(name)
+    finally:
+        try:
+            os.unlink(name)
+        except OSError:
+            pass
+
+
 def thumbprints(der):
     """(x5t#S256, x5t): base64url SHA-256 and SHA-1 of the certificate DER."""
     return b64url(hashlib.sha256(der).digest()), b64url(hashlib.sha1(der).digest())
@@ -95,26 +115,66 @@ class ClientCert:
                 "nbf": now if nbf is None else nbf,
                 "exp": (now if nbf is None else nbf) + lifetime if exp is None else exp,
                 "iat": now}
-        for src, dst in ((header or {}, hdr), (claims or {}, body)):
-            for k, v in src.items():
-                if v is None:
-                    dst.pop(k, None)
-                else:
-                    dst[k] = v
-        signing_input = (b64url(json.dumps(hdr, separators=(",", ":")).encode()) + "."
-                         + b64url(json.dumps(body, separators=(",", ":")).encode()))
-        return signing_input + "." + b64url(sign(self.key_file, signing_input.encode(), alg))
+        return signed_jwt(hdr, body, lambda data: sign(self.key_file, data, alg),
+                          header, claims)
+
+
+def signed_jwt(header, claims, signer, header_changes=None, claim_changes=None):
+    """A JWS compact serialization of the JSON `header` and `claims`,
+    signed with signer(signing input bytes) -> signature bytes.
+    `header_changes` / `claim_changes` add or replace entries (a value None
+    removes one), for tokens a test wants wrong."""
+    header, claims = dict(header), dict(claims)
+    for changes, dst in ((header_changes or {}, header), (claim_changes or {}, claims)):
+        for k, v in changes.items():
+            if v is None:
+                dst.pop(k, None)
+            else:
+                dst[k] = v
+    signing_input = (b64url(json.dumps(header, separators=(",", ":")).encode()) + "."
+                     + b64url(json.dumps(claims, separators=(",", ":")).encode()))
+    return signing_input + "." + b64url(signer(signing_input.encode("ascii")))
+
+
+def split_jwt(token):
+    """(header dict, claims dict, signing input bytes, signature bytes) of a
+    JWS compact serialization; ValueError when it is not one."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise ValueError("not three parts")
+    header = json.loads(b64url_decode(parts[0]))
+    claims = json.loads(b64url_decode(parts[1]))
+    signature = b64url_decode(parts[2])
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        raise ValueError("header or claims not a JSON object")
+    return header, claims, (parts[0] + "." + parts[1]).encode("ascii"), signature
+
+
+def _padding(alg):
+    """openssl dgst options for an RSA signature algorithm."""
+    if alg == "PS256":      # RSASSA-PSS, SHA-256, salt length 32
+        return ["-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:-1"]
+    if alg == "RS256":      # PKCS#1 v1.5, SHA-256
+        return []
+    raise ValueError("unsupported alg " + alg)
 
 
 def sign(key_file, data, alg="PS256"):
     """Signature over `data` with an RSA key: PS256 (RSASSA-PSS, SHA-256,
     salt length 32) or RS256 (PKCS#1 v1.5, SHA-256)."""
-    args = ["dgst", "-sha256", "-sign", key_file]
-    if alg == "PS256":
-        args += ["-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:-1"]
-    elif alg != "RS256":
-        raise ValueError("unsupported alg " + alg)
-    return run_openssl(*args, input=data)
+    return run_openssl("dgst", "-sha256", "-sign", key_file, *_padding(alg), input=data)
+
+
+def verify(pubkey_file, data, signature, alg="PS256"):
+    """True when `signature` is a valid `alg` signature (as sign() makes)
+    of `data` by the key whose public key (PEM) is in `pubkey_file`."""
+    with temp_file(signature) as sig:
+        try:
+            out = run_openssl("dgst", "-sha256", "-verify", pubkey_file, "-signature", sig,
+                              *_padding(alg), input=data)
+        except RuntimeError:
+            return False
+    return b"Verified OK" in out
 
 
 class TestCA:
