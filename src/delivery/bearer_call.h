@@ -1,8 +1,8 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <string>
-#include <string_view>
 #include <variant>
 
 #include "http/http_client.h"
@@ -12,7 +12,7 @@ namespace mb::oauth {
 class TokenSource;
 }
 
-namespace mb::delivery::graph {
+namespace mb::delivery {
 
 /// What one Graph API request came to: the response (any status; the caller
 /// decides what its status means), or the failure to report for every
@@ -23,22 +23,26 @@ using CallOutcome = std::variant<http::Response, queue::RecipientResult>;
 /// A temporary failure (451 and `enhanced`) with `detail` for the log.
 queue::RecipientResult temporaryFailure(std::string detail, const char* enhanced = "4.3.0");
 
-/// GraphCaller: sends the Graph API requests of one delivery attempt with a
-/// bearer token from the provider's TokenSource. Each request gets a fresh
-/// client-request-id (a GUID, logged with the queue id so that a support
-/// case can be matched); a 401 drops the cached token, fetches a new one and
-/// sends the request once more. A 403 ErrorAccessDenied drops the token too:
-/// one from before the administrator granted a permission has no such role,
-/// and should not be used for the rest of its hour.
+/// BearerCaller: sends the API requests of one delivery attempt (Graph,
+/// Gmail) with a bearer token from the provider's TokenSource. Each request
+/// gets a fresh client-request-id (a GUID, logged with the queue id so that
+/// a support case can be matched); a 401 drops the cached token, fetches a
+/// new one and sends the request once more. `drop_token_on` names other
+/// answers after which the token must not be used again (Graph's 403
+/// ErrorAccessDenied: a token from before the administrator granted a
+/// permission has no such role and should not serve out its hour).
 ///
-/// Upload URLs (createUploadSession) carry their own credential and are sent
-/// with upload(): no Authorization header, no retry on 401.
+/// Upload URLs carry their own credential and are sent with upload(): no
+/// Authorization header, no retry on 401.
 ///
 /// Threading: one caller per attempt, on the attempt's worker thread.
-class GraphCaller {
+class BearerCaller {
  public:
-  GraphCaller(http::HttpClient& http, oauth::TokenSource& tokens, std::string queue_id,
-              std::chrono::seconds timeout);
+  using TokenVerdict = std::function<bool(const http::Response&)>;
+
+  /// `service` names the API in log lines ("Graph", "Gmail").
+  BearerCaller(http::HttpClient& http, oauth::TokenSource& tokens, std::string queue_id,
+               std::chrono::seconds timeout, std::string service, TokenVerdict drop_token_on = {});
 
   /// `request` without Authorization (added here) and client-request-id.
   /// `what` names the request in log lines ("sendMail", "create draft").
@@ -55,13 +59,8 @@ class GraphCaller {
   oauth::TokenSource& tokens_;
   std::string id_;
   std::chrono::seconds timeout_;
+  std::string service_;
+  TokenVerdict drop_token_on_;
 };
 
-/// The failure to report for a Graph error response (graph_error.h's
-/// classify(), Retry-After included), logged with the request-id; `action`
-/// says what was being done ("sending as x@y"); `hint`, if any, goes in
-/// front of the explanation.
-queue::RecipientResult failureOf(const http::Response& response, const std::string& queue_id,
-                                 const std::string& action, std::string_view hint = {});
-
-}  // namespace mb::delivery::graph
+}  // namespace mb::delivery

@@ -11,7 +11,8 @@
 
 #include "base/log.h"
 #include "base/text.h"
-#include "delivery/graph/graph_call.h"
+#include "delivery/bearer_call.h"
+#include "delivery/graph/graph_error.h"
 #include "mime/header_block.h"
 #include "mime/message_split.h"
 #include "mime/recipient_rewrite.h"
@@ -106,7 +107,7 @@ std::optional<std::uint64_t> nextExpected(const std::string& body) {
 
 class DraftSender {
  public:
-  DraftSender(GraphCaller& graph, const DraftSend& send)
+  DraftSender(BearerCaller& graph, const DraftSend& send)
       : g_(graph),
         s_(send),
         id_(graph.queueId()),
@@ -383,7 +384,7 @@ class DraftSender {
     }
   }
 
-  GraphCaller& g_;
+  BearerCaller& g_;
   const DraftSend& s_;
   const std::string& id_;
   const std::string user_url_;
@@ -397,6 +398,6 @@ class DraftSender {
 
 }  // namespace
 
-DraftOutcome sendThroughDraft(GraphCaller& graph, const DraftSend& send) { return DraftSender(graph, send).run(); }
+DraftOutcome sendThroughDraft(BearerCaller& graph, const DraftSend& send) { return DraftSender(graph, send).run(); }
 
 }  // namespace mb::delivery::graph

@@ -8,9 +8,11 @@
 
 #include "queue/delivery_agent.h"
 
-namespace mb::delivery::graph {
+namespace mb::delivery {
+class BearerCaller;
+}
 
-class GraphCaller;
+namespace mb::delivery::graph {
 
 /// Largest MIME message Graph takes in one request (sendMail, or a draft
 /// made from MIME): its base64 must fit in the 4 MB request limit.
@@ -58,6 +60,6 @@ struct DraftOutcome {
 /// by the request size: parts go through scratch files, never whole into
 /// memory. Needs Mail.ReadWrite besides Mail.Send; a 403 on the draft says so.
 /// Blocking; runs on a provider worker thread.
-DraftOutcome sendThroughDraft(GraphCaller& graph, const DraftSend& send);
+DraftOutcome sendThroughDraft(BearerCaller& graph, const DraftSend& send);
 
 }  // namespace mb::delivery::graph

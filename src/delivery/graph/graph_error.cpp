@@ -1,5 +1,7 @@
 #include "delivery/graph/graph_error.h"
 
+#include "base/log.h"
+
 #include <nlohmann/json.hpp>
 
 
@@ -127,6 +129,20 @@ queue::RecipientResult classify(const GraphError& error, std::optional<std::chro
              (error.request_id.empty() ? "" : " (request-id " + printable(error.request_id, 64) + ")") +
              " — " + advice;
   return r;
+}
+
+queue::RecipientResult failureOf(const http::Response& response, const std::string& queue_id, const std::string& action,
+                          std::string_view hint) {
+  const GraphError error = parseGraphError(response.status, response.body);
+  queue::RecipientResult r = classify(error, response.retryAfter());
+  if (!hint.empty()) r.detail = std::string(hint) + "; " + r.detail;
+  spdlog::log(r.outcome == queue::Outcome::PermanentFailure ? spdlog::level::err : spdlog::level::warn,
+              "{}: Graph refused {}: {}", queue_id, action, r.detail);
+  return r;
+}
+
+bool dropsToken(const http::Response& response) {
+  return response.status == 403 && parseGraphError(response.status, response.body).code == "ErrorAccessDenied";
 }
 
 }  // namespace mb::delivery::graph

@@ -5,6 +5,7 @@
 #include <string>
 #include <string_view>
 
+#include "http/http_client.h"
 #include "queue/delivery_agent.h"
 
 namespace mb::delivery::graph {
@@ -32,6 +33,17 @@ GraphError parseGraphError(long status, std::string_view body);
 /// classified. `detail` (for the log) holds the code, Graph's message, the
 /// request-id and what an administrator can do about it.
 queue::RecipientResult classify(const GraphError& error, std::optional<std::chrono::seconds> retry_after);
+
+/// The failure to report for a Graph error response (classify(),
+/// Retry-After included), logged with the request-id; `action` says what
+/// was being done ("sending as x@y"); `hint`, if any, goes in front of the
+/// explanation.
+queue::RecipientResult failureOf(const http::Response& response, const std::string& queue_id,
+                                 const std::string& action, std::string_view hint = {});
+
+/// Graph answers after which a token must not be used again (403
+/// ErrorAccessDenied), for BearerCaller.
+bool dropsToken(const http::Response& response);
 
 
 }  // namespace mb::delivery::graph

@@ -9,7 +9,8 @@
 #include "base/log.h"
 #include "base/text.h"
 #include "delivery/graph/draft_send.h"
-#include "delivery/graph/graph_call.h"
+#include "delivery/bearer_call.h"
+#include "delivery/graph/graph_error.h"
 #include "http/http_client.h"
 #include "mime/recipient_rewrite.h"
 #include "oauth/encoding.h"
@@ -127,7 +128,7 @@ DeliveryResult GraphProvider::attempt(const queue::DeliveryJob& job) {
     r.detail = "no SMTP AUTH user to send for (auth_mode user_password)";
     return everyone(job, config_.name, r);
   }
-  GraphCaller graph(http_, *tokens, id, config_.timeout);
+  BearerCaller graph(http_, *tokens, id, config_.timeout, "Graph", dropsToken);
 
   if (size > kMaxSendMailBytes || !config_.save_to_sent) {
     DraftSend send;
