@@ -6,6 +6,7 @@ import email.policy
 import os
 import shutil
 import smtplib
+import time
 import subprocess
 import unittest
 
@@ -120,6 +121,12 @@ class DeliveryTest(unittest.TestCase):
         c.close()
         [(eml, _)] = self.relay.wait_outbox(1)
         self.assertEqual(split_received(eml)[1], b"Subject: small\r\n\r\nsmall\r\n")
+        # The delivered one leaves the spool a moment after its .eml is
+        # written; the refused one never entered it.
+        self.assertEqual(self.relay.wait_queue_empty(), [])
+        deadline = time.monotonic() + 10
+        while list((self.relay.state_dir / "queue").iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.05)
         self.assertEqual(list((self.relay.state_dir / "queue").iterdir()), [],
                          "refused message left files in the spool")
 
