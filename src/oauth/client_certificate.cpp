@@ -15,47 +15,13 @@
 
 #include "base/durable_file.h"
 #include "oauth/encoding.h"
+#include "oauth/openssl_support.h"
 
 namespace mb::oauth {
 namespace {
 
-template <auto Fn>
-struct Free {
-  template <typename T>
-  void operator()(T* p) const {
-    Fn(p);
-  }
-};
-using Bio = std::unique_ptr<BIO, Free<BIO_free_all>>;
-using Cert = std::unique_ptr<X509, Free<X509_free>>;
-using Key = std::unique_ptr<EVP_PKEY, Free<EVP_PKEY_free>>;
-using Pkcs12 = std::unique_ptr<PKCS12, Free<PKCS12_free>>;
-using MdCtx = std::unique_ptr<EVP_MD_CTX, Free<EVP_MD_CTX_free>>;
-
 // Entra ID refuses shorter RSA keys for certificate credentials.
 constexpr int kMinRsaBits = 2048;
-
-// OpenSSL's reason for what just failed; the error queue is emptied so the
-// next call starts clean.
-Error opensslError(const std::string& what) {
-  const unsigned long code = ERR_get_error();
-  ERR_clear_error();
-  if (code == 0) return Error{what};
-  char buf[256];
-  ERR_error_string_n(code, buf, sizeof buf);
-  return Error{what + ": " + buf};
-}
-
-// Stands in for OpenSSL's terminal prompt: an encrypted PEM key is refused,
-// never asked about.
-int refusePassphrase(char* /*buf*/, int /*size*/, int /*rwflag*/, void* /*userdata*/) {
-  return -1;
-}
-
-Bio readOnlyBio(std::string_view data) {
-  if (data.size() > static_cast<std::size_t>(INT_MAX)) return nullptr;
-  return Bio(BIO_new_mem_buf(data.data(), static_cast<int>(data.size())));
-}
 
 std::string hex(const unsigned char* data, unsigned int len) {
   static constexpr char kHex[] = "0123456789ABCDEF";
@@ -100,7 +66,7 @@ std::string commonName(X509* cert) {
 // Defined outside the anonymous namespace so that it may use the private
 // constructor: the checks every loader shares, then the derived facts.
 struct ClientCertificateBuilder {
-  static Result<std::shared_ptr<const ClientCertificate>> build(X509* cert, Key key,
+  static Result<std::shared_ptr<const ClientCertificate>> build(X509* cert, PkeyPtr key,
                                                                 const std::string& name) {
     if (!EVP_PKEY_is_a(key.get(), "RSA")) {
       return Error{"the private key in " + name +
@@ -140,14 +106,14 @@ ClientCertificate::~ClientCertificate() {
 Result<std::shared_ptr<const ClientCertificate>> ClientCertificate::fromPem(
     std::string_view cert_pem, std::string_view key_pem, const std::string& name) {
   ERR_clear_error();
-  Bio cert_bio = readOnlyBio(cert_pem);
+  BioPtr cert_bio = readOnlyBio(cert_pem);
   if (!cert_bio) return opensslError("certificate " + name);
-  Cert cert(PEM_read_bio_X509(cert_bio.get(), nullptr, refusePassphrase, nullptr));
+  X509Ptr cert(PEM_read_bio_X509(cert_bio.get(), nullptr, refusePassphrase, nullptr));
   if (!cert) return opensslError("no certificate in " + name);
 
-  Bio key_bio = readOnlyBio(key_pem);
+  BioPtr key_bio = readOnlyBio(key_pem);
   if (!key_bio) return opensslError("private key " + name);
-  Key key(PEM_read_bio_PrivateKey(key_bio.get(), nullptr, refusePassphrase, nullptr));
+  PkeyPtr key(PEM_read_bio_PrivateKey(key_bio.get(), nullptr, refusePassphrase, nullptr));
   if (!key) {
     ERR_clear_error();
     return Error{"no usable private key in " + name +
@@ -178,9 +144,9 @@ Result<std::shared_ptr<const ClientCertificate>> ClientCertificate::fromPkcs12Fi
   auto der = fs::readFile(file);
   if (!der) return der.error();
   ERR_clear_error();
-  Bio bio = readOnlyBio(*der);
+  BioPtr bio = readOnlyBio(*der);
   if (!bio) return opensslError("PKCS#12 " + name);
-  Pkcs12 bundle(d2i_PKCS12_bio(bio.get(), nullptr));
+  Pkcs12Ptr bundle(d2i_PKCS12_bio(bio.get(), nullptr));
   OPENSSL_cleanse(der->data(), der->size());
   if (!bundle) return opensslError("PKCS#12 " + name + " cannot be parsed");
 
@@ -194,8 +160,8 @@ Result<std::shared_ptr<const ClientCertificate>> ClientCertificate::fromPkcs12Fi
     return Error{"PKCS#12 " + name +
                  " cannot be opened: wrong password, or legacy (RC2/3DES) encryption"};
   }
-  Key key(raw_key);
-  Cert cert(raw_cert);
+  PkeyPtr key(raw_key);
+  X509Ptr cert(raw_cert);
   sk_X509_pop_free(raw_ca, X509_free);  // the chain is not sent in a client assertion
   if (!cert) return Error{"PKCS#12 " + name + " holds no certificate"};
   if (!key) return Error{"PKCS#12 " + name + " holds no private key"};
@@ -216,7 +182,7 @@ std::string ClientCertificate::describe() const {
 
 Result<std::string> ClientCertificate::signPs256(std::string_view data) const {
   ERR_clear_error();
-  MdCtx ctx(EVP_MD_CTX_new());
+  MdCtxPtr ctx(EVP_MD_CTX_new());
   EVP_PKEY_CTX* pctx = nullptr;  // owned by ctx
   if (!ctx || EVP_DigestSignInit(ctx.get(), &pctx, EVP_sha256(), nullptr, key_) != 1 ||
       EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) <= 0 ||

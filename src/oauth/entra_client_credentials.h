@@ -2,7 +2,6 @@
 
 #include <chrono>
 #include <memory>
-#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <variant>
@@ -12,6 +11,7 @@
 #include "config/secret.h"
 #include "http/http_client.h"
 #include "oauth/client_certificate.h"
+#include "oauth/token_response.h"  // parseTokenResponse, jsonSeconds: once declared here
 #include "oauth/token_source.h"
 
 namespace mb::oauth {
@@ -80,18 +80,5 @@ class EntraClientCredentials final : public TokenFetcher {
 /// {login_endpoint}/{tenant}/oauth2/v2.0/token, a trailing '/' on the
 /// endpoint ignored and the tenant percent-encoded as a path segment.
 std::string entraTokenUrl(std::string_view login_endpoint, std::string_view tenant);
-
-/// Reads a token endpoint's success body (RFC 6749 §5.1): access_token,
-/// token_type (Bearer, or absent), expires_in (a number, or a numeric string
-/// as older endpoints sent). `requested_at` is when the request went out, so
-/// expires_at errs early. A body that is not such JSON gives a retryable
-/// failure (a proxy's page answered 200) unless the token type is wrong.
-TokenResult parseTokenResponse(std::string_view body,
-                               std::chrono::system_clock::time_point requested_at);
-
-/// A number of seconds as token endpoints send it (expires_in, interval):
-/// a JSON integer, a float (clamped), or a numeric string as older
-/// endpoints sent; nullopt for anything else.
-std::optional<long long> jsonSeconds(const nlohmann::json& value);
 
 }  // namespace mb::oauth

@@ -3,7 +3,7 @@
 #include "base/log.h"
 #include "base/text.h"
 #include "delivery/graph/graph_setup.h"
-#include "oauth/cached_token_source.h"
+#include "oauth/user_token_sources.h"
 #include "oauth/entra_delegated.h"
 #include "oauth/refresh_token_store.h"
 #include "oauth/token_cache.h"
@@ -13,7 +13,15 @@ namespace mb::delivery::graph {
 UserPasswordSignIn::UserPasswordSignIn(config::ProviderConfig provider, http::HttpClient& http, const Clock& clock,
                                        std::shared_ptr<oauth::RefreshTokenStore> store,
                                        std::shared_ptr<oauth::TokenCache> cache)
-    : provider_(std::move(provider)), http_(http), clock_(clock), store_(std::move(store)), cache_(std::move(cache)) {}
+    : provider_(std::move(provider)),
+      http_(http),
+      clock_(clock),
+      store_(std::move(store)),
+      cache_(std::move(cache)),
+      sources_(std::make_unique<oauth::UserTokenSources>(cache_, [this](const std::string& user) {
+        return std::make_unique<oauth::EntraRefreshTokenGrant>(entraOptions(provider_), provider_.name, user, *store_,
+                                                               delegatedClientSecret(provider_), http_, clock_);
+      })) {}
 
 UserPasswordSignIn::~UserPasswordSignIn() = default;
 
@@ -58,16 +66,7 @@ UserPasswordSignIn::Verdict UserPasswordSignIn::verify(const std::string& user, 
 }
 
 std::shared_ptr<oauth::TokenSource> UserPasswordSignIn::tokensFor(const std::string& user) {
-  if (user.empty()) return nullptr;
-  const std::string key = asciiLower(user);
-  std::lock_guard lock(mutex_);
-  auto& source = sources_[key];
-  if (!source) {
-    auto fetcher = std::make_unique<oauth::EntraRefreshTokenGrant>(
-        entraOptions(provider_), provider_.name, user, *store_, delegatedClientSecret(provider_), http_, clock_);
-    source = std::make_shared<oauth::CachedTokenSource>(cache_, std::move(fetcher));
-  }
-  return source;
+  return sources_->forUser(user);
 }
 
 }  // namespace mb::delivery::graph

@@ -14,6 +14,7 @@ namespace mb::oauth {
 class RefreshTokenStore;
 class TokenCache;
 class TokenSource;
+class UserTokenSources;
 }  // namespace mb::oauth
 
 namespace mb::delivery::graph {
@@ -57,9 +58,10 @@ class UserPasswordSignIn {
   const std::shared_ptr<oauth::RefreshTokenStore> store_;
   const std::shared_ptr<oauth::TokenCache> cache_;
 
+  std::unique_ptr<oauth::UserTokenSources> sources_;
+
   std::mutex mutex_;
-  std::map<std::string, Clock::WallTime> verified_;                         // cache key -> until
-  std::map<std::string, std::shared_ptr<oauth::TokenSource>> sources_;      // lower-cased user
+  std::map<std::string, Clock::WallTime> verified_;  // cache key -> until
 };
 
 }  // namespace mb::delivery::graph
