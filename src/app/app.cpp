@@ -12,14 +12,18 @@
 #include "base/durable_file.h"
 #include "base/log.h"
 #include "config/loader.h"
+#include "delivery/gmail/gmail_provider.h"
 #include "delivery/graph/graph_provider.h"
 #include "delivery/graph/graph_setup.h"
+#include "delivery/http_options.h"
 #include "delivery/graph/user_password.h"
 #include "delivery/outbox/outbox_provider.h"
 #include "http/curl_client.h"
 #include "mime/recipient_rewrite.h"
 #include "oauth/cached_token_source.h"
+#include "oauth/google_service_account.h"
 #include "oauth/refresh_token_store.h"
+#include "oauth/user_token_sources.h"
 #include "delivery/router.h"
 #include "net/asio.h"
 #include "net/tls_context_holder.h"
@@ -72,7 +76,7 @@ Result<std::vector<std::unique_ptr<delivery::Provider>>> makeProviders(const con
         providers.push_back(std::make_unique<delivery::OutboxProvider>(p.name, p.directory, p.refuse_recipients));
         break;
       case config::ProviderType::Graph: {
-        support.http.push_back(std::make_unique<http::CurlClient>(delivery::graph::graphHttpOptions(p)));
+        support.http.push_back(std::make_unique<http::CurlClient>(delivery::httpOptionsFor(p)));
         http::HttpClient& client = *support.http.back();
         if (!support.tokens) support.tokens = std::make_shared<oauth::TokenCache>(clock);
         if (p.auth_mode == config::GraphAuthMode::UserPassword) {
@@ -96,6 +100,24 @@ Result<std::vector<std::unique_ptr<delivery::Provider>>> makeProviders(const con
         providers.push_back(std::make_unique<delivery::graph::GraphProvider>(
             p, client, std::move(tokens), scratchDir(config),
             std::max<std::size_t>(1, config.queue.max_in_flight)));
+        break;
+      }
+      case config::ProviderType::Gmail: {
+        support.http.push_back(std::make_unique<http::CurlClient>(delivery::httpOptionsFor(p)));
+        http::HttpClient& client = *support.http.back();
+        if (!support.tokens) support.tokens = std::make_shared<oauth::TokenCache>(clock);
+        auto account = oauth::GoogleServiceAccount::fromJsonFile(p.service_account_file);
+        if (!account) return Error{"provider " + p.name + ": " + account.error().message};
+        spdlog::info("provider {}: service account {}", p.name, (*account)->clientEmail());
+        // The service account acts as each sending user: one token each.
+        auto sources = std::make_shared<oauth::UserTokenSources>(
+            support.tokens, [account = *account, p, &client, &clock](const std::string& user) {
+              return std::make_unique<oauth::GoogleJwtBearer>(account, user, p.scope, client, clock, p.token_uri,
+                                                              p.timeout);
+            });
+        providers.push_back(std::make_unique<delivery::gmail::GmailProvider>(
+            p, client, [sources](const std::string& user) { return sources->forUser(user); }, scratchDir(config),
+            clock, std::max<std::size_t>(1, config.queue.max_in_flight)));
         break;
       }
     }

@@ -9,6 +9,7 @@
 #include "cli/terminal.h"
 #include "config/loader.h"
 #include "delivery/graph/graph_setup.h"
+#include "delivery/http_options.h"
 #include "http/curl_client.h"
 #include "oauth/entra_delegated.h"
 #include "oauth/refresh_token_store.h"
@@ -78,7 +79,7 @@ int OAuthCommand::login() {
   std::filesystem::path state_dir;
   const auto provider = delegatedProvider("oauth login", config_path_, provider_, state_dir);
   if (!provider) return kUsage;
-  http::CurlClient http(delivery::graph::graphHttpOptions(*provider));
+  http::CurlClient http(delivery::httpOptionsFor(*provider));
   const Clock& clock = SystemClock::instance();
   const oauth::EntraOptions entra = delivery::graph::entraOptions(*provider);
   const auto client_secret = delivery::graph::delegatedClientSecret(*provider);

@@ -14,6 +14,7 @@
 #include "delivery/graph/graph_diagnostics.h"
 #include "delivery/graph/graph_provider.h"
 #include "delivery/graph/graph_setup.h"
+#include "delivery/http_options.h"
 #include "http/curl_client.h"
 #include "oauth/cached_token_source.h"
 #include "oauth/encoding.h"
@@ -80,7 +81,7 @@ std::optional<Setup> setUp(const std::string& command, const std::string& config
   }
   Setup s;
   s.provider = *found;
-  s.http = std::make_unique<http::CurlClient>(delivery::graph::graphHttpOptions(s.provider));
+  s.http = std::make_unique<http::CurlClient>(delivery::httpOptionsFor(s.provider));
   auto credentials =
       delivery::graph::makeGraphCredentials(s.provider, *s.http, SystemClock::instance(), config.server.state_dir);
   if (!credentials) {

@@ -142,7 +142,7 @@ struct RecipientConfig {
   std::vector<std::string> allowed_domains;  // empty = any
 };
 
-enum class ProviderType { Outbox, Graph };
+enum class ProviderType { Outbox, Graph, Gmail };
 enum class Cloud { Global, UsGov, UsGovDod, China };
 
 /// How a graph provider signs in (`auth_mode`).
@@ -183,6 +183,12 @@ struct ProviderConfig {
   std::filesystem::path ca_file;        // a private CA (TLS-inspecting proxy, tests)
   std::string proxy;                    // outbound HTTP proxy; default: https_proxy
   std::chrono::seconds timeout{120};    // per HTTP request
+  // gmail: Google Workspace through the Gmail API, as a service account
+  // with domain-wide delegation that acts as each sending user.
+  std::filesystem::path service_account_file;  // the service account's JSON key
+  std::string token_uri;                // default: the key file's token_uri
+  std::string api_endpoint;             // "https://gmail.googleapis.com"
+
   // Keep a copy in the sender's Sent Items (Graph's default). false sends
   // every message through a draft marked delete-after-submit: two more
   // requests per message, and Mail.ReadWrite.

@@ -958,6 +958,28 @@ bool isProviderName(std::string_view s) {
   });
 }
 
+// A path to a file Mailbridge must be able to read (checked unless the
+// loader reads no secrets); nullopt, with `ok` false, when it cannot.
+std::optional<std::filesystem::path> readReadableFile(const Fields& f, std::string_view key, bool& ok) {
+  auto path = readPath(f, key);
+  if (!path) return std::nullopt;
+  if (f.ctx().readSecrets()) {
+    if (Status st = checkReadableFile(*path); !st) {
+      f.bad(key, "cannot read the file: " + st.error().message);
+      ok = false;
+      return std::nullopt;
+    }
+  }
+  return path;
+}
+
+// ca_file, proxy and timeout, which every HTTP API provider has.
+void readHttpSettings(const Fields& f, ProviderConfig& p, bool& ok) {
+  if (auto path = readReadableFile(f, "ca_file", ok)) p.ca_file = *path;
+  if (auto v = readString(f, "proxy", "a proxy URL such as http://proxy.example:3128")) p.proxy = *v;
+  if (auto v = readSeconds(f, "timeout", std::chrono::seconds(5))) p.timeout = *v;
+}
+
 // The keys of a graph provider besides name and type. Keys are views: the
 // secret key spellings live as long as the program.
 Keys graphKeys() {
@@ -1005,18 +1027,7 @@ void readGraphProvider(const Fields& f, ProviderConfig& p, bool& ok) {
     }
   }
 
-  auto readFile = [&f, &ok](std::string_view key) -> std::optional<std::filesystem::path> {
-    auto path = readPath(f, key);
-    if (!path) return std::nullopt;
-    if (f.ctx().readSecrets()) {
-      if (Status st = checkReadableFile(*path); !st) {
-        f.bad(key, "cannot read the file: " + st.error().message);
-        ok = false;
-        return std::nullopt;
-      }
-    }
-    return path;
-  };
+  auto readFile = [&f, &ok](std::string_view key) { return readReadableFile(f, key, ok); };
   const Choices<GraphAuthMode> modes{{"app", GraphAuthMode::App},
                                      {"refresh_token", GraphAuthMode::RefreshToken},
                                      {"user_password", GraphAuthMode::UserPassword}};
@@ -1112,14 +1123,42 @@ void readGraphProvider(const Fields& f, ProviderConfig& p, bool& ok) {
                       : p.graph_endpoint + "/.default";
   if (auto e = readEndpoint(f, "login_endpoint")) p.login_endpoint = *e;
   if (auto e = readEndpoint(f, "graph_endpoint")) p.graph_endpoint = *e;
-  if (auto c = readFile("ca_file")) p.ca_file = *c;
-  if (auto v = readString(f, "proxy", "a proxy URL such as http://proxy.example:3128")) p.proxy = *v;
-  if (auto v = readSeconds(f, "timeout", std::chrono::seconds(5))) p.timeout = *v;
+  readHttpSettings(f, p, ok);
   if (auto v = readBool(f, "save_to_sent")) p.save_to_sent = *v;
 }
 
+// The keys of a gmail provider besides name and type.
+Keys gmailKeys() {
+  return {"service_account_file", "token_uri", "api_endpoint", "ca_file", "proxy", "timeout"};
+}
+
+void readGmailProvider(const Fields& f, ProviderConfig& p, bool& ok) {
+  if (auto path = readReadableFile(f, "service_account_file", ok)) {
+    p.service_account_file = *path;
+  } else {
+    ok = false;
+    if (f.find("service_account_file") == nullptr) {
+      f.missing("service_account_file",
+                "required for type gmail: the JSON key file of the service account with domain-wide "
+                "delegation");
+    }
+  }
+  p.api_endpoint = "https://gmail.googleapis.com";
+  if (auto e = readEndpoint(f, "api_endpoint")) p.api_endpoint = *e;
+  if (auto s = readString(f, "token_uri", "an https URL such as https://oauth2.googleapis.com/token")) {
+    if (s->rfind("https://", 0) != 0 || s->size() <= 8 || s->find_first_of(" \t") != std::string::npos) {
+      f.bad("token_uri", "expected an https URL such as https://oauth2.googleapis.com/token; got " + inQuotes(*s));
+      ok = false;
+    } else {
+      p.token_uri = *s;
+    }
+  }
+  p.scope = "https://www.googleapis.com/auth/gmail.send";
+  readHttpSettings(f, p, ok);
+}
+
 void readProviders(const Fields& top, std::vector<ProviderConfig>& out) {
-  const Keys kSupported{"outbox", "graph"};
+  const Keys kSupported{"outbox", "graph", "gmail"};
   const std::string supported = "supported types: " + joinNames(kSupported);
   if (top.find("providers") == nullptr) {
     if (top.wasGuessed("providers")) return;
@@ -1151,9 +1190,13 @@ void readProviders(const Fields& top, std::vector<ProviderConfig>& out) {
     // reported once the type is known.
     const Keys outbox_keys{"directory", "refuse_recipients"};
     const Keys graph_keys = graphKeys();
+    const Keys gmail_keys = gmailKeys();
     Keys all{"name", "type"};
-    all.insert(all.end(), outbox_keys.begin(), outbox_keys.end());
-    all.insert(all.end(), graph_keys.begin(), graph_keys.end());
+    for (const Keys* k : {&outbox_keys, &graph_keys, &gmail_keys}) {
+      for (const auto& key : *k) {
+        if (std::find(all.begin(), all.end(), key) == all.end()) all.push_back(key);
+      }
+    }
     Fields f(top.ctx(), item, path, all);
     ProviderConfig p;
     bool ok = true;
@@ -1182,6 +1225,8 @@ void readProviders(const Fields& top, std::vector<ProviderConfig>& out) {
         type = ProviderType::Outbox;
       } else if (iequals(*t, "graph")) {
         type = ProviderType::Graph;
+      } else if (iequals(*t, "gmail")) {
+        type = ProviderType::Gmail;
       } else {
         f.bad("type", "unknown provider type " + inQuotes(*t) + "; " + supported);
       }
@@ -1190,10 +1235,14 @@ void readProviders(const Fields& top, std::vector<ProviderConfig>& out) {
     }
     if (!type) continue;
     p.type = *type;
-    const Keys& other = *type == ProviderType::Outbox ? graph_keys : outbox_keys;
-    for (const auto& k : other) {
+    const Keys& own = *type == ProviderType::Outbox ? outbox_keys
+                      : *type == ProviderType::Graph  ? graph_keys
+                                                      : gmail_keys;
+    const char* type_name = *type == ProviderType::Outbox ? "outbox" : *type == ProviderType::Graph ? "graph" : "gmail";
+    for (const auto& k : all) {
+      if (k == "name" || k == "type" || std::find(own.begin(), own.end(), k) != own.end()) continue;
       if (f.find(k) != nullptr) {
-        f.bad(k, "not a setting of type " + std::string(*type == ProviderType::Outbox ? "outbox" : "graph"));
+        f.bad(k, std::string("not a setting of type ") + type_name);
         ok = false;
       }
     }
@@ -1214,6 +1263,9 @@ void readProviders(const Fields& top, std::vector<ProviderConfig>& out) {
         break;
       case ProviderType::Graph:
         readGraphProvider(f, p, ok);
+        break;
+      case ProviderType::Gmail:
+        readGmailProvider(f, p, ok);
         break;
     }
     // SMTP AUTH asks one identity platform; two would each see the other's

@@ -1,5 +1,7 @@
 #include "config/loader.h"
 
+#include "base/testing/temp_dir.h"
+
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -699,10 +701,10 @@ TEST(ConfigLoader, ProviderErrors) {
   expectIssue("server: {}\n", 0, 0, "providers", "required; add at least one provider");
   expectIssue("", 0, 0, "providers", "required");
   expectIssue("providers: []\n", 1, 12, "providers", "at least one provider is required");
-  expectIssue("providers:\n  - name: x\n    type: gmail\n", 3, 11, "providers[0].type",
-              "unknown provider type 'gmail'; supported types: outbox, graph");
+  expectIssue("providers:\n  - name: x\n    type: smtp\n", 3, 11, "providers[0].type",
+              "unknown provider type 'smtp'; supported types: outbox, graph, gmail");
   expectIssue("providers:\n  - name: x\n    directory: /d\n", 2, 5, "providers[0].type",
-              "required; supported types: outbox, graph");
+              "required; supported types: outbox, graph, gmail");
   expectIssue("providers:\n  - name: x\n    type: outbox\n", 2, 5, "providers[0].directory",
               "required for type outbox");
   expectIssue("providers:\n  - type: outbox\n    directory: /d\n", 2, 5, "providers[0].name",
@@ -788,6 +790,30 @@ TEST(ConfigLoader, GraphProviderSigningInAsAUser) {
       "providers:\n  - {name: a, type: graph, tenant_id: t, client_id: c, auth_mode: user_password}\n"
       "  - {name: b, type: graph, tenant_id: t, client_id: c, auth_mode: user_password}\n";
   expectIssue(two, 3, 67, "providers[1].auth_mode", "only one provider may use auth_mode user_password");
+}
+
+TEST(ConfigLoader, GmailProvider) {
+  mb::testing::TempDir dir;
+  const auto key = (dir.path() / "sa.json").string();
+  std::ofstream(key) << "{}";
+  const Config c = load("providers:\n  - {name: gws, type: gmail, service_account_file: " + key + "}\n");
+  const ProviderConfig& p = c.providers[0];
+  EXPECT_EQ(p.type, ProviderType::Gmail);
+  EXPECT_EQ(p.service_account_file, key);
+  EXPECT_EQ(p.api_endpoint, "https://gmail.googleapis.com");
+  EXPECT_EQ(p.scope, "https://www.googleapis.com/auth/gmail.send");
+  EXPECT_TRUE(p.token_uri.empty()) << "the key file's";
+  const std::string head = "providers:\n  - name: g\n    type: gmail\n";
+  expectIssue(head, 2, 5, "providers[0].service_account_file", "required for type gmail");
+  expectIssue(head + "    service_account_file: /nonexistent/sa.json\n", 4, 27, "providers[0].service_account_file",
+              "cannot read the file");
+  expectIssue(head + "    service_account_file: " + key + "\n    tenant_id: t\n", 5, 16, "providers[0].tenant_id",
+              "not a setting of type gmail");
+  expectIssue(head + "    service_account_file: " + key + "\n    token_uri: http://x/token\n", 5, 16,
+              "providers[0].token_uri", "expected an https URL");
+  expectIssue("providers:\n  - {name: g, type: graph, tenant_id: t, client_id: c, client_secret: s,\n"
+              "     service_account_file: /x}\n",
+              3, 28, "providers[0].service_account_file", "not a setting of type graph");
 }
 
 TEST(ConfigLoader, GraphProviderErrors) {

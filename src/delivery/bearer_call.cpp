@@ -6,17 +6,8 @@
 
 namespace mb::delivery {
 
-using queue::Outcome;
 using queue::RecipientResult;
 
-RecipientResult temporaryFailure(std::string detail, const char* enhanced) {
-  RecipientResult r;
-  r.outcome = Outcome::TemporaryFailure;
-  r.smtp_code = 451;
-  r.enhanced = enhanced;
-  r.detail = std::move(detail);
-  return r;
-}
 
 BearerCaller::BearerCaller(http::HttpClient& http, oauth::TokenSource& tokens, std::string queue_id,
                            std::chrono::seconds timeout, std::string service, TokenVerdict drop_token_on)
@@ -48,6 +39,10 @@ CallOutcome BearerCaller::call(http::Request request, const char* what) {
     if (!token) {
       const oauth::TokenFailure& f = token.failure();
       spdlog::error("{}: no access token for {}: {}", id_, service_, f.explanation);
+      if (token_failures_permanent_ && !f.retryable) {
+        return permanentFailure(550, "5.7.1", "sender cannot be signed in at the mail service",
+                                "no access token: " + f.explanation);
+      }
       // Broken credentials are the administrator's to fix: mail waits.
       RecipientResult r = temporaryFailure("no access token: " + f.explanation, "4.7.0");
       r.retry_after = f.retry_after;

@@ -6,6 +6,7 @@
 #include <variant>
 
 #include "http/http_client.h"
+#include "delivery/results.h"
 #include "queue/delivery_agent.h"
 
 namespace mb::oauth {
@@ -19,9 +20,6 @@ namespace mb::delivery {
 /// recipient when no usable response came (no token, transport error, the
 /// token refused twice).
 using CallOutcome = std::variant<http::Response, queue::RecipientResult>;
-
-/// A temporary failure (451 and `enhanced`) with `detail` for the log.
-queue::RecipientResult temporaryFailure(std::string detail, const char* enhanced = "4.3.0");
 
 /// BearerCaller: sends the API requests of one delivery attempt (Graph,
 /// Gmail) with a bearer token from the provider's TokenSource. Each request
@@ -51,6 +49,12 @@ class BearerCaller {
   /// A request to an upload URL, sent as it is (timeout set here).
   CallOutcome upload(http::Request request);
 
+  /// A token that cannot be had for a reason retrying will not fix fails
+  /// the message (550 5.7.1) instead of deferring it: for Gmail, where the
+  /// token is per sending user and the identity platform's "no" is about
+  /// that user (unknown, not delegated).
+  void setTokenFailuresPermanent(bool permanent) { token_failures_permanent_ = permanent; }
+
   const std::string& queueId() const { return id_; }
   std::chrono::seconds timeout() const { return timeout_; }
 
@@ -61,6 +65,7 @@ class BearerCaller {
   std::chrono::seconds timeout_;
   std::string service_;
   TokenVerdict drop_token_on_;
+  bool token_failures_permanent_ = false;
 };
 
 }  // namespace mb::delivery

@@ -12,6 +12,7 @@ import queue
 import re
 import shutil
 import signal
+import smtplib
 import socket
 import subprocess
 import tempfile
@@ -277,6 +278,20 @@ def client_tls_context(relay):
     import ssl
     ctx = ssl.create_default_context(cafile=str(relay.state_dir / "tls" / "cert.pem"))
     return ctx
+
+
+def send_message(port, sender, rcpts, msg, mail_options=(), timeout=60):
+    """One transaction with smtplib: MAIL, each RCPT (which must be
+    accepted), DATA. The (code, text) of the answer to the final dot."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=timeout) as s:
+        s.ehlo("scanner.test")
+        s.mail(sender, list(mail_options))
+        for r in rcpts:
+            code, text = s.rcpt(r)
+            if code != 250:
+                raise AssertionError("RCPT TO:<%s> answered %d %s" % (r, code, text.decode()))
+        code, text = s.data(msg)
+        return code, text.decode()
 
 
 def split_received(eml):

@@ -7,11 +7,10 @@ tokens, a 401 answered with one refresh, throttling, the permanent errors
 seen by the client (wait_for_delivery) and a credential problem that keeps
 mail queued until it is fixed."""
 
-import smtplib
 import time
 import unittest
 
-from harness import Relay, split_received
+from harness import Relay, send_message, split_received
 from microsoft import CLIENT, SENDER, TENANT, MicrosoftTestCase
 
 SECRET = "Qm8~graph-test-secret-value-0123"
@@ -36,14 +35,7 @@ class GraphTest(MicrosoftTestCase):
 
     def send(self, relay, rcpts, msg=None, sender=SENDER):
         """The (code, text) of the answer to the final dot."""
-        with smtplib.SMTP("127.0.0.1", relay.port, timeout=60) as s:
-            s.ehlo("scanner.test")
-            s.mail(sender)
-            for r in rcpts:
-                code, _ = s.rcpt(r)
-                self.assertEqual(code, 250)
-            code, text = s.data(msg if msg is not None else message())
-            return code, text.decode()
+        return send_message(relay.port, sender, rcpts, msg if msg is not None else message())
 
     def test_small_message_byte_for_byte(self):
         relay = self.relay()

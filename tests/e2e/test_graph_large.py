@@ -8,11 +8,10 @@ is over the mailbox's size limit."""
 import base64
 import hashlib
 import os
-import smtplib
 import time
 import unittest
 
-from harness import Relay
+from harness import Relay, send_message
 from microsoft import CLIENT, SENDER, TENANT, MicrosoftTestCase
 
 SECRET = "Qm8~graph-large-secret-value-987"
@@ -68,14 +67,7 @@ class GraphLargeTest(MicrosoftTestCase):
         return relay
 
     def send(self, relay, msg, rcpts=("alice@example.com",)):
-        with smtplib.SMTP("127.0.0.1", relay.port, timeout=300) as s:
-            s.ehlo("scanner.test")
-            s.mail(SENDER, ["SIZE=%d" % len(msg)])
-            for r in rcpts:
-                code, _ = s.rcpt(r)
-                self.assertEqual(code, 250)
-            code, text = s.data(msg)
-            return code, text.decode()
+        return send_message(relay.port, SENDER, rcpts, msg, ["SIZE=%d" % len(msg)], timeout=300)
 
     def assertAttachments(self, sent, expected):
         """expected: name -> (bytes, inline, content id); all uploaded or posted."""

@@ -25,16 +25,6 @@ using queue::Outcome;
 using queue::RecipientResult;
 using json = nlohmann::json;
 
-RecipientResult permanent(int code, const char* enhanced, std::string summary, std::string detail) {
-  RecipientResult r;
-  r.outcome = Outcome::PermanentFailure;
-  r.smtp_code = code;
-  r.enhanced = enhanced;
-  r.summary = std::move(summary);
-  r.detail = std::move(detail);
-  return r;
-}
-
 std::string base64(std::string_view bytes) {
   std::string out(sodium_base64_encoded_len(bytes.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
   sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(),
@@ -148,7 +138,7 @@ class DraftSender {
     if (ec) return temporaryFailure("cannot read the stored message: " + ec.message());
     if (size > kMaxGraphMessageBytes) {
       spdlog::error("{}: {} bytes is over the {} bytes Graph sends", id_, size, kMaxGraphMessageBytes);
-      return permanent(552, "5.3.4", "message too big for the mail service",
+      return permanentFailure(552, "5.3.4", "message too big for the mail service",
                        "message of " + std::to_string(size) + " bytes is over Graph's limit of " +
                            std::to_string(kMaxGraphMessageBytes) + " bytes");
     }
@@ -170,7 +160,7 @@ class DraftSender {
         spdlog::error("{}: the message's text and the parts Graph cannot take as attachments come to {} bytes, "
                       "over the {} bytes of one Graph request; it cannot be sent through Graph",
                       id_, plan_.split.skeleton.size(), kMaxMimeRequestBytes);
-        return permanent(552, "5.3.4", "message too big for the mail service",
+        return permanentFailure(552, "5.3.4", "message too big for the mail service",
                          "the message body without its attachments is " +
                              std::to_string(plan_.split.skeleton.size()) + " bytes, over the " +
                              std::to_string(kMaxMimeRequestBytes) + " bytes Graph takes in one request");

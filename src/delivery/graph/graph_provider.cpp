@@ -22,13 +22,6 @@ using queue::DeliveryResult;
 using queue::Outcome;
 using queue::RecipientResult;
 
-DeliveryResult everyone(const queue::DeliveryJob& job, const std::string& provider, RecipientResult r) {
-  DeliveryResult out;
-  out.provider = provider;
-  out.results.assign(job.recipients.size(), r);
-  return out;
-}
-
 std::string base64(std::string_view bytes) {
   std::string out(sodium_base64_encoded_len(bytes.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
   sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(bytes.data()),
@@ -73,11 +66,7 @@ GraphProvider::GraphProvider(config::ProviderConfig config, http::HttpClient& ht
 GraphProvider::~GraphProvider() { pool_.stop(); }
 
 void GraphProvider::deliver(const queue::DeliveryJob& job, queue::DeliveryAgent::DoneCallback done) {
-  auto shared_done = std::make_shared<queue::DeliveryAgent::DoneCallback>(std::move(done));
-  const bool queued = pool_.submit([this, job, shared_done] { (*shared_done)(attempt(job)); });
-  if (!queued) {
-    (*shared_done)(everyone(job, config_.name, temporaryFailure("provider " + config_.name + " is stopping")));
-  }
+  deliverOnPool(pool_, config_.name, job, std::move(done), [this](const queue::DeliveryJob& j) { return attempt(j); });
 }
 
 DeliveryResult GraphProvider::attempt(const queue::DeliveryJob& job) {
@@ -88,7 +77,7 @@ DeliveryResult GraphProvider::attempt(const queue::DeliveryJob& job) {
   auto rewrite = mime::rewriteRecipients(job.content, recipients);
   if (!rewrite) {
     spdlog::error("{}: cannot read the message header for Graph: {}", id, rewrite.error().message);
-    return everyone(job, config_.name, temporaryFailure("cannot read the stored message: " + rewrite.error().message));
+    return sameForAll(job, config_.name, temporaryFailure("cannot read the stored message: " + rewrite.error().message));
   }
   if (rewrite->changed) {
     spdlog::info("{}: header rewritten for Graph: {} header address(es) not in the envelope removed, {} "
@@ -102,31 +91,23 @@ DeliveryResult GraphProvider::attempt(const queue::DeliveryJob& job) {
   const std::string& chosen = job.envelope.sendingMailbox();
   const std::string sender = chosen.empty() ? rewrite->from_address : chosen;
   if (sender.empty()) {
-    RecipientResult r;
-    r.outcome = Outcome::PermanentFailure;
-    r.smtp_code = 550;
-    r.enhanced = "5.1.7";
-    r.summary = "no sender mailbox to send from";
-    r.detail = "neither MAIL FROM nor a From header names a mailbox to send as";
-    return everyone(job, config_.name, r);
+    return sameForAll(job, config_.name,
+                      permanentFailure(550, "5.1.7", "no sender mailbox to send from",
+                                       "neither MAIL FROM nor a From header names a mailbox to send as"));
   }
 
   std::error_code ec;
   const std::uint64_t file_size = std::filesystem::file_size(job.content, ec);
-  if (ec) return everyone(job, config_.name, temporaryFailure("cannot read the stored message: " + ec.message()));
+  if (ec) return sameForAll(job, config_.name, temporaryFailure("cannot read the stored message: " + ec.message()));
   const std::uint64_t size = rewrite->headers.size() + (file_size - rewrite->body_offset);
   const std::shared_ptr<oauth::TokenSource> tokens = tokens_(job.envelope);
   if (!tokens) {
     spdlog::error("{}: provider {} sends only for users signed in with SMTP AUTH (auth_mode user_password), "
                   "and this message came without one",
                   id, config_.name);
-    RecipientResult r;
-    r.outcome = Outcome::PermanentFailure;
-    r.smtp_code = 550;
-    r.enhanced = "5.7.1";
-    r.summary = "sender not signed in";
-    r.detail = "no SMTP AUTH user to send for (auth_mode user_password)";
-    return everyone(job, config_.name, r);
+    return sameForAll(job, config_.name,
+                      permanentFailure(550, "5.7.1", "sender not signed in",
+                                       "no SMTP AUTH user to send for (auth_mode user_password)"));
   }
   BearerCaller graph(http_, *tokens, id, config_.timeout, "Graph", dropsToken);
 
@@ -140,13 +121,13 @@ DeliveryResult GraphProvider::attempt(const queue::DeliveryJob& job) {
     send.scratch_dir = scratch_dir_;
     send.upload_retry_delay = upload_retry_delay_;
     DraftOutcome out = sendThroughDraft(graph, send);
-    DeliveryResult result = everyone(job, config_.name, out.result);
+    DeliveryResult result = sameForAll(job, config_.name, out.result);
     result.remote_id = out.remote_id;
     return result;
   }
 
   auto mime = assemble(job.content, *rewrite, file_size);
-  if (!mime) return everyone(job, config_.name, temporaryFailure(mime.error().message));
+  if (!mime) return sameForAll(job, config_.name, temporaryFailure(mime.error().message));
 
   http::Request req;
   req.method = "POST";
@@ -156,16 +137,16 @@ DeliveryResult GraphProvider::attempt(const queue::DeliveryJob& job) {
   mime->clear();
 
   auto out = graph.call(std::move(req), "sendMail");
-  if (auto* failure = std::get_if<RecipientResult>(&out)) return everyone(job, config_.name, *failure);
+  if (auto* failure = std::get_if<RecipientResult>(&out)) return sameForAll(job, config_.name, *failure);
   const auto& resp = std::get<http::Response>(out);
-  if (resp.status != 202) return everyone(job, config_.name, failureOf(resp, id, "sending as " + printable(sender)));
+  if (resp.status != 202) return sameForAll(job, config_.name, failureOf(resp, id, "sending as " + printable(sender)));
   const std::string request_id = resp.header("request-id").value_or("");
   RecipientResult r;
   r.outcome = Outcome::Delivered;
   r.smtp_code = 250;
   r.enhanced = "2.0.0";
   r.detail = "accepted by Graph as " + printable(sender) + (request_id.empty() ? "" : ", request-id " + request_id);
-  DeliveryResult result = everyone(job, config_.name, r);
+  DeliveryResult result = sameForAll(job, config_.name, r);
   result.remote_id = request_id;
   return result;
 }

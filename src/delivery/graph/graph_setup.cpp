@@ -26,13 +26,6 @@ class DelegatedFetcher final : public oauth::TokenFetcher {
 
 }  // namespace
 
-http::CurlClient::Options graphHttpOptions(const config::ProviderConfig& provider) {
-  http::CurlClient::Options options;
-  options.ca_file = provider.ca_file;
-  options.proxy = provider.proxy;
-  return options;
-}
-
 std::filesystem::path refreshTokenDir(const std::filesystem::path& state_dir) { return state_dir / "oauth"; }
 
 oauth::EntraOptions entraOptions(const config::ProviderConfig& provider) {

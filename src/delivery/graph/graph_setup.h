@@ -24,9 +24,6 @@ struct GraphCredentials {
   std::shared_ptr<const oauth::ClientCertificate> certificate;  // null with a client secret
 };
 
-/// The HTTP client options of a Graph provider (its CA file and proxy).
-http::CurlClient::Options graphHttpOptions(const config::ProviderConfig& provider);
-
 /// Where delegated providers keep their users' refresh tokens
 /// (oauth::FileRefreshTokenStore): `<state_dir>/oauth`.
 std::filesystem::path refreshTokenDir(const std::filesystem::path& state_dir);
