@@ -27,6 +27,44 @@ TEST(CredentialScrub, ACredentialInsideTheMarkDoesNotLoop) {
   EXPECT_EQ(text, "[redacted] re[redacted]ed [redacted]");
 }
 
+TEST(CredentialScrubber, RedactsEverySpelling) {
+  CredentialScrubber scrubber;
+  scrubber.add("pa ss+&\"word");
+  std::string text =
+      "raw pa ss+&\"word, form pa%20ss%2B%26%22word, json pa ss+&\\\"word, other password";
+  scrubber.apply(text);
+  EXPECT_EQ(text, "raw [redacted], form [redacted], json [redacted], other password");
+}
+
+TEST(CredentialScrubber, LongestSpellingFirst) {
+  // The raw secret is the start of its form-encoded spelling: that one is
+  // found whole, not cut after the raw part.
+  CredentialScrubber scrubber;
+  scrubber.add("abc%");
+  std::string text = "a=abc%25&b=abc%";
+  scrubber.apply(text);
+  EXPECT_EQ(text, "a=[redacted]&b=[redacted]");
+}
+
+TEST(CredentialScrubber, SeveralCredentialsAndShortOnes) {
+  CredentialScrubber scrubber;
+  scrubber.add("header.claims.signature");
+  scrubber.add("signature");
+  scrubber.add("abc");  // too short to search for
+  scrubber.add("");
+  std::string text = "header.claims.signature | signature | abc";
+  scrubber.apply(text);
+  EXPECT_EQ(text, "[redacted] | [redacted] | abc");
+}
+
+TEST(CredentialScrubber, ACredentialInsideTheMarkDoesNotLoop) {
+  CredentialScrubber scrubber;
+  scrubber.add("dact");
+  std::string text = "dact";
+  scrubber.apply(text);
+  EXPECT_EQ(text, "[redacted]");
+}
+
 TEST(CredentialScrub, WipeEmpties) {
   std::string s(100, 'k');
   wipe(s);

@@ -2,20 +2,16 @@
 
 #include <spdlog/spdlog.h>
 
-#include <nlohmann/json.hpp>
-#include <optional>
+#include <utility>
 
 #include "base/text.h"
 #include "oauth/client_assertion.h"
-#include "oauth/credential_scrub.h"
 #include "oauth/encoding.h"
 #include "oauth/token_error.h"
-#include "oauth/token_response.h"
+#include "oauth/token_request.h"
 
 namespace mb::oauth {
 namespace {
-
-using json = nlohmann::json;
 
 constexpr std::string_view kAssertionType =
     "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -55,24 +51,7 @@ std::string EntraClientCredentials::cacheKey() const {
   return "entra " + token_url_ + " client=" + options_.client_id + " scope=" + scope_;
 }
 
-std::vector<std::string> EntraClientCredentials::credentialForms(
-    const std::string& assertion) const {
-  std::vector<std::string> out;
-  if (const auto* secret = std::get_if<config::Secret>(&credential_)) {
-    const std::string& value = secret->reveal();
-    out.push_back(value);
-    out.push_back(percentEncode(value));
-    // As a JSON string holds it (quotes, backslashes, control characters).
-    std::string quoted = json(value).dump(-1, ' ', false, json::error_handler_t::replace);
-    out.push_back(quoted.substr(1, quoted.size() - 2));
-  }
-  if (!assertion.empty()) out.push_back(assertion);
-  return out;
-}
-
-TokenResult EntraClientCredentials::fail(TokenFailure failure,
-                                         const std::vector<std::string>& credentials) const {
-  for (const auto& c : credentials) redact(failure.explanation, c);
+TokenResult EntraClientCredentials::fail(TokenFailure failure) const {
   spdlog::warn("oauth: token request for client {} in tenant {} failed ({}): {}",
                printable(options_.client_id, 64), printable(options_.tenant, 128),
                failure.retryable ? "will retry" : "needs an administrator", failure.explanation);
@@ -82,14 +61,17 @@ TokenResult EntraClientCredentials::fail(TokenFailure failure,
 TokenResult EntraClientCredentials::fetch() {
   const auto requested_at = clock_.wallNow();
 
+  // Nothing Microsoft sends contains the credential, but a proxy's error page
+  // might quote the request it refused.
+  CredentialScrubber scrubber;
   std::vector<std::pair<std::string, std::string>> fields = {
       {"client_id", options_.client_id},
       {"scope", scope_},
       {"grant_type", "client_credentials"},
   };
-  std::string assertion;
   if (const auto* secret = std::get_if<config::Secret>(&credential_)) {
     fields.emplace_back("client_secret", secret->reveal());
+    scrubber.add(secret->reveal());
   } else {
     const auto& cert = std::get<std::shared_ptr<const ClientCertificate>>(credential_);
     auto signed_jwt = makeClientAssertion(*cert, options_.client_id, token_url_, requested_at);
@@ -98,49 +80,17 @@ TokenResult EntraClientCredentials::fetch() {
       failure.retryable = false;
       failure.explanation = "cannot sign the client assertion with the certificate (" +
                             cert->describe() + "): " + signed_jwt.error().message;
-      return fail(std::move(failure), {});
+      return fail(std::move(failure));
     }
-    assertion = std::move(signed_jwt).value();
+    std::string assertion = std::move(signed_jwt).value();
+    scrubber.add(assertion);
     fields.emplace_back("client_assertion_type", std::string(kAssertionType));
-    fields.emplace_back("client_assertion", assertion);
+    fields.emplace_back("client_assertion", std::move(assertion));
   }
 
-  http::Request request;
-  request.method = "POST";
-  request.url = token_url_;
-  request.headers = {{"Content-Type", "application/x-www-form-urlencoded"},
-                     {"Accept", "application/json"}};
-  request.body = formEncode(fields);
-  request.timeout = options_.timeout;
-  for (auto& field : fields) wipe(field.second);
-
-  http::Outcome outcome = http_.perform(request);
-  wipe(request.body);
-
-  // Nothing Microsoft sends contains the credential, but a proxy's error page
-  // might quote the request it refused: what came back is scrubbed before it
-  // is cut to length for the explanation (a cut would hide half a secret
-  // from the search), and the explanation once more after.
-  std::vector<std::string> credentials = credentialForms(assertion);
-  wipe(assertion);
-  std::optional<TokenFailure> refused;
-  if (auto* error = std::get_if<http::TransportError>(&outcome)) {
-    for (const auto& c : credentials) redact(error->message, c);
-    refused = classifyTransportError(*error, token_url_);
-  } else if (auto& response = std::get<http::Response>(outcome);
-             response.status < 200 || response.status > 299) {
-    for (const auto& c : credentials) redact(response.body, c);
-    refused = classifyTokenResponse(response);
-  }
-  std::optional<TokenResult> failed;
-  if (refused) failed = fail(std::move(*refused), credentials);
-  for (auto& c : credentials) wipe(c);
-  if (failed) return std::move(*failed);
-
-  auto& response = std::get<http::Response>(outcome);
-  TokenResult result = parseTokenResponse(response.body, requested_at);
-  wipe(response.body);  // it holds the token
-  if (!result) return fail(result.failure(), {});
+  TokenResult result = requestAccessToken(http_, {token_url_, std::move(fields), options_.timeout},
+                                          scrubber, classifyTokenError, requested_at);
+  if (!result) return fail(result.failure());
   spdlog::debug(
       "oauth: new token for client {} in tenant {}, valid for {} s",
       printable(options_.client_id, 64), printable(options_.tenant, 128),

@@ -66,8 +66,7 @@ class EntraClientCredentials final : public TokenFetcher {
 
   EntraClientCredentials(EntraOptions options, Credential credential, http::HttpClient& http,
                          const Clock& clock);
-  std::vector<std::string> credentialForms(const std::string& assertion) const;
-  TokenResult fail(TokenFailure failure, const std::vector<std::string>& credentials) const;
+  TokenResult fail(TokenFailure failure) const;  // logs it
 
   EntraOptions options_;
   Credential credential_;

@@ -1,114 +1,41 @@
 #include "oauth/entra_client_credentials.h"
 
 #include <gtest/gtest.h>
-#include <spdlog/sinks/ostream_sink.h>
-#include <spdlog/spdlog.h>
 
-#include <map>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 #include <vector>
 
+#include "http/testing/fake_http_client.h"
 #include "oauth/cached_token_source.h"
 #include "oauth/encoding.h"
-#include "http/testing/fake_http_client.h"
+#include "oauth/testing/entra_app.h"
+#include "oauth/testing/log_capture.h"
 #include "oauth/testing/test_certificate.h"
+#include "oauth/testing/token_requests.h"
 
 namespace mb::oauth {
 namespace {
 
 using namespace std::chrono_literals;
 using http::testing::FakeHttpClient;
-using testing::TestCertificate;
+using namespace testing;  // oauth/testing/: the Entra app, form decoding, LogCapture
 using json = nlohmann::json;
 
 // A secret with every character that needs care in a form body.
 const std::string kSecret = "Qx8~Z.tAbc+/=&%secret_VALUE-42";
-constexpr const char* kTenant = "contoso.onmicrosoft.com";
-constexpr const char* kClient = "11111111-2222-3333-4444-555555555555";
-constexpr const char* kTokenUrl =
-    "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token";
 constexpr const char* kToken = "eyJ0eXAiOiJKV1QiLCJub25jZSI6IkFBQUEifQ.eyJhdWQiOiJncmFwaCJ9.c2ln";
-
-std::string decodePercent(const std::string& s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size()) {
-      out += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
-      i += 2;
-    } else if (s[i] == '+') {
-      out += ' ';
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
-
-// Decodes a form body; a repeated name fails the test.
-std::map<std::string, std::string> decodeForm(const std::string& body) {
-  std::map<std::string, std::string> out;
-  std::size_t start = 0;
-  while (start <= body.size()) {
-    std::size_t end = body.find('&', start);
-    if (end == std::string::npos) end = body.size();
-    const std::string pair = body.substr(start, end - start);
-    const std::size_t eq = pair.find('=');
-    EXPECT_NE(eq, std::string::npos) << pair;
-    const auto [it, fresh] =
-        out.emplace(decodePercent(pair.substr(0, eq)), decodePercent(pair.substr(eq + 1)));
-    EXPECT_TRUE(fresh) << "repeated field " << it->first;
-    start = end + 1;
-  }
-  return out;
-}
-
-std::string header(const http::Request& r, const std::string& name) {
-  for (const auto& [n, v] : r.headers) {
-    if (n == name) return v;
-  }
-  return {};
-}
-
-EntraOptions options() {
-  EntraOptions o;
-  o.tenant = kTenant;
-  o.client_id = kClient;
-  return o;
-}
-
-config::Secret secret() {
-  return config::Secret(config::Secret::Source::Inline, "", kSecret);
-}
 
 std::string successBody(long expires_in = 3599) {
   return R"({"token_type":"Bearer","expires_in":)" + std::to_string(expires_in) +
          R"(,"ext_expires_in":3599,"access_token":")" + kToken + R"("})";
 }
 
-// Collects everything logged while it lives, at every level.
-class LogCapture {
- public:
-  LogCapture() : previous_(spdlog::default_logger()) {
-    auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out_);
-    auto logger = std::make_shared<spdlog::logger>("capture", sink);
-    logger->set_level(spdlog::level::trace);
-    spdlog::set_default_logger(logger);
-  }
-  ~LogCapture() { spdlog::set_default_logger(previous_); }
-  std::string text() const { return out_.str(); }
-
- private:
-  std::ostringstream out_;
-  std::shared_ptr<spdlog::logger> previous_;
-};
-
 TEST(EntraClientCredentials, SecretRequestShape) {
   FakeHttpClient http;
   ManualClock clock;
   http.pushResponse(200, successBody());
-  EntraClientCredentials source(options(), secret(), http, clock);
+  EntraClientCredentials source(entraOptions(), inlineSecret(kSecret), http, clock);
   EXPECT_EQ(source.tokenUrl(), kTokenUrl);
   EXPECT_EQ(source.scope(), "https://graph.microsoft.com/.default");
 
@@ -118,15 +45,13 @@ TEST(EntraClientCredentials, SecretRequestShape) {
   const auto requests = http.requests();
   ASSERT_EQ(requests.size(), 1u);
   const auto& r = requests[0];
-  EXPECT_EQ(r.method, "POST");
-  EXPECT_EQ(r.url, kTokenUrl);
-  EXPECT_EQ(header(r, "Content-Type"), "application/x-www-form-urlencoded");
+  expectFormPost(r, kTokenUrl);
   EXPECT_LE(r.timeout, 30s);
   // The secret is sent encoded: its '+', '/', '=', '&', '%' stay data.
   EXPECT_NE(r.body.find("client_secret=Qx8~Z.tAbc%2B%2F%3D%26%25secret_VALUE-42"),
             std::string::npos)
       << r.body;
-  const auto form = decodeForm(r.body);
+  const auto form = formFields(r.body);
   EXPECT_EQ(form.size(), 4u);
   EXPECT_EQ(form.at("client_id"), kClient);
   EXPECT_EQ(form.at("scope"), "https://graph.microsoft.com/.default");
@@ -138,7 +63,7 @@ TEST(EntraClientCredentials, ParsesSuccess) {
   FakeHttpClient http;
   ManualClock clock;
   http.pushResponse(200, successBody(3599), {{"Cache-Control", "no-store, no-cache"}});
-  EntraClientCredentials source(options(), secret(), http, clock);
+  EntraClientCredentials source(entraOptions(), inlineSecret(kSecret), http, clock);
   auto token = source.fetch();
   ASSERT_TRUE(token) << token.failure().explanation;
   EXPECT_EQ(token->value, kToken);
@@ -148,16 +73,16 @@ TEST(EntraClientCredentials, ParsesSuccess) {
 TEST(EntraClientCredentials, OtherCloudsAndScopes) {
   FakeHttpClient http;
   ManualClock clock;
-  EntraOptions o = options();
+  EntraOptions o = entraOptions();
   o.login_endpoint = "https://login.microsoftonline.us/";
   o.graph_endpoint = "https://graph.microsoft.us/";
   o.tenant = "a b";  // not a valid tenant, but it must not break the URL
-  EntraClientCredentials us(o, secret(), http, clock);
+  EntraClientCredentials us(o, inlineSecret(kSecret), http, clock);
   EXPECT_EQ(us.tokenUrl(), "https://login.microsoftonline.us/a%20b/oauth2/v2.0/token");
   EXPECT_EQ(us.scope(), "https://graph.microsoft.us/.default");
 
   o.scope = "https://outlook.office365.com/.default";
-  EntraClientCredentials smtp(o, secret(), http, clock);
+  EntraClientCredentials smtp(o, inlineSecret(kSecret), http, clock);
   EXPECT_EQ(smtp.scope(), "https://outlook.office365.com/.default");
   EXPECT_NE(smtp.cacheKey(), us.cacheKey());
 }
@@ -199,17 +124,15 @@ TEST(EntraClientCredentials, CertificateRequestShape) {
   FakeHttpClient http;
   ManualClock clock;
   http.pushResponse(200, successBody());
-  EntraClientCredentials source(options(), *cert, http, clock);
+  EntraClientCredentials source(entraOptions(), *cert, http, clock);
   auto token = source.fetch();
   ASSERT_TRUE(token) << token.failure().explanation;
 
   const auto requests = http.requests();
   ASSERT_EQ(requests.size(), 1u);
   const auto& r = requests[0];
-  EXPECT_EQ(r.method, "POST");
-  EXPECT_EQ(r.url, kTokenUrl);
-  EXPECT_EQ(header(r, "Content-Type"), "application/x-www-form-urlencoded");
-  const auto form = decodeForm(r.body);
+  expectFormPost(r, kTokenUrl);
+  const auto form = formFields(r.body);
   EXPECT_EQ(form.size(), 5u);
   EXPECT_EQ(form.count("client_secret"), 0u);
   EXPECT_EQ(form.at("client_id"), kClient);
@@ -251,7 +174,7 @@ TEST(EntraClientCredentials, RefusedRequest) {
   http.pushResponse(
       401,
       R"({"error":"invalid_client","error_description":"AADSTS7000222: The provided client secret keys for app '11111111-2222-3333-4444-555555555555' are expired.\r\nTrace ID: t-1\r\nCorrelation ID: c-1\r\nTimestamp: 2026-01-09 02:02:12Z","error_codes":[7000222],"trace_id":"t-1","correlation_id":"c-1","timestamp":"2026-01-09 02:02:12Z"})");
-  EntraClientCredentials source(options(), secret(), http, clock);
+  EntraClientCredentials source(entraOptions(), inlineSecret(kSecret), http, clock);
   auto token = source.fetch();
   ASSERT_FALSE(token);
   EXPECT_FALSE(token.failure().retryable);
@@ -265,7 +188,7 @@ TEST(EntraClientCredentials, TransportErrorIsRetryable) {
   FakeHttpClient http;
   ManualClock clock;
   http.push(http::TransportError{"Connection refused", false});
-  EntraClientCredentials source(options(), secret(), http, clock);
+  EntraClientCredentials source(entraOptions(), inlineSecret(kSecret), http, clock);
   auto token = source.fetch();
   ASSERT_FALSE(token);
   EXPECT_TRUE(token.failure().retryable);
@@ -292,7 +215,7 @@ TEST(EntraClientCredentials, NoCredentialInExplanationsOrLogs) {
   http.pushResponse(200, successBody());
 
   std::vector<std::string> explanations;
-  EntraClientCredentials source(options(), secret(), http, clock);
+  EntraClientCredentials source(entraOptions(), inlineSecret(kSecret), http, clock);
   for (int i = 0; i < 5; ++i) {
     auto r = source.fetch();
     ASSERT_FALSE(r);
@@ -340,11 +263,11 @@ TEST(EntraClientCredentials, NoAssertionInExplanations) {
     std::string body;
   } echo;
   ManualClock clock;
-  EntraClientCredentials source(options(), *cert, echo, clock);
+  EntraClientCredentials source(entraOptions(), *cert, echo, clock);
   auto r = source.fetch();
   ASSERT_FALSE(r);
   EXPECT_TRUE(r.failure().retryable);
-  const std::string assertion = decodeForm(echo.body).at("client_assertion");
+  const std::string assertion = formFields(echo.body).at("client_assertion");
   ASSERT_GT(assertion.size(), 100u);
   EXPECT_EQ(r.failure().explanation.find(assertion.substr(0, 60)), std::string::npos);
   EXPECT_EQ(logs.text().find(assertion.substr(0, 60)), std::string::npos);
@@ -355,8 +278,8 @@ TEST(EntraClientCredentials, WorksBehindTheCache) {
   ManualClock clock;
   http.pushResponse(200, successBody());
   auto cache = std::make_shared<TokenCache>(clock);
-  CachedTokenSource source(
-      cache, std::make_unique<EntraClientCredentials>(options(), secret(), http, clock));
+  CachedTokenSource source(cache, std::make_unique<EntraClientCredentials>(
+                                      entraOptions(), inlineSecret(kSecret), http, clock));
   EXPECT_NE(source.cacheKey().find(kClient), std::string::npos);
   auto first = source.token();
   auto second = source.token();

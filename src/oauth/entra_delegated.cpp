@@ -11,8 +11,10 @@
 #include <vector>
 
 #include "base/text.h"
+#include "oauth/credential_scrub.h"
 #include "oauth/encoding.h"
 #include "oauth/token_error.h"
+#include "oauth/token_request.h"
 
 namespace mb::oauth {
 namespace {
@@ -26,18 +28,10 @@ constexpr std::chrono::seconds kDefaultInterval{5};
 constexpr std::chrono::seconds kSlowDownStep{5};
 constexpr std::chrono::seconds kMaxInterval{300};
 constexpr std::chrono::seconds kMaxDeviceCodeLifetime{3600};
-// A shorter credential is not searched for in echoed text: it would blank out
-// common words, and could hardly be recognised in them anyway.
-constexpr std::size_t kMinScrubbed = 4;
 
 bool sodiumReady() {
   static const bool ready = ::sodium_init() >= 0;
   return ready;
-}
-
-void wipe(std::string& s) {
-  if (!s.empty()) ::sodium_memzero(s.data(), s.size());
-  s.clear();
 }
 
 std::string withoutTrailingSlash(std::string_view s) {
@@ -67,93 +61,6 @@ std::string passwordTag(std::string_view password) {
   ::sodium_bin2hex(out.data(), out.size(), digest.data(), digest.size());
   out.pop_back();
   return out;
-}
-
-// Every spelling of the request's credentials that an echo of the request
-// (a proxy's error page, a transport message) could show: raw, as the form
-// body carried it, and as a JSON string holds it. Wiped when it goes.
-class Scrubber {
- public:
-  Scrubber() = default;
-  Scrubber(const Scrubber&) = delete;
-  Scrubber& operator=(const Scrubber&) = delete;
-  ~Scrubber() {
-    for (auto& f : forms_) wipe(f);
-  }
-
-  void add(std::string_view secret) {
-    if (secret.size() < kMinScrubbed) return;
-    addForm(std::string(secret));
-    addForm(percentEncode(secret));
-    std::string quoted =
-        json(std::string(secret)).dump(-1, ' ', false, json::error_handler_t::replace);
-    addForm(quoted.substr(1, quoted.size() - 2));
-    wipe(quoted);
-    // Longest first, so that a form holding another is found whole.
-    std::sort(forms_.begin(), forms_.end(),
-              [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
-  }
-
-  void apply(std::string& text) const {
-    for (const auto& form : forms_) {
-      for (std::size_t pos = text.find(form); pos != std::string::npos;
-           pos = text.find(form, pos)) {
-        text.replace(pos, form.size(), "[redacted]");
-      }
-    }
-  }
-
- private:
-  void addForm(std::string form) {
-    if (std::find(forms_.begin(), forms_.end(), form) == forms_.end()) {
-      forms_.push_back(std::move(form));
-    } else {
-      wipe(form);
-    }
-  }
-
-  std::vector<std::string> forms_;
-};
-
-// What one form POST to the identity platform gave: a 2xx response, or a
-// classified failure (scrubbed) and, for a refused request, its error body.
-struct Reply {
-  std::optional<http::Response> response;
-  TokenFailure failure;
-  TokenErrorBody error;
-};
-
-Reply postForm(http::HttpClient& http, const std::string& url, Fields fields,
-               std::chrono::milliseconds timeout, const Scrubber& scrubber) {
-  http::Request request;
-  request.method = "POST";
-  request.url = url;
-  request.headers = {{"Content-Type", "application/x-www-form-urlencoded"},
-                     {"Accept", "application/json"}};
-  request.body = formEncode(fields);
-  request.timeout = timeout;
-  for (auto& field : fields) wipe(field.second);
-
-  http::Outcome outcome = http.perform(request);
-  wipe(request.body);
-
-  Reply reply;
-  if (auto* error = std::get_if<http::TransportError>(&outcome)) {
-    scrubber.apply(error->message);
-    reply.failure = classifyTransportError(*error, url);
-  } else if (auto& response = std::get<http::Response>(outcome);
-             response.status >= 200 && response.status <= 299) {
-    reply.response = std::move(response);
-    return reply;
-  } else {
-    // Scrubbed before parsing: the explanation quotes parts of the body,
-    // cut to length, and a cut could hide half a credential from the search.
-    scrubber.apply(response.body);
-    reply.error = parseTokenErrorBody(response.body);
-    reply.failure = classifyTokenResponse(response);
-  }
-  scrubber.apply(reply.failure.explanation);
-  return reply;
 }
 
 TokenFailure badSuccess(std::string_view endpoint, std::string what) {
@@ -276,14 +183,15 @@ DelegatedResult EntraPasswordGrant::fetchTokens() {
       {"username", username_},
       {"password", password_.reveal()},
   };
-  Scrubber scrubber;
+  CredentialScrubber scrubber;
   scrubber.add(password_.reveal());
   if (client_secret_) {
     fields.emplace_back("client_secret", client_secret_->reveal());
     scrubber.add(client_secret_->reveal());
   }
 
-  Reply reply = postForm(http_, token_url_, std::move(fields), options_.timeout, scrubber);
+  TokenReply reply = postTokenRequest(http_, {token_url_, std::move(fields), options_.timeout},
+                                      scrubber, classifyTokenError);
   const auto failed = [&](TokenFailure failure) -> DelegatedResult {
     spdlog::warn("oauth: password grant for user {} (client {}, tenant {}) failed ({}): {}",
                  printable(username_, 254), printable(options_.client_id, 64),
@@ -403,7 +311,7 @@ TokenResult EntraRefreshTokenGrant::fetch() {
       {"grant_type", "refresh_token"},
       {"refresh_token", current},
   };
-  Scrubber scrubber;
+  CredentialScrubber scrubber;
   scrubber.add(current);
   scrubber.add(stored);
   if (client_secret_) {
@@ -411,7 +319,8 @@ TokenResult EntraRefreshTokenGrant::fetch() {
     scrubber.add(client_secret_->reveal());
   }
 
-  Reply reply = postForm(http_, token_url_, std::move(fields), options_.timeout, scrubber);
+  TokenReply reply = postTokenRequest(http_, {token_url_, std::move(fields), options_.timeout},
+                                      scrubber, classifyTokenError);
   if (!reply.response) {
     wipe(current);
     wipe(stored);
@@ -471,10 +380,11 @@ DeviceCodeFlow::DeviceCodeFlow(EntraOptions options, std::optional<config::Secre
 
 GrantResult<DeviceCode> DeviceCodeFlow::start() {
   const auto issued_at = clock_.steadyNow();
-  Scrubber scrubber;  // nothing secret goes out; the answer is the secret
-  Reply reply = postForm(http_, device_code_url_,
-                         {{"client_id", options_.client_id}, {"scope", scope_}}, options_.timeout,
-                         scrubber);
+  CredentialScrubber scrubber;  // nothing secret goes out; the answer is the secret
+  TokenReply reply = postTokenRequest(
+      http_,
+      {device_code_url_, {{"client_id", options_.client_id}, {"scope", scope_}}, options_.timeout},
+      scrubber, classifyTokenError);
   const auto failed = [&](TokenFailure failure) -> GrantResult<DeviceCode> {
     spdlog::warn("oauth: device code request for client {} in tenant {} failed ({}): {}",
                  printable(options_.client_id, 64), printable(options_.tenant, 128),
@@ -533,13 +443,14 @@ DevicePoll DeviceCodeFlow::poll(const std::string& device_code) {
       {"client_id", options_.client_id},
       {"device_code", device_code},
   };
-  Scrubber scrubber;
+  CredentialScrubber scrubber;
   scrubber.add(device_code);
   if (client_secret_) {
     fields.emplace_back("client_secret", client_secret_->reveal());
     scrubber.add(client_secret_->reveal());
   }
-  Reply reply = postForm(http_, token_url_, std::move(fields), options_.timeout, scrubber);
+  TokenReply reply = postTokenRequest(http_, {token_url_, std::move(fields), options_.timeout},
+                                      scrubber, classifyTokenError);
 
   DevicePoll out;
   if (reply.response) {

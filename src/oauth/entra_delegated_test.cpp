@@ -1,13 +1,10 @@
 #include "oauth/entra_delegated.h"
 
 #include <gtest/gtest.h>
-#include <spdlog/sinks/ostream_sink.h>
-#include <spdlog/spdlog.h>
 
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -15,18 +12,18 @@
 #include "http/testing/fake_http_client.h"
 #include "oauth/cached_token_source.h"
 #include "oauth/encoding.h"
+#include "oauth/testing/entra_app.h"
+#include "oauth/testing/log_capture.h"
+#include "oauth/testing/token_requests.h"
 
 namespace mb::oauth {
 namespace {
 
 using namespace std::chrono_literals;
 using http::testing::FakeHttpClient;
+using namespace testing;  // oauth/testing/: the Entra app, form decoding, LogCapture
 using json = nlohmann::json;
 
-constexpr const char* kTenant = "contoso.onmicrosoft.com";
-constexpr const char* kClient = "11111111-2222-3333-4444-555555555555";
-constexpr const char* kTokenUrl =
-    "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token";
 constexpr const char* kDeviceUrl =
     "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/devicecode";
 constexpr const char* kScope = "https://graph.microsoft.com/Mail.Send offline_access";
@@ -43,53 +40,6 @@ const std::string kRefresh3 = "1.AQEAx_refresh_three_555555";
 const std::string kDeviceCode = "DAQABAAEAAAD-device-code-secret-value_xyz";
 
 // ---- helpers ---------------------------------------------------------------
-
-std::string unpercent(const std::string& s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size()) {
-      out += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
-      i += 2;
-    } else {
-      out += s[i] == '+' ? ' ' : s[i];
-    }
-  }
-  return out;
-}
-
-// name → value of an application/x-www-form-urlencoded body; a name given
-// twice fails the test.
-std::map<std::string, std::string> formOf(const http::Request& r) {
-  std::map<std::string, std::string> out;
-  std::istringstream in(r.body);
-  std::string pair;
-  while (std::getline(in, pair, '&')) {
-    const auto eq = pair.find('=');
-    EXPECT_NE(eq, std::string::npos) << pair;
-    const bool fresh =
-        out.emplace(unpercent(pair.substr(0, eq)), unpercent(pair.substr(eq + 1))).second;
-    EXPECT_TRUE(fresh) << "repeated field in " << r.body;
-  }
-  return out;
-}
-
-std::string header(const http::Request& r, const std::string& name) {
-  for (const auto& [n, v] : r.headers) {
-    if (n == name) return v;
-  }
-  return {};
-}
-
-EntraOptions options() {
-  EntraOptions o;
-  o.tenant = kTenant;
-  o.client_id = kClient;
-  return o;
-}
-
-config::Secret secret(const std::string& value) {
-  return config::Secret(config::Secret::Source::Inline, "", value);
-}
 
 std::string tokenBody(const std::string& refresh = "", long expires_in = 3599) {
   json j = {{"token_type", "Bearer"},
@@ -116,25 +66,6 @@ std::string errorBody(const std::string& error, long code, const std::string& te
 bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
-
-// Collects everything logged while it lives, at every level.
-class LogCapture {
- public:
-  LogCapture() : previous_(spdlog::default_logger()) {
-    auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out_);
-    auto logger = std::make_shared<spdlog::logger>("capture", sink);
-    logger->set_level(spdlog::level::trace);
-    spdlog::set_default_logger(logger);
-  }
-  ~LogCapture() { spdlog::set_default_logger(previous_); }
-  LogCapture(const LogCapture&) = delete;
-  LogCapture& operator=(const LogCapture&) = delete;
-  std::string text() const { return out_.str(); }
-
- private:
-  std::ostringstream out_;
-  std::shared_ptr<spdlog::logger> previous_;
-};
 
 // A RefreshTokenStore in memory whose saves can be made to fail.
 class MemoryStore final : public RefreshTokenStore {
@@ -182,7 +113,8 @@ TEST(EntraPasswordGrant, RequestForm) {
   FakeHttpClient http;
   ManualClock clock;
   http.pushResponse(200, tokenBody(kRefresh1));
-  EntraPasswordGrant grant(options(), kUser, secret(kPassword), std::nullopt, http, clock);
+  EntraPasswordGrant grant(entraOptions(), kUser, inlineSecret(kPassword), std::nullopt, http,
+                           clock);
   EXPECT_EQ(grant.tokenUrl(), kTokenUrl);
   EXPECT_EQ(grant.scope(), kScope);
 
@@ -194,11 +126,9 @@ TEST(EntraPasswordGrant, RequestForm) {
   const auto requests = http.requests();
   ASSERT_EQ(requests.size(), 1u);
   const auto& r = requests[0];
-  EXPECT_EQ(r.method, "POST");
-  EXPECT_EQ(r.url, kTokenUrl);
-  EXPECT_EQ(header(r, "Content-Type"), "application/x-www-form-urlencoded");
+  expectFormPost(r, kTokenUrl);
   EXPECT_LE(r.timeout, 30s);
-  const auto form = formOf(r);
+  const auto form = formFields(r.body);
   EXPECT_EQ(form.size(), 5u) << r.body;
   EXPECT_EQ(form.at("client_id"), kClient);
   EXPECT_EQ(form.at("scope"), kScope);
@@ -214,16 +144,17 @@ TEST(EntraPasswordGrant, ConfidentialClientAndOtherScope) {
   FakeHttpClient http;
   ManualClock clock;
   http.pushResponse(200, tokenBody());
-  EntraOptions o = options();
+  EntraOptions o = entraOptions();
   o.scope = "https://outlook.office365.com/SMTP.Send offline_access";
-  EntraPasswordGrant grant(o, kUser, secret(kPassword), secret(kClientSecret), http, clock);
+  EntraPasswordGrant grant(o, kUser, inlineSecret(kPassword), inlineSecret(kClientSecret), http,
+                           clock);
   ASSERT_TRUE(grant.fetch());
-  const auto form = formOf(http.requests().at(0));
+  const auto form = formFields(http.requests().at(0).body);
   EXPECT_EQ(form.size(), 6u);
   EXPECT_EQ(form.at("client_secret"), kClientSecret);
   EXPECT_EQ(form.at("scope"), "https://outlook.office365.com/SMTP.Send offline_access");
 
-  EntraOptions us = options();
+  EntraOptions us = entraOptions();
   us.graph_endpoint = "https://graph.microsoft.us/";
   EXPECT_EQ(entraDelegatedScope(us), "https://graph.microsoft.us/Mail.Send offline_access");
   EXPECT_EQ(entraDeviceCodeUrl("https://login.microsoftonline.us/", "a b"),
@@ -239,8 +170,8 @@ TEST(EntraPasswordGrant, ExposesTheRefreshToken) {
 
   MemoryStore store;
   std::vector<std::string> seen;
-  EntraPasswordGrant grant(options(), kUser, secret(kPassword), std::nullopt, http, clock,
-                           [&](const std::string& rt) {
+  EntraPasswordGrant grant(entraOptions(), kUser, inlineSecret(kPassword), std::nullopt, http,
+                           clock, [&](const std::string& rt) {
                              seen.push_back(rt);
                              return store.save(kProvider, kUser, rt);
                            });
@@ -270,21 +201,22 @@ TEST(EntraPasswordGrant, ExposesTheRefreshToken) {
 TEST(EntraPasswordGrant, CacheKeyFollowsThePassword) {
   FakeHttpClient http;
   ManualClock clock;
-  EntraPasswordGrant a(options(), kUser, secret(kPassword), std::nullopt, http, clock);
-  EntraPasswordGrant same(options(), "relay@contoso.EXAMPLE", secret(kPassword), std::nullopt,
-                          http, clock);
-  EntraPasswordGrant wrong(options(), kUser, secret(kPassword + "x"), std::nullopt, http, clock);
-  EntraPasswordGrant other_user(options(), "other@contoso.example", secret(kPassword),
+  EntraPasswordGrant a(entraOptions(), kUser, inlineSecret(kPassword), std::nullopt, http, clock);
+  EntraPasswordGrant same(entraOptions(), "relay@contoso.EXAMPLE", inlineSecret(kPassword),
+                          std::nullopt, http, clock);
+  EntraPasswordGrant wrong(entraOptions(), kUser, inlineSecret(kPassword + "x"), std::nullopt, http,
+                           clock);
+  EntraPasswordGrant other_user(entraOptions(), "other@contoso.example", inlineSecret(kPassword),
                                 std::nullopt, http, clock);
-  EntraOptions o = options();
+  EntraOptions o = entraOptions();
   o.scope = "https://outlook.office365.com/SMTP.Send offline_access";
-  EntraPasswordGrant other_scope(o, kUser, secret(kPassword), std::nullopt, http, clock);
-  o = options();
+  EntraPasswordGrant other_scope(o, kUser, inlineSecret(kPassword), std::nullopt, http, clock);
+  o = entraOptions();
   o.tenant = "fabrikam.example";
-  EntraPasswordGrant other_tenant(o, kUser, secret(kPassword), std::nullopt, http, clock);
-  o = options();
+  EntraPasswordGrant other_tenant(o, kUser, inlineSecret(kPassword), std::nullopt, http, clock);
+  o = entraOptions();
   o.client_id = "99999999-2222-3333-4444-555555555555";
-  EntraPasswordGrant other_client(o, kUser, secret(kPassword), std::nullopt, http, clock);
+  EntraPasswordGrant other_client(o, kUser, inlineSecret(kPassword), std::nullopt, http, clock);
 
   const std::string key = a.cacheKey();
   EXPECT_EQ(same.cacheKey(), key);  // the user is lower-cased
@@ -307,11 +239,12 @@ TEST(EntraPasswordGrant, CacheKeyFollowsThePassword) {
   http.pushResponse(200, tokenBody());
   http.pushResponse(400, errorBody("invalid_grant", 50126));
   auto cache = std::make_shared<TokenCache>(clock);
-  CachedTokenSource right(cache, std::make_unique<EntraPasswordGrant>(
-                                     options(), kUser, secret(kPassword), std::nullopt, http,
-                                     clock));
-  CachedTokenSource bad(cache, std::make_unique<EntraPasswordGrant>(
-                                   options(), kUser, secret("guess"), std::nullopt, http, clock));
+  CachedTokenSource right(
+      cache, std::make_unique<EntraPasswordGrant>(entraOptions(), kUser, inlineSecret(kPassword),
+                                                  std::nullopt, http, clock));
+  CachedTokenSource bad(
+      cache, std::make_unique<EntraPasswordGrant>(entraOptions(), kUser, inlineSecret("guess"),
+                                                  std::nullopt, http, clock));
   ASSERT_TRUE(right.token());
   auto refused = bad.token();
   ASSERT_FALSE(refused);
@@ -321,7 +254,8 @@ TEST(EntraPasswordGrant, CacheKeyFollowsThePassword) {
 TEST(EntraPasswordGrant, DelegatedErrorsExplained) {
   FakeHttpClient http;
   ManualClock clock;
-  EntraPasswordGrant grant(options(), kUser, secret(kPassword), std::nullopt, http, clock);
+  EntraPasswordGrant grant(entraOptions(), kUser, inlineSecret(kPassword), std::nullopt, http,
+                           clock);
 
   http.pushResponse(400, errorBody("invalid_grant", 50126));
   auto wrong = grant.fetch();
@@ -371,7 +305,8 @@ TEST(EntraPasswordGrant, NoSecretInExplanationsOrLogs) {
   http.pushResponse(200, tokenBody(kRefresh1));
 
   std::vector<std::string> explanations;
-  EntraPasswordGrant grant(options(), kUser, secret(kPassword), secret(kClientSecret), http, clock,
+  EntraPasswordGrant grant(entraOptions(), kUser, inlineSecret(kPassword),
+                           inlineSecret(kClientSecret), http, clock,
                            [](const std::string&) { return Status(); });
   for (int i = 0; i < 5; ++i) {
     auto r = grant.fetch();
@@ -413,7 +348,7 @@ TEST(EntraRefreshTokenGrant, RequestFormAndRotation) {
   store.put(kRefresh1);
   http.pushResponse(200, tokenBody(kRefresh2));
   http.pushResponse(200, tokenBody(kRefresh3));
-  EntraRefreshTokenGrant grant(options(), kProvider, kUser, store, std::nullopt, http, clock);
+  EntraRefreshTokenGrant grant(entraOptions(), kProvider, kUser, store, std::nullopt, http, clock);
   EXPECT_EQ(grant.tokenUrl(), kTokenUrl);
   EXPECT_EQ(grant.scope(), kScope);
 
@@ -428,16 +363,14 @@ TEST(EntraRefreshTokenGrant, RequestFormAndRotation) {
 
   const auto requests = http.requests();
   ASSERT_EQ(requests.size(), 2u);
-  EXPECT_EQ(requests[0].method, "POST");
-  EXPECT_EQ(requests[0].url, kTokenUrl);
-  EXPECT_EQ(header(requests[0], "Content-Type"), "application/x-www-form-urlencoded");
-  const auto form = formOf(requests[0]);
+  expectFormPost(requests[0], kTokenUrl);
+  const auto form = formFields(requests[0].body);
   EXPECT_EQ(form.size(), 4u) << requests[0].body;
   EXPECT_EQ(form.at("client_id"), kClient);
   EXPECT_EQ(form.at("scope"), kScope);
   EXPECT_EQ(form.at("grant_type"), "refresh_token");
   EXPECT_EQ(form.at("refresh_token"), kRefresh1);
-  EXPECT_EQ(formOf(requests[1]).at("refresh_token"), kRefresh2);
+  EXPECT_EQ(formFields(requests[1].body).at("refresh_token"), kRefresh2);
 }
 
 TEST(EntraRefreshTokenGrant, ConfidentialClientAndNoNewToken) {
@@ -446,10 +379,10 @@ TEST(EntraRefreshTokenGrant, ConfidentialClientAndNoNewToken) {
   MemoryStore store;
   store.put(kRefresh1);
   http.pushResponse(200, tokenBody());  // no refresh token in the answer
-  EntraRefreshTokenGrant grant(options(), kProvider, kUser, store, secret(kClientSecret), http,
-                               clock);
+  EntraRefreshTokenGrant grant(entraOptions(), kProvider, kUser, store, inlineSecret(kClientSecret),
+                               http, clock);
   ASSERT_TRUE(grant.fetch());
-  const auto form = formOf(http.requests().at(0));
+  const auto form = formFields(http.requests().at(0).body);
   EXPECT_EQ(form.size(), 5u);
   EXPECT_EQ(form.at("client_secret"), kClientSecret);
   EXPECT_EQ(store.stored(), kRefresh1);  // kept
@@ -463,10 +396,10 @@ TEST(EntraRefreshTokenGrant, RotatesIntoTheFileStore) {
   FileRefreshTokenStore store(tmp.path() / "oauth");
   ASSERT_TRUE(store.save(kProvider, kUser, kRefresh1));
   http.pushResponse(200, tokenBody(kRefresh2));
-  EntraRefreshTokenGrant grant(options(), kProvider, "relay@contoso.example", store, std::nullopt,
-                               http, clock);
+  EntraRefreshTokenGrant grant(entraOptions(), kProvider, "relay@contoso.example", store,
+                               std::nullopt, http, clock);
   ASSERT_TRUE(grant.fetch());
-  EXPECT_EQ(formOf(http.requests().at(0)).at("refresh_token"), kRefresh1);
+  EXPECT_EQ(formFields(http.requests().at(0).body).at("refresh_token"), kRefresh1);
   FileRefreshTokenStore reopened(tmp.path() / "oauth");
   auto loaded = reopened.load(kProvider, kUser);
   ASSERT_TRUE(loaded && *loaded);
@@ -479,7 +412,7 @@ TEST(EntraRefreshTokenGrant, InvalidGrantTellsToLogInAgain) {
   ManualClock clock;
   MemoryStore store;
   store.put(kRefresh1);
-  EntraRefreshTokenGrant grant(options(), kProvider, kUser, store, std::nullopt, http, clock);
+  EntraRefreshTokenGrant grant(entraOptions(), kProvider, kUser, store, std::nullopt, http, clock);
   struct Case {
     long code;
     const char* word;
@@ -515,7 +448,7 @@ TEST(EntraRefreshTokenGrant, TransientFailuresKeepTheToken) {
   ManualClock clock;
   MemoryStore store;
   store.put(kRefresh1);
-  EntraRefreshTokenGrant grant(options(), kProvider, kUser, store, std::nullopt, http, clock);
+  EntraRefreshTokenGrant grant(entraOptions(), kProvider, kUser, store, std::nullopt, http, clock);
   http.pushResponse(503, errorBody("temporarily_unavailable", 50033));
   http.push(http::TransportError{"Connection reset by peer", false});
   http.pushResponse(200, "<html>captive portal</html>");
@@ -533,7 +466,7 @@ TEST(EntraRefreshTokenGrant, NothingStoredOrStoreBroken) {
   FakeHttpClient http;
   ManualClock clock;
   MemoryStore store;
-  EntraRefreshTokenGrant grant(options(), kProvider, kUser, store, std::nullopt, http, clock);
+  EntraRefreshTokenGrant grant(entraOptions(), kProvider, kUser, store, std::nullopt, http, clock);
   auto none = grant.fetch();
   ASSERT_FALSE(none);
   EXPECT_FALSE(none.failure().retryable);
@@ -557,7 +490,7 @@ TEST(EntraRefreshTokenGrant, UnsavedRotationIsKeptAndStoredLater) {
   ManualClock clock;
   MemoryStore store;
   store.put(kRefresh1);
-  EntraRefreshTokenGrant grant(options(), kProvider, kUser, store, std::nullopt, http, clock);
+  EntraRefreshTokenGrant grant(entraOptions(), kProvider, kUser, store, std::nullopt, http, clock);
 
   store.fail_saves = true;
   http.pushResponse(200, tokenBody(kRefresh2));
@@ -568,7 +501,7 @@ TEST(EntraRefreshTokenGrant, UnsavedRotationIsKeptAndStoredLater) {
   store.fail_saves = false;
   http.pushResponse(200, tokenBody(kRefresh3));
   ASSERT_TRUE(grant.fetch());
-  EXPECT_EQ(formOf(http.requests().at(1)).at("refresh_token"), kRefresh2);
+  EXPECT_EQ(formFields(http.requests().at(1).body).at("refresh_token"), kRefresh2);
   EXPECT_EQ(store.stored(), kRefresh3);
 
   // But a new login in between wins over a token kept in memory.
@@ -580,7 +513,7 @@ TEST(EntraRefreshTokenGrant, UnsavedRotationIsKeptAndStoredLater) {
   store.put("1.Afrom-a-new-login");
   http.pushResponse(200, tokenBody(kRefresh1));
   ASSERT_TRUE(grant.fetch());
-  EXPECT_EQ(formOf(http.requests().at(3)).at("refresh_token"), "1.Afrom-a-new-login");
+  EXPECT_EQ(formFields(http.requests().at(3).body).at("refresh_token"), "1.Afrom-a-new-login");
   EXPECT_EQ(store.stored(), kRefresh1);
 }
 
@@ -589,10 +522,11 @@ TEST(EntraRefreshTokenGrant, CacheKey) {
   ManualClock clock;
   MemoryStore store;
   store.put(kRefresh1);
-  EntraRefreshTokenGrant grant(options(), kProvider, kUser, store, std::nullopt, http, clock);
-  EntraRefreshTokenGrant other(options(), kProvider, "someone@contoso.example", store,
+  EntraRefreshTokenGrant grant(entraOptions(), kProvider, kUser, store, std::nullopt, http, clock);
+  EntraRefreshTokenGrant other(entraOptions(), kProvider, "someone@contoso.example", store,
                                std::nullopt, http, clock);
-  EntraPasswordGrant password(options(), kUser, secret(kPassword), std::nullopt, http, clock);
+  EntraPasswordGrant password(entraOptions(), kUser, inlineSecret(kPassword), std::nullopt, http,
+                              clock);
   const std::string key = grant.cacheKey();
   EXPECT_TRUE(contains(key, "user=relay@contoso.example")) << key;
   EXPECT_TRUE(contains(key, kClient));
@@ -620,7 +554,7 @@ TEST(DeviceCodeFlow, StartRequestAndAnswer) {
   FakeHttpClient http;
   ManualClock clock;
   http.pushResponse(200, deviceCodeBody(900, 5));
-  DeviceCodeFlow flow(options(), std::nullopt, http, clock);
+  DeviceCodeFlow flow(entraOptions(), std::nullopt, http, clock);
   EXPECT_EQ(flow.deviceCodeUrl(), kDeviceUrl);
   EXPECT_EQ(flow.tokenUrl(), kTokenUrl);
 
@@ -636,10 +570,8 @@ TEST(DeviceCodeFlow, StartRequestAndAnswer) {
 
   const auto requests = http.requests();
   ASSERT_EQ(requests.size(), 1u);
-  EXPECT_EQ(requests[0].method, "POST");
-  EXPECT_EQ(requests[0].url, kDeviceUrl);
-  EXPECT_EQ(header(requests[0], "Content-Type"), "application/x-www-form-urlencoded");
-  const auto form = formOf(requests[0]);
+  expectFormPost(requests[0], kDeviceUrl);
+  const auto form = formFields(requests[0].body);
   EXPECT_EQ(form.size(), 2u) << requests[0].body;
   EXPECT_EQ(form.at("client_id"), kClient);
   EXPECT_EQ(form.at("scope"), kScope);
@@ -648,7 +580,7 @@ TEST(DeviceCodeFlow, StartRequestAndAnswer) {
 TEST(DeviceCodeFlow, StartVariantsAndFailures) {
   FakeHttpClient http;
   ManualClock clock;
-  DeviceCodeFlow flow(options(), std::nullopt, http, clock);
+  DeviceCodeFlow flow(entraOptions(), std::nullopt, http, clock);
 
   // No interval: RFC 8628 §3.2 says 5 s. Numbers as strings, as v1 sent them.
   http.pushResponse(200, R"({"user_code":"U","device_code":"D","verification_url":"https://x",)"
@@ -672,7 +604,8 @@ TEST(DeviceCodeFlow, StartVariantsAndFailures) {
   EXPECT_FALSE(contains(escaped->message, "\n"));
 
   for (const char* body :
-       {"<html>portal</html>", R"({"user_code":"U","verification_uri":"https://x","expires_in":900})",
+       {"<html>portal</html>",
+        R"({"user_code":"U","verification_uri":"https://x","expires_in":900})",
         R"({"device_code":"D","verification_uri":"https://x","expires_in":900})",
         R"({"user_code":"U","device_code":"D","expires_in":900})",
         R"({"user_code":"U","device_code":"D","verification_uri":"https://x"})",
@@ -701,22 +634,20 @@ TEST(DeviceCodeFlow, PollRequestForm) {
   ManualClock clock;
   http.pushResponse(400, errorBody("authorization_pending", 70016));
   http.pushResponse(400, errorBody("authorization_pending", 70016));
-  DeviceCodeFlow flow(options(), std::nullopt, http, clock);
+  DeviceCodeFlow flow(entraOptions(), std::nullopt, http, clock);
   (void)flow.poll(kDeviceCode);
-  DeviceCodeFlow confidential(options(), secret(kClientSecret), http, clock);
+  DeviceCodeFlow confidential(entraOptions(), inlineSecret(kClientSecret), http, clock);
   (void)confidential.poll(kDeviceCode);
 
   const auto requests = http.requests();
   ASSERT_EQ(requests.size(), 2u);
-  EXPECT_EQ(requests[0].method, "POST");
-  EXPECT_EQ(requests[0].url, kTokenUrl);
-  EXPECT_EQ(header(requests[0], "Content-Type"), "application/x-www-form-urlencoded");
-  const auto form = formOf(requests[0]);
+  expectFormPost(requests[0], kTokenUrl);
+  const auto form = formFields(requests[0].body);
   EXPECT_EQ(form.size(), 3u) << requests[0].body;
   EXPECT_EQ(form.at("grant_type"), kDeviceGrant);
   EXPECT_EQ(form.at("client_id"), kClient);
   EXPECT_EQ(form.at("device_code"), kDeviceCode);
-  const auto with_secret = formOf(requests[1]);
+  const auto with_secret = formFields(requests[1].body);
   EXPECT_EQ(with_secret.size(), 4u);
   EXPECT_EQ(with_secret.at("client_secret"), kClientSecret);
 }
@@ -724,7 +655,7 @@ TEST(DeviceCodeFlow, PollRequestForm) {
 TEST(DeviceCodeFlow, EachPollOutcome) {
   FakeHttpClient http;
   ManualClock clock;
-  DeviceCodeFlow flow(options(), std::nullopt, http, clock);
+  DeviceCodeFlow flow(entraOptions(), std::nullopt, http, clock);
   struct Case {
     long status;
     std::string body;
@@ -807,7 +738,7 @@ TEST(DeviceCodeFlow, RunPollsAtTheIntervalUntilSuccess) {
   http.pushResponse(400, errorBody("authorization_pending", 70016));
   http.pushResponse(400, errorBody("authorization_pending", 70016));
   http.pushResponse(200, tokenBody(kRefresh1));
-  DeviceCodeFlow flow(options(), std::nullopt, http, clock);
+  DeviceCodeFlow flow(entraOptions(), std::nullopt, http, clock);
   auto code = flow.start();
   ASSERT_TRUE(code);
   FakeSleep sleep{clock, {}};
@@ -826,7 +757,7 @@ TEST(DeviceCodeFlow, SlowDownAddsFiveSeconds) {
   http.pushResponse(400, errorBody("authorization_pending", 70016));
   http.pushResponse(400, R"({"error":"slow_down"})");
   http.pushResponse(200, tokenBody(kRefresh1));
-  DeviceCodeFlow flow(options(), std::nullopt, http, clock);
+  DeviceCodeFlow flow(entraOptions(), std::nullopt, http, clock);
   FakeSleep sleep{clock, {}};
   const DevicePoll result = flow.run(startedCode(clock), sleep.function(), clock);
   ASSERT_EQ(result.status, DevicePollStatus::Success);
@@ -837,7 +768,7 @@ TEST(DeviceCodeFlow, ExpiryStopsPolling) {
   FakeHttpClient http;
   ManualClock clock;
   http.setFallback(http::Response{400, {}, errorBody("authorization_pending", 70016)});
-  DeviceCodeFlow flow(options(), std::nullopt, http, clock);
+  DeviceCodeFlow flow(entraOptions(), std::nullopt, http, clock);
   FakeSleep sleep{clock, {}};
   const auto code = startedCode(clock, 15s, 5s);
   const DevicePoll result = flow.run(code, sleep.function(), clock);
@@ -851,7 +782,7 @@ TEST(DeviceCodeFlow, ExpiryStopsPolling) {
   // Time spent between start() and run() counts too.
   FakeHttpClient http2;
   http2.setFallback(http::Response{400, {}, errorBody("authorization_pending", 70016)});
-  DeviceCodeFlow flow2(options(), std::nullopt, http2, clock);
+  DeviceCodeFlow flow2(entraOptions(), std::nullopt, http2, clock);
   const auto late = startedCode(clock, 15s, 5s);
   clock.advance(12s);
   EXPECT_EQ(flow2.run(late, sleep.function(), clock).status, DevicePollStatus::Expired);
@@ -869,7 +800,7 @@ TEST(DeviceCodeFlow, RunStopsAtTheAnswer) {
     http.pushResponse(400, errorBody("authorization_pending", 70016));
     http.pushResponse(400, body);
     http.setFallback(http::Response{200, {}, tokenBody(kRefresh1)});
-    DeviceCodeFlow flow(options(), std::nullopt, http, clock);
+    DeviceCodeFlow flow(entraOptions(), std::nullopt, http, clock);
     FakeSleep sleep{clock, {}};
     EXPECT_EQ(flow.run(startedCode(clock), sleep.function(), clock).status, expected) << body;
     EXPECT_EQ(http.requestCount(), 2u);
@@ -883,18 +814,19 @@ TEST(DeviceCodeFlow, RunRidesOutNetworkTrouble) {
   http.pushResponse(502, "<html>Bad Gateway</html>");
   http.push(http::TransportError{"timeout", true});
   http.pushResponse(200, tokenBody(kRefresh1));
-  DeviceCodeFlow flow(options(), std::nullopt, http, clock);
+  DeviceCodeFlow flow(entraOptions(), std::nullopt, http, clock);
   FakeSleep sleep{clock, {}};
   EXPECT_EQ(flow.run(startedCode(clock), sleep.function(), clock).status,
             DevicePollStatus::Success);
 
   FakeHttpClient down;
   down.setFallback(http::TransportError{"Connection refused", false});
-  DeviceCodeFlow flow2(options(), std::nullopt, down, clock);
+  DeviceCodeFlow flow2(entraOptions(), std::nullopt, down, clock);
   const DevicePoll result = flow2.run(startedCode(clock), sleep.function(), clock);
   EXPECT_EQ(result.status, DevicePollStatus::Error);
   EXPECT_TRUE(result.failure.retryable);
-  EXPECT_EQ(down.requestCount(), static_cast<std::size_t>(DeviceCodeFlow::kMaxTransientFailures) + 1);
+  EXPECT_EQ(down.requestCount(),
+            static_cast<std::size_t>(DeviceCodeFlow::kMaxTransientFailures) + 1);
 }
 
 TEST(DeviceCodeFlow, NoDeviceCodeOrTokensInLogsOrExplanations) {
@@ -905,7 +837,7 @@ TEST(DeviceCodeFlow, NoDeviceCodeOrTokensInLogsOrExplanations) {
   http.pushResponse(400, "<html>refused: device_code=" + kDeviceCode + "</html>");
   http.pushResponse(400, errorBody("invalid_request", 900144, "code " + kDeviceCode));
   http.pushResponse(200, tokenBody(kRefresh1));
-  DeviceCodeFlow flow(options(), secret(kClientSecret), http, clock);
+  DeviceCodeFlow flow(entraOptions(), inlineSecret(kClientSecret), http, clock);
   auto code = flow.start();
   ASSERT_TRUE(code);
   const DevicePoll echoed = flow.poll(code->device_code);

@@ -8,7 +8,6 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
-#include <optional>
 #include <utility>
 
 #include "base/durable_file.h"
@@ -18,7 +17,7 @@
 #include "oauth/encoding.h"
 #include "oauth/openssl_support.h"
 #include "oauth/token_error.h"
-#include "oauth/token_response.h"
+#include "oauth/token_request.h"
 
 namespace mb::oauth {
 namespace {
@@ -292,11 +291,10 @@ Result<std::string> GoogleJwtBearer::makeAssertion(std::chrono::system_clock::ti
   return signing_input;
 }
 
-TokenFailure GoogleJwtBearer::classify(const http::Response& response,
+// Google's token endpoint answers {"error","error_description"} as RFC 6749
+// §5.2 has it; the Entra parser (token_error.h) read that shape into `body`.
+TokenFailure GoogleJwtBearer::classify(const http::Response& response, const TokenErrorBody& body,
                                        std::chrono::system_clock::time_point requested_at) const {
-  // Google's token endpoint answers {"error","error_description"} as
-  // RFC 6749 §5.2 has it; the Entra parser reads that shape too.
-  const TokenErrorBody body = parseTokenErrorBody(response.body);
   const long status = response.status;
   TokenFailure out;
   out.http_status = status;
@@ -375,9 +373,7 @@ TokenFailure GoogleJwtBearer::classify(const http::Response& response,
   return out;
 }
 
-TokenResult GoogleJwtBearer::fail(TokenFailure failure,
-                                  const std::vector<std::string>& credentials) const {
-  for (const auto& c : credentials) redact(failure.explanation, c);
+TokenResult GoogleJwtBearer::fail(TokenFailure failure) const {
   spdlog::warn("oauth: token request for service account {} acting as {} failed ({}): {}",
                printable(account_->clientEmail(), 128),
                subject_.empty() ? std::string("itself") : printable(subject_, 256),
@@ -395,55 +391,31 @@ TokenResult GoogleJwtBearer::fetch() {
     failure.explanation = "cannot sign the JWT with key " + printable(account_->keyId(), 64) +
                           " of " + printable(account_->clientEmail(), 128) + " (" +
                           printable(account_->origin(), 512) + "): " + signed_jwt.error().message;
-    return fail(std::move(failure), {});
+    return fail(std::move(failure));
   }
   std::string assertion = std::move(signed_jwt).value();
 
+  // Google never echoes the assertion, but a proxy's error page might. The
+  // signature alone is searched for too, in case only the end of the
+  // assertion was quoted. Base64url and '.' are unreserved, so the
+  // form-encoded assertion is the assertion.
+  CredentialScrubber scrubber;
+  scrubber.add(assertion);
+  if (const std::size_t dot = assertion.rfind('.'); dot != std::string::npos) {
+    scrubber.add(std::string_view(assertion).substr(dot + 1));
+  }
   std::vector<std::pair<std::string, std::string>> fields = {
       {"grant_type", std::string(kJwtBearerGrant)},
-      {"assertion", assertion},
+      {"assertion", std::move(assertion)},
   };
-  http::Request request;
-  request.method = "POST";
-  request.url = token_uri_;
-  request.headers = {{"Content-Type", "application/x-www-form-urlencoded"},
-                     {"Accept", "application/json"}};
-  request.body = formEncode(fields);
-  request.timeout = timeout_;
-  for (auto& field : fields) wipe(field.second);
 
-  http::Outcome outcome = http_.perform(request);
-  wipe(request.body);
-
-  // Google never echoes the assertion, but a proxy's error page might: what
-  // came back is scrubbed before it is cut to length for the explanation,
-  // and the explanation once more after. The signature alone is searched
-  // for too, in case only the end of the assertion was quoted. Base64url and
-  // '.' are unreserved, so the form-encoded assertion is the assertion.
-  std::vector<std::string> credentials;
-  credentials.push_back(assertion);
-  if (const std::size_t dot = assertion.rfind('.'); dot != std::string::npos) {
-    credentials.push_back(assertion.substr(dot + 1));
-  }
-  wipe(assertion);
-  std::optional<TokenFailure> refused;
-  if (auto* error = std::get_if<http::TransportError>(&outcome)) {
-    for (const auto& c : credentials) redact(error->message, c);
-    refused = classifyTransportError(*error, token_uri_);
-  } else if (auto& response = std::get<http::Response>(outcome);
-             response.status < 200 || response.status > 299) {
-    for (const auto& c : credentials) redact(response.body, c);
-    refused = classify(response, requested_at);
-  }
-  std::optional<TokenResult> failed;
-  if (refused) failed = fail(std::move(*refused), credentials);
-  for (auto& c : credentials) wipe(c);
-  if (failed) return std::move(*failed);
-
-  auto& response = std::get<http::Response>(outcome);
-  TokenResult result = parseTokenResponse(response.body, requested_at);
-  wipe(response.body);  // it holds the token
-  if (!result) return fail(result.failure(), {});
+  TokenResult result = requestAccessToken(
+      http_, {token_uri_, std::move(fields), timeout_}, scrubber,
+      [&](const http::Response& response, const TokenErrorBody& body) {
+        return classify(response, body, requested_at);
+      },
+      requested_at);
+  if (!result) return fail(result.failure());
   spdlog::debug(
       "oauth: new Google token for service account {} acting as {}, valid for {} s",
       printable(account_->clientEmail(), 128),

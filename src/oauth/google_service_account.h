@@ -16,6 +16,8 @@
 
 namespace mb::oauth {
 
+struct TokenErrorBody;  // token_error.h
+
 /// A Google service account's JSON key file.
 ///
 /// GoogleServiceAccount: the identity and RSA private key of a Google Cloud
@@ -102,9 +104,9 @@ class GoogleJwtBearer final : public TokenFetcher {
 
  private:
   Result<std::string> makeAssertion(std::chrono::system_clock::time_point now) const;
-  TokenFailure classify(const http::Response& response,
+  TokenFailure classify(const http::Response& response, const TokenErrorBody& body,
                         std::chrono::system_clock::time_point requested_at) const;
-  TokenResult fail(TokenFailure failure, const std::vector<std::string>& credentials) const;
+  TokenResult fail(TokenFailure failure) const;  // logs it
 
   std::shared_ptr<const GoogleServiceAccount> account_;
   std::string subject_;

@@ -6,10 +6,7 @@
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
-#include <spdlog/sinks/ostream_sink.h>
-#include <spdlog/spdlog.h>
 
-#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -19,7 +16,9 @@
 #include "http/testing/fake_http_client.h"
 #include "oauth/encoding.h"
 #include "oauth/openssl_support.h"
+#include "oauth/testing/log_capture.h"
 #include "oauth/testing/test_certificate.h"
+#include "oauth/testing/token_requests.h"
 
 namespace mb::oauth {
 namespace {
@@ -27,6 +26,9 @@ namespace {
 using namespace std::chrono_literals;
 using http::testing::FakeHttpClient;
 using json = nlohmann::json;
+using testing::expectFormPost;
+using testing::formFields;
+using testing::LogCapture;
 using testing::TestCertificate;
 
 constexpr const char* kEmail = "relay@mailbridge-test.iam.gserviceaccount.com";
@@ -94,32 +96,6 @@ bool verifyRs256(const std::string& private_pem, const std::string& input,
   return rc == 1;
 }
 
-std::string fromPercent(const std::string& s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size()) {
-      out += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
-      i += 2;
-    } else {
-      out += s[i] == '+' ? ' ' : s[i];
-    }
-  }
-  return out;
-}
-
-std::map<std::string, std::string> parseForm(const std::string& body) {
-  std::map<std::string, std::string> out;
-  std::istringstream in(body);
-  std::string pair;
-  while (std::getline(in, pair, '&')) {
-    const std::size_t eq = pair.find('=');
-    EXPECT_NE(eq, std::string::npos) << pair;
-    EXPECT_TRUE(out.emplace(fromPercent(pair.substr(0, eq)), fromPercent(pair.substr(eq + 1))).second)
-        << "repeated " << pair;
-  }
-  return out;
-}
-
 struct Jwt {
   json header;
   json claims;
@@ -148,13 +124,6 @@ Jwt splitJwt(const std::string& jwt) {
   return out;
 }
 
-std::string header(const http::Request& r, const std::string& name) {
-  for (const auto& [n, v] : r.headers) {
-    if (n == name) return v;
-  }
-  return {};
-}
-
 std::string tokenBody() {
   return std::string(R"({"access_token":")") + kToken +
          R"(","expires_in":3599,"token_type":"Bearer"})";
@@ -163,24 +132,6 @@ std::string tokenBody() {
 std::string errorBody(const std::string& error, const std::string& description) {
   return json{{"error", error}, {"error_description", description}}.dump();
 }
-
-class LogCapture {
- public:
-  LogCapture() : previous_(spdlog::default_logger()) {
-    auto logger = std::make_shared<spdlog::logger>(
-        "google-test", std::make_shared<spdlog::sinks::ostream_sink_mt>(out_));
-    logger->set_level(spdlog::level::trace);
-    spdlog::set_default_logger(logger);
-  }
-  ~LogCapture() { spdlog::set_default_logger(previous_); }
-  LogCapture(const LogCapture&) = delete;
-  LogCapture& operator=(const LogCapture&) = delete;
-  std::string text() const { return out_.str(); }
-
- private:
-  std::ostringstream out_;
-  std::shared_ptr<spdlog::logger> previous_;
-};
 
 // ---------------------------------------------------------------------------
 // The key file
@@ -309,11 +260,9 @@ TEST(GoogleJwtBearer, RequestFormAndClaims) {
   const auto requests = http.requests();
   ASSERT_EQ(requests.size(), 1u);
   const auto& r = requests[0];
-  EXPECT_EQ(r.method, "POST");
-  EXPECT_EQ(r.url, kTokenUri);
-  EXPECT_EQ(header(r, "Content-Type"), "application/x-www-form-urlencoded");
+  expectFormPost(r, kTokenUri);
   EXPECT_EQ(r.timeout, 30s);
-  const auto form = parseForm(r.body);
+  const auto form = formFields(r.body);
   ASSERT_EQ(form.size(), 2u) << r.body;
   EXPECT_EQ(form.at("grant_type"), "urn:ietf:params:oauth:grant-type:jwt-bearer");
 
@@ -339,7 +288,7 @@ TEST(GoogleJwtBearer, TokenUriOverrideAndNoSubject) {
   const auto r = http.requests().at(0);
   EXPECT_EQ(r.url, "https://127.0.0.1:4443/token");
   EXPECT_EQ(r.timeout, 5s);
-  const Jwt jwt = splitJwt(parseForm(r.body).at("assertion"));
+  const Jwt jwt = splitJwt(formFields(r.body).at("assertion"));
   EXPECT_EQ(jwt.claims["aud"], "https://127.0.0.1:4443/token");
   EXPECT_FALSE(jwt.claims.contains("sub"));
 }
@@ -442,7 +391,7 @@ TEST(GoogleJwtBearer, ExplainsTokenErrors) {
           << c.name << ": no \"" << part << "\" in " << f.explanation;
     }
     EXPECT_EQ(f.explanation.find('\n'), std::string::npos) << c.name;
-    const std::string assertion = parseForm(http.requests().at(0).body).at("assertion");
+    const std::string assertion = formFields(http.requests().at(0).body).at("assertion");
     const Jwt jwt = splitJwt(assertion);
     EXPECT_EQ(f.explanation.find(jwt.signature_text), std::string::npos) << c.name;
     EXPECT_EQ(log.text().find(jwt.signature_text), std::string::npos) << c.name;
@@ -517,7 +466,7 @@ TEST(GoogleJwtBearer, AnEchoedAssertionIsScrubbed) {
     LogCapture log;
     auto token = bearer.fetch();
     ASSERT_FALSE(token);
-    const Jwt jwt = splitJwt(parseForm(http.sent()).at("assertion"));
+    const Jwt jwt = splitJwt(formFields(http.sent()).at("assertion"));
     const std::string& text = token.failure().explanation;
     EXPECT_EQ(text.find(jwt.signature_text.substr(0, 40)), std::string::npos) << text;
     EXPECT_EQ(log.text().find(jwt.signature_text.substr(0, 40)), std::string::npos);

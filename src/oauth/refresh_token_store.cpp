@@ -12,6 +12,7 @@
 
 #include "base/durable_file.h"
 #include "base/text.h"
+#include "oauth/credential_scrub.h"
 
 namespace mb::oauth {
 namespace {
@@ -35,11 +36,6 @@ std::string hex(const unsigned char* data, std::size_t len) {
   ::sodium_bin2hex(out.data(), out.size(), data, len);
   out.pop_back();
   return out;
-}
-
-void wipe(std::string& s) {
-  if (!s.empty()) ::sodium_memzero(s.data(), s.size());
-  s.clear();
 }
 
 std::string describe(std::string_view provider, std::string_view user) {

@@ -227,7 +227,10 @@ std::string explainTokenError(long http_status, const TokenErrorBody& body) {
 }
 
 TokenFailure classifyTokenResponse(const http::Response& response) {
-  const TokenErrorBody body = parseTokenErrorBody(response.body);
+  return classifyTokenError(response, parseTokenErrorBody(response.body));
+}
+
+TokenFailure classifyTokenError(const http::Response& response, const TokenErrorBody& body) {
   TokenFailure out;
   out.http_status = response.status;
   out.retryable = isRetryableTokenError(response.status, body);

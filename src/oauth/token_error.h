@@ -55,6 +55,11 @@ std::string explainTokenError(long http_status, const TokenErrorBody& body);
 /// A refused token request (any non-2xx response) as a TokenFailure.
 TokenFailure classifyTokenResponse(const http::Response& response);
 
+/// The same with `body` already parsed from the response (by
+/// postTokenRequest, token_request.h, after scrubbing it): the identity
+/// platform's RefusalClassifier.
+TokenFailure classifyTokenError(const http::Response& response, const TokenErrorBody& body);
+
 /// No response at all: always retryable. `endpoint` names where we tried.
 TokenFailure classifyTransportError(const http::TransportError& error, std::string_view endpoint);
 
