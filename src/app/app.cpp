@@ -27,6 +27,7 @@
 #include "delivery/router.h"
 #include "net/asio.h"
 #include "net/tls_context_holder.h"
+#include "policy/route_rules.h"
 #include "queue/bouncer.h"
 #include "queue/file_spool.h"
 #include "queue/queue_manager.h"
@@ -199,6 +200,10 @@ config::Config keepRestartOnly(const config::Config& running, config::Config nex
     restart("providers");
     next.providers = running.providers;
   }
+  if (running.routes != next.routes) {
+    restart("routes");
+    next.routes = running.routes;
+  }
   if (next.logging.format != running.logging.format) {
     restart("logging.format");
     next.logging.format = running.logging.format;
@@ -280,7 +285,14 @@ int App::run() {
     spdlog::critical("{}", providers.error().message);
     return 1;
   }
-  delivery::Router router(std::move(providers).value());
+  // Routes are read at start, like the providers they name.
+  auto routes = std::make_shared<const policy::RouteRules>(config_.routes);
+  delivery::Router router(std::move(providers).value(), [routes](const queue::DeliveryJob& job) {
+    std::vector<std::string> recipients;
+    for (std::size_t i : job.recipients) recipients.push_back(job.envelope.recipients.at(i).address);
+    return routes->choose(job.envelope.sendingMailbox(), job.envelope.auth_user, job.envelope.listener, recipients)
+        .provider;
+  });
   queue::QueueManager queue_manager(config_.queue, spool, router, clock_);
   queue::Bouncer bouncer(config_.queue, config_.server.hostname, spool, clock_,
                          [&queue_manager](const queue::Envelope& env) { queue_manager.enqueue(env); });

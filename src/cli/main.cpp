@@ -18,6 +18,7 @@
 #include "app/app.h"
 #include "cli/oauth_command.h"
 #include "cli/provider_command.h"
+#include "cli/route_command.h"
 #include "cli/terminal.h"
 #include "cli/queue_command.h"
 #include "config/loader.h"
@@ -123,13 +124,14 @@ int main(int argc, char** argv) {
   mb::cli::QueueCommand queue_cmd(cli);
   mb::cli::ProviderCommands provider_cmds(cli);
   mb::cli::OAuthCommand oauth_cmd(cli);
+  mb::cli::RouteCommand route_cmd(cli);
 
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int rc = cli.exit(e);
     // `queue` promises 2 for a usage error; the others keep CLI11's codes.
-    return rc != 0 && (queue_cmd.parsed() || provider_cmds.parsed() || oauth_cmd.parsed())
+    return rc != 0 && (queue_cmd.parsed() || provider_cmds.parsed() || oauth_cmd.parsed() || route_cmd.parsed())
                ? mb::cli::QueueCommand::kUsage
                : rc;
   }
@@ -146,6 +148,8 @@ int main(int argc, char** argv) {
   if (provider_cmds.parsed()) return provider_cmds.run();
 
   if (oauth_cmd.parsed()) return oauth_cmd.run();
+
+  if (route_cmd.parsed()) return route_cmd.run();
 
   if (check->parsed()) {
     try {

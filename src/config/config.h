@@ -207,6 +207,18 @@ struct LoggingConfig {
 
 /// The whole file. Relative paths are already resolved against the directory
 /// of the configuration file (or the working directory for an embedded one).
+/// One entry of `routes:`: the conditions (all that are given must hold;
+/// within a list, any entry) and the provider that then delivers.
+struct RouteConfig {
+  std::vector<std::string> from;        // sending mailbox: addresses or @domains
+  std::vector<std::string> users;       // SMTP AUTH user names
+  std::vector<std::string> listeners;   // listener names
+  std::vector<std::string> to_domains;  // every recipient in one of these domains
+  std::string provider;                 // a providers[].name
+
+  bool operator==(const RouteConfig&) const = default;
+};
+
 struct Config {
   std::string source;                   // file name, for messages
   ServerConfig server;
@@ -219,6 +231,7 @@ struct Config {
   RecipientConfig recipients;
   QueueConfig queue;
   std::vector<ProviderConfig> providers;
+  std::vector<RouteConfig> routes;      // in order; none matching: the first provider
   LoggingConfig logging;
 };
 

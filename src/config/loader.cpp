@@ -1298,11 +1298,58 @@ void readLogging(const Fields& top, LoggingConfig& out) {
   }
 }
 
+// `routes:` after listeners and providers, whose names the rules use.
+void readRoutes(const Fields& top, Config& cfg) {
+  if (top.find("routes") == nullptr) return;
+  auto list = openList(top, "routes", "routes ('- {from: [...], provider: name}')");
+  if (!list) return;
+  const YAML::Node& seq = *list;
+  for (std::size_t i = 0; i < seq.size(); ++i) {
+    const YAML::Node item = seq[i];
+    const std::string path = indexKey("routes", i);
+    if (!item.IsMap()) {
+      top.ctx().add(item, path, std::string("expected a mapping such as {from: ['@example.com'], provider: m365}, got ") +
+                                    kindOf(item));
+      continue;
+    }
+    Fields f(top.ctx(), item, path, {"from", "user", "listener", "to_domain", "provider"});
+    RouteConfig r;
+    bool ok = true;
+    if (auto v = readSenderPatterns(f, "from")) r.from = std::move(*v);
+    if (auto v = readList(f, "user", "user names", "a user name", [](std::string_view) { return Status{}; })) {
+      r.users = std::move(*v);
+    }
+    if (auto v = readList(f, "listener", "listener names", "a listener name", [](std::string_view) { return Status{}; })) {
+      for (const auto& name : *v) {
+        if (std::none_of(cfg.listeners.begin(), cfg.listeners.end(),
+                         [&](const ListenerConfig& l) { return l.name == name; })) {
+          f.bad("listener", "no listener named " + inQuotes(name));
+          ok = false;
+        }
+      }
+      r.listeners = std::move(*v);
+    }
+    if (auto v = readDomains(f, "to_domain")) r.to_domains = std::move(*v);
+    if (auto v = readString(f, "provider", "a provider name")) {
+      if (std::none_of(cfg.providers.begin(), cfg.providers.end(),
+                       [&](const ProviderConfig& p) { return p.name == *v; })) {
+        f.bad("provider", "no provider named " + inQuotes(*v));
+        ok = false;
+      }
+      r.provider = *v;
+    } else {
+      ok = false;
+      if (f.find("provider") == nullptr) f.missing("provider", "required: the provider this route delivers through");
+    }
+    if (ok) cfg.routes.push_back(std::move(r));
+  }
+}
+
 Config readConfig(LoadContext& ctx, const YAML::Node& root) {
   Config cfg;
   cfg.source = ctx.file();
-  const Keys sections{"server",  "listeners",  "tls",   "smtp",      "access", "auth",
-                      "senders", "recipients", "queue", "providers", "logging"};
+  const Keys sections{"server",     "listeners", "tls",       "smtp",   "access", "auth",  "senders",
+                      "recipients", "queue",     "providers", "routes", "logging"};
   if (!root.IsNull() && !root.IsMap()) {
     ctx.add(root, "",
             std::string("expected a mapping with the sections ") + joinNames(sections) + ", got " +
@@ -1320,6 +1367,7 @@ Config readConfig(LoadContext& ctx, const YAML::Node& root) {
   readRecipients(top, cfg.recipients);
   readQueue(top, cfg.queue);
   readProviders(top, cfg.providers);
+  readRoutes(top, cfg);
   readLogging(top, cfg.logging);
   return cfg;
 }

@@ -792,6 +792,29 @@ TEST(ConfigLoader, GraphProviderSigningInAsAUser) {
   expectIssue(two, 3, 67, "providers[1].auth_mode", "only one provider may use auth_mode user_password");
 }
 
+TEST(ConfigLoader, Routes) {
+  const std::string two =
+      "listeners:\n  - {name: lan, address: 127.0.0.1:25}\n"
+      "providers:\n  - {name: a, type: outbox, directory: /a}\n  - {name: b, type: outbox, directory: /b}\n";
+  const Config c = load(two +
+                        "routes:\n  - {from: ['@sub.example'], user: [erp], listener: [lan], to_domain: [x.example], "
+                        "provider: b}\n  - {provider: a}\n");
+  ASSERT_EQ(c.routes.size(), 2u);
+  EXPECT_EQ(c.routes[0].from, std::vector<std::string>{"@sub.example"});
+  EXPECT_EQ(c.routes[0].users, std::vector<std::string>{"erp"});
+  EXPECT_EQ(c.routes[0].listeners, std::vector<std::string>{"lan"});
+  EXPECT_EQ(c.routes[0].to_domains, std::vector<std::string>{"x.example"});
+  EXPECT_EQ(c.routes[0].provider, "b");
+  EXPECT_TRUE(c.routes[1].from.empty());
+  expectIssue(two + "routes:\n  - {from: ['@x.example'], provider: c}\n", 7, 38, "routes[0].provider",
+              "no provider named 'c'");
+  expectIssue(two + "routes:\n  - {listener: [wan], provider: a}\n", 7, 16, "routes[0].listener",
+              "no listener named 'wan'");
+  expectIssue(two + "routes:\n  - {from: ['@x.example']}\n", 7, 5, "routes[0].provider", "required");
+  expectIssue(two + "routes:\n  - {form: ['@x.example'], provider: a}\n", 7, 6, "routes[0].form",
+              "did you mean 'from'?");
+}
+
 TEST(ConfigLoader, GmailProvider) {
   mb::testing::TempDir dir;
   const auto key = (dir.path() / "sa.json").string();
@@ -868,7 +891,7 @@ TEST(ConfigLoader, UnknownKeysFarFromAnyListTheValidOnes) {
               "unknown key; valid keys are: retry_delay, max_retry_delay, max_in_flight");
   expectIssue(std::string("metrics:\n  port: 9090\n") + kProviders, 1, 1, "metrics",
               "valid keys are: server, listeners, tls, smtp, access, auth, senders, recipients, "
-              "queue, providers, logging");
+              "queue, providers, routes, logging");
   expectIssue(std::string("tls:\n  cert: x\n") + kProviders, 2, 3, "tls.cert",
               "valid keys are: cert_file, key_file, pkcs12_file, pkcs12_password, "
               "pkcs12_password_file, pkcs12_password_credential");

@@ -1,6 +1,8 @@
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "delivery/provider.h"
@@ -8,19 +10,22 @@
 
 namespace mb::delivery {
 
-/// Router: chooses the provider for a delivery. The walking skeleton has one
-/// route — the first configured provider; rules by sender, user, listener
-/// and recipient domain come with multi-provider routing.
-/// Threading: deliver() is thread-safe (providers are).
+/// Router: chooses the provider for each delivery attempt. `choose` (app/
+/// passes policy::RouteRules over `routes:`) names a provider, or nothing
+/// for the default: the first configured provider.
+/// Threading: deliver() is thread-safe (providers are, and `choose` must be).
 class Router final : public queue::DeliveryAgent {
  public:
-  explicit Router(std::vector<std::unique_ptr<Provider>> providers);
+  using Chooser = std::function<std::string(const queue::DeliveryJob&)>;
+
+  explicit Router(std::vector<std::unique_ptr<Provider>> providers, Chooser choose = {});
 
   // queue::DeliveryAgent
   void deliver(const queue::DeliveryJob& job, DoneCallback done) override;
 
  private:
   std::vector<std::unique_ptr<Provider>> providers_;
+  Chooser choose_;
 };
 
 }  // namespace mb::delivery
