@@ -5,28 +5,19 @@ The app registration is left to each test (its roles and credentials are
 often what the test is about)."""
 
 import sys
-import unittest
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))
 
 from fake_microsoft import FakeMicrosoft  # noqa: E402
-from test_ca import TestCA  # noqa: E402
+from with_ca import WithTestCA  # noqa: E402
 
 TENANT = "contoso.example"
 CLIENT = "0a1b2c3d-1111-2222-3333-444455556666"
 SENDER = "scanner@contoso.example"
 
 
-class MicrosoftTestCase(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.ca = TestCA()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.ca.cleanup()
-
+class MicrosoftTestCase(WithTestCA):
     def setUp(self):
         self.fake = FakeMicrosoft(ca=self.ca).start()
         self.addCleanup(self.fake.stop)

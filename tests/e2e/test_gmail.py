@@ -18,7 +18,7 @@ from harness import Relay, send_message, split_received
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))
 
 from fake_google import GMAIL_SEND, FakeGoogle  # noqa: E402
-from test_ca import TestCA  # noqa: E402
+from with_ca import WithTestCA  # noqa: E402
 
 SENDER = "scanner@contoso.example"
 ACCOUNT = "relay@mailbridge-test.iam.gserviceaccount.com"
@@ -30,15 +30,7 @@ def message(to="alice@example.com", extra=b"", body=b"Scanned page attached.\r\n
             b"Subject: scan\r\nMessage-ID: <gmail-1@contoso.example>\r\n\r\n" + body)
 
 
-class GmailTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.ca = TestCA()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.ca.cleanup()
-
+class GmailTest(WithTestCA):
     def setUp(self):
         self.fake = FakeGoogle(ca=self.ca).start()
         self.addCleanup(self.fake.stop)

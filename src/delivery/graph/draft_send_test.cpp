@@ -8,6 +8,7 @@
 #include "base/testing/temp_dir.h"
 #include "delivery/graph/draft_send.h"
 #include "delivery/graph/graph_provider.h"
+#include "delivery/testing/stored_job.h"
 #include "http/testing/fake_http_client.h"
 #include "oauth/token_source.h"
 
@@ -120,19 +121,7 @@ class DraftSendTest : public ::testing::Test {
   }
 
   queue::DeliveryJob job(const std::string& content, std::vector<std::string> rcpts) {
-    const auto path = dir_.path() / ("m" + std::to_string(++n_));
-    std::ofstream(path, std::ios::binary) << content;
-    queue::DeliveryJob j;
-    j.envelope.id = "Q" + std::to_string(n_);
-    j.envelope.sender = "scanner@example.com";
-    for (auto& r : rcpts) {
-      queue::RecipientEntry e;
-      e.address = r;
-      j.envelope.recipients.push_back(e);
-      j.recipients.push_back(j.recipients.size());
-    }
-    j.content = path;
-    return j;
+    return delivery::testing::storedJob(dir_.path(), ++n_, content, rcpts, "scanner@example.com");
   }
 
   queue::DeliveryResult run(const queue::DeliveryJob& j) {

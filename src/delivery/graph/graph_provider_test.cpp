@@ -10,6 +10,7 @@
 
 #include "base/testing/temp_dir.h"
 #include "http/http_client.h"
+#include "delivery/testing/stored_job.h"
 #include "http/testing/fake_http_client.h"
 #include "oauth/token_source.h"
 
@@ -52,19 +53,7 @@ class GraphProviderTest : public ::testing::Test {
 
   queue::DeliveryJob job(const std::string& content, std::vector<std::string> rcpts,
                          const std::string& sender = "scanner@example.com") {
-    const auto path = dir_.path() / ("m" + std::to_string(++n_));
-    std::ofstream(path, std::ios::binary) << content;
-    queue::DeliveryJob j;
-    j.envelope.id = "Q" + std::to_string(n_);
-    j.envelope.sender = sender;
-    for (auto& r : rcpts) {
-      queue::RecipientEntry e;
-      e.address = r;
-      j.envelope.recipients.push_back(e);
-      j.recipients.push_back(j.recipients.size());
-    }
-    j.content = path;
-    return j;
+    return delivery::testing::storedJob(dir_.path(), ++n_, content, rcpts, sender);
   }
 
   queue::DeliveryResult run(const queue::DeliveryJob& j) {

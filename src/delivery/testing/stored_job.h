@@ -1,0 +1,31 @@
+#pragma once
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "queue/delivery_agent.h"
+
+namespace mb::delivery::testing {
+
+/// A delivery job for provider unit tests: `content` stored as
+/// `<dir>/m<n>`, queue id "Q<n>", every recipient pending.
+inline queue::DeliveryJob storedJob(const std::filesystem::path& dir, int n, const std::string& content,
+                                    const std::vector<std::string>& recipients, const std::string& sender) {
+  const auto path = dir / ("m" + std::to_string(n));
+  std::ofstream(path, std::ios::binary) << content;
+  queue::DeliveryJob job;
+  job.envelope.id = "Q" + std::to_string(n);
+  job.envelope.sender = sender;
+  for (const auto& r : recipients) {
+    queue::RecipientEntry e;
+    e.address = r;
+    job.envelope.recipients.push_back(e);
+    job.recipients.push_back(job.recipients.size());
+  }
+  job.content = path;
+  return job;
+}
+
+}  // namespace mb::delivery::testing
