@@ -286,14 +286,24 @@ int App::run() {
     return 1;
   }
   // Routes are read at start, like the providers they name.
+  // Routes are read at start, like the providers they name. The queue
+  // paces and breaks circuits per provider with the same choice the router
+  // makes: the rule's provider, else the first one.
   auto routes = std::make_shared<const policy::RouteRules>(config_.routes);
-  delivery::Router router(std::move(providers).value(), [routes](const queue::DeliveryJob& job) {
+  const std::string first_provider = config_.providers.empty() ? std::string() : config_.providers.front().name;
+  auto route_of = [routes, first_provider](const queue::Envelope& env, const std::vector<std::size_t>& pending) {
     std::vector<std::string> recipients;
-    for (std::size_t i : job.recipients) recipients.push_back(job.envelope.recipients.at(i).address);
-    return routes->choose(job.envelope.sendingMailbox(), job.envelope.auth_user, job.envelope.listener, recipients)
-        .provider;
+    for (std::size_t i : pending) recipients.push_back(env.recipients.at(i).address);
+    std::string provider =
+        routes->choose(env.sendingMailbox(), env.auth_user, env.listener, recipients).provider;
+    return provider.empty() ? first_provider : provider;
+  };
+  delivery::Router router(std::move(providers).value(), [route_of](const queue::DeliveryJob& job) {
+    return route_of(job.envelope, job.recipients);
   });
   queue::QueueManager queue_manager(config_.queue, spool, router, clock_);
+  queue_manager.setRouteFunction(
+      [route_of](const queue::Envelope& env) { return route_of(env, env.pendingRecipients()); });
   queue::Bouncer bouncer(config_.queue, config_.server.hostname, spool, clock_,
                          [&queue_manager](const queue::Envelope& env) { queue_manager.enqueue(env); });
   queue_manager.setOnBounce([&bouncer](const queue::Envelope& env, std::vector<std::size_t> failed) {

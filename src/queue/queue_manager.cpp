@@ -85,7 +85,7 @@ void QueueManager::start(const std::vector<Envelope>& recovered) {
   std::size_t held = 0;
   for (const auto& env : recovered) {
     if (queued_.count(env.id) != 0) continue;
-    queued_.emplace(env.id, Entry{now, asciiLower(env.sendingMailbox()), env.route, env.held});
+    queued_.emplace(env.id, Entry{now, asciiLower(env.sendingMailbox()), routeOf(env), env.held});
     if (env.held) {
       ++held;
     } else {
@@ -108,7 +108,7 @@ void QueueManager::enqueue(const Envelope& env, FirstAttemptCallback on_first) {
       return;
     }
     const std::int64_t now = nowSeconds();
-    queued_.emplace(env.id, Entry{now, asciiLower(env.sendingMailbox()), env.route, false});
+    queued_.emplace(env.id, Entry{now, asciiLower(env.sendingMailbox()), routeOf(env), false});
     schedule_.emplace(now, env.id);
     if (on_first) waiters_.insert_or_assign(env.id, std::move(on_first));
   }
@@ -587,7 +587,7 @@ void QueueManager::onAttemptDone(std::string id, DeliveryJob job, DeliveryResult
   Entry& entry = queued_[id];
   entry.due = env.next_attempt;
   entry.mailbox = asciiLower(env.sendingMailbox());
-  entry.route = env.route;
+  entry.route = routeOf(env);
   if (!entry.held) schedule_.emplace(env.next_attempt, id);
   cv_.notify_all();
   idle_cv_.notify_all();

@@ -51,6 +51,13 @@ class QueueManager : public QueueControl {
   QueueManager(const config::QueueConfig& config, Spool& spool, DeliveryAgent& agent, Clock& clock);
   ~QueueManager() override;  // stop()
 
+  /// The route (provider name) a message will take, for pacing and the
+  /// breaker from its first attempt on: the same rules the delivery agent
+  /// applies (app/ passes policy::RouteRules). Without one, a message's
+  /// route is the provider that answered its last attempt. Before start().
+  using RouteFunction = std::function<std::string(const Envelope&)>;
+  void setRouteFunction(RouteFunction route) { route_of_ = std::move(route); }
+
   /// Adds recovered messages, all due at once, and starts the delivery thread.
   void start(const std::vector<Envelope>& recovered);
 
@@ -106,6 +113,9 @@ class QueueManager : public QueueControl {
   void setRandom(std::function<double()> unit);
 
  private:
+  std::string routeOf(const Envelope& env) const { return route_of_ ? route_of_(env) : env.route; }
+
+  RouteFunction route_of_;
   // What the schedule needs to know about a queued message without loading
   // its envelope.
   struct Entry {

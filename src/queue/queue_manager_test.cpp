@@ -684,6 +684,30 @@ TEST_F(QueueManagerTest, PermanentFailureBouncesAndDeliveryDoesNot) {
 
 // --- pacing per (route, mailbox) ------------------------------------------
 
+TEST_F(QueueManagerTest, TheRouteFunctionPacesEachProviderOnItsOwnFromTheFirstAttempt) {
+  agent_.setHold(true);
+  QueueManager qm(config_, spool_, agent_, clock_);  // 4 in flight per (route, mailbox)
+  qm.setRouteFunction([](const Envelope& env) {
+    return env.recipients.at(0).address.ends_with("@b.example") ? std::string("tenant-b") : std::string("tenant-a");
+  });
+  for (int i = 0; i < 6; ++i) qm.enqueue(commit({"r@a.example"}));
+  for (int i = 0; i < 6; ++i) qm.enqueue(commit({"r@b.example"}));
+  qm.runDue();
+  // The same sender mailbox, two providers: 4 in flight at each.
+  EXPECT_EQ(qm.inFlightCount(), 8u);
+  const auto finish = [this] {
+    while (agent_.heldCount() > 0) agent_.completeHeld([](const DeliveryJob& job) { return allWith(job, delivered()); });
+  };
+  finish();
+
+  QueueManager without(config_, spool_, agent_, clock_);
+  for (int i = 0; i < 6; ++i) without.enqueue(commit({"r@a.example"}));
+  for (int i = 0; i < 6; ++i) without.enqueue(commit({"r@b.example"}));
+  without.runDue();
+  EXPECT_EQ(without.inFlightCount(), 4u) << "without routes every first attempt shares one route";
+  finish();
+}
+
 TEST_F(QueueManagerTest, BurstFromOneSenderIsPacedTo4InFlightAnd30PerMinute) {
   agent_.setHold(true);
   QueueManager qm(config_, spool_, agent_, clock_);  // defaults: 4 at once, 30 a minute
