@@ -1,5 +1,7 @@
 #include "mime/recipient_rewrite.h"
 
+#include <fstream>
+
 #include <algorithm>
 #include <cstddef>
 #include <optional>
@@ -429,6 +431,22 @@ Result<RecipientRewrite> rewriteRecipients(const std::filesystem::path& content,
   auto block = readHeaderBlock(content);
   if (!block) return block.error();
   return rewriteRecipients(*block, envelope_recipients);
+}
+
+Result<std::string> rewrittenMessage(const std::filesystem::path& content, const RecipientRewrite& rewrite) {
+  std::ifstream in(content, std::ios::binary);
+  if (!in) return Error{"cannot open " + content.string()};
+  in.seekg(0, std::ios::end);
+  const auto end = static_cast<std::uint64_t>(in.tellg());
+  if (end < rewrite.body_offset) return Error{"short read of " + content.string()};
+  const std::uint64_t body = end - rewrite.body_offset;
+  std::string out = rewrite.headers;
+  const std::size_t start = out.size();
+  out.resize(start + body);
+  in.seekg(static_cast<std::streamoff>(rewrite.body_offset));
+  in.read(out.data() + start, static_cast<std::streamsize>(body));
+  if (static_cast<std::uint64_t>(in.gcount()) != body) return Error{"short read of " + content.string()};
+  return out;
 }
 
 std::string headerFromAddress(std::string_view header) {

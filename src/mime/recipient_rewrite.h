@@ -65,6 +65,11 @@ Result<RecipientRewrite> rewriteRecipients(const std::filesystem::path& content,
 Result<RecipientRewrite> rewriteRecipients(const HeaderBlock& block,
                                            const std::vector<std::string>& envelope_recipients);
 
+/// The message as a provider sends it: `rewrite.headers`, then the stored
+/// body of `content` from `rewrite.body_offset` on. For messages small
+/// enough to send in one request (the caller checks the size).
+Result<std::string> rewrittenMessage(const std::filesystem::path& content, const RecipientRewrite& rewrite);
+
 /// The address of the first mailbox in the first From field of `header`
 /// (the start of a message: its header section, or as much of it as has
 /// arrived), parsed as rewriteRecipients parses it: display names holding

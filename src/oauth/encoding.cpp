@@ -40,15 +40,26 @@ std::string formEncode(const std::vector<std::pair<std::string, std::string>>& f
   return out;
 }
 
-std::string base64UrlEncode(std::string_view bytes) {
-  constexpr int kVariant = sodium_base64_VARIANT_URLSAFE_NO_PADDING;
+namespace {
+
+std::string encodeBase64(std::string_view bytes, int variant) {
   // The length includes the terminating NUL that sodium_bin2base64 writes.
-  const std::size_t len = sodium_base64_encoded_len(bytes.size(), kVariant);
+  const std::size_t len = sodium_base64_encoded_len(bytes.size(), variant);
   std::string out(len, '\0');
   sodium_bin2base64(out.data(), len, reinterpret_cast<const unsigned char*>(bytes.data()),
-                    bytes.size(), kVariant);
+                    bytes.size(), variant);
   out.resize(len - 1);
   return out;
+}
+
+}  // namespace
+
+std::string base64Encode(std::string_view bytes) {
+  return encodeBase64(bytes, sodium_base64_VARIANT_ORIGINAL);
+}
+
+std::string base64UrlEncode(std::string_view bytes) {
+  return encodeBase64(bytes, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 }
 
 std::optional<std::string> base64UrlDecode(std::string_view text) {

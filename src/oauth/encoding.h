@@ -22,6 +22,10 @@ std::string percentEncode(std::string_view in);
 /// percent-encoded, joined with '&', in the given order.
 std::string formEncode(const std::vector<std::pair<std::string, std::string>>& fields);
 
+/// Base64 with padding, no line breaks (RFC 4648 §4), through libsodium:
+/// what Graph takes for MIME bodies and contentBytes.
+std::string base64Encode(std::string_view bytes);
+
 /// Base64url without padding (RFC 4648 §5, RFC 7515 §2), through libsodium.
 std::string base64UrlEncode(std::string_view bytes);
 

@@ -111,16 +111,11 @@ DeliveryResult GmailProvider::attempt(const queue::DeliveryJob& job) {
   std::ifstream in(job.content, std::ios::binary);
   if (!in) return sameForAll(job, config_.name, temporaryFailure("cannot open the stored message"));
   if (size <= kMaxRawBytes) {
-    std::string mime = rewrite->headers;
-    mime.resize(size);
-    in.seekg(static_cast<std::streamoff>(rewrite->body_offset));
-    in.read(mime.data() + rewrite->headers.size(), static_cast<std::streamsize>(body));
-    if (static_cast<std::uint64_t>(in.gcount()) != body) {
-      return sameForAll(job, config_.name, temporaryFailure("short read of the stored message"));
-    }
+    auto mime = mime::rewrittenMessage(job.content, *rewrite);
+    if (!mime) return sameForAll(job, config_.name, temporaryFailure(mime.error().message));
     req.url = config_.api_endpoint + user_path;
     req.headers = {{"Content-Type", "application/json"}};
-    req.body = json{{"raw", oauth::base64UrlEncode(mime)}}.dump();
+    req.body = json{{"raw", oauth::base64UrlEncode(*mime)}}.dump();
   } else {
     // A media upload streams from a file: the spool's own when the header
     // is unchanged, else a copy with the new header.

@@ -1,14 +1,13 @@
 #include "delivery/graph/draft_send.h"
 
-#include <sodium.h>
 
 #include <algorithm>
 #include <charconv>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <system_error>
 #include <thread>
 
+#include "base/durable_file.h"
 #include "base/log.h"
 #include "base/text.h"
 #include "delivery/bearer_call.h"
@@ -24,22 +23,6 @@ namespace {
 using queue::Outcome;
 using queue::RecipientResult;
 using json = nlohmann::json;
-
-std::string base64(std::string_view bytes) {
-  std::string out(sodium_base64_encoded_len(bytes.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
-  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(),
-                    sodium_base64_VARIANT_ORIGINAL);
-  out.resize(out.size() - 1);  // the terminating NUL
-  return out;
-}
-
-Result<std::string> readFile(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Error{"cannot open " + path.string()};
-  std::string out((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) return Error{"cannot read " + path.string()};
-  return out;
-}
 
 // What a part of `decoded` bytes costs in a skeleton, estimated from above:
 // base64 in lines of 76 plus CRLF, and room for its headers and boundary.
@@ -144,7 +127,7 @@ class DraftSender {
     }
     std::string skeleton;
     if (size <= kMaxMimeRequestBytes) {
-      auto whole = readFile(s_.content);
+      auto whole = fs::readFile(s_.content);
       if (!whole) return temporaryFailure("cannot read the stored message: " + whole.error().message);
       skeleton = std::move(whole).value();
     } else {
@@ -184,7 +167,7 @@ class DraftSender {
     req.method = "POST";
     req.url = user_url_ + "/messages";
     req.headers = {{"Content-Type", "text/plain"}};
-    req.body = base64(mime);
+    req.body = oauth::base64Encode(mime);
     mime.clear();
     mime.shrink_to_fit();
     auto out = g_.call(std::move(req), "create draft");
@@ -231,11 +214,11 @@ class DraftSender {
   }
 
   Failure postAttachment(const mime::AttachmentPart& part, const std::filesystem::path& file) {
-    auto bytes = readFile(file);
+    auto bytes = fs::readFile(file);
     if (!bytes) return temporaryFailure("cannot read a decoded attachment: " + bytes.error().message);
     json body = attachmentItem(part);
     body["@odata.type"] = "#microsoft.graph.fileAttachment";
-    body["contentBytes"] = base64(*bytes);
+    body["contentBytes"] = oauth::base64Encode(*bytes);
     bytes->clear();
     bytes->shrink_to_fit();
     http::Request req;

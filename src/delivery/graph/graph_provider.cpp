@@ -1,9 +1,7 @@
 #include "delivery/graph/graph_provider.h"
 
-#include <sodium.h>
 
 #include <filesystem>
-#include <fstream>
 #include <system_error>
 
 #include "base/log.h"
@@ -21,30 +19,6 @@ namespace {
 using queue::DeliveryResult;
 using queue::Outcome;
 using queue::RecipientResult;
-
-std::string base64(std::string_view bytes) {
-  std::string out(sodium_base64_encoded_len(bytes.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
-  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(bytes.data()),
-                    bytes.size(), sodium_base64_VARIANT_ORIGINAL);
-  out.resize(out.size() - 1);  // the terminating NUL
-  return out;
-}
-
-// The message as Graph should get it: the rewritten header block, then the
-// body from the stored file.
-Result<std::string> assemble(const std::filesystem::path& content, const mime::RecipientRewrite& rw,
-                             std::uint64_t file_size) {
-  std::string out = rw.headers;
-  std::ifstream in(content, std::ios::binary);
-  if (!in) return Error{"cannot open " + content.string()};
-  in.seekg(static_cast<std::streamoff>(rw.body_offset));
-  const std::uint64_t body = file_size - rw.body_offset;
-  const std::size_t start = out.size();
-  out.resize(start + body);
-  in.read(out.data() + start, static_cast<std::streamsize>(body));
-  if (static_cast<std::uint64_t>(in.gcount()) != body) return Error{"short read of " + content.string()};
-  return out;
-}
 
 }  // namespace
 
@@ -126,13 +100,13 @@ DeliveryResult GraphProvider::attempt(const queue::DeliveryJob& job) {
     return result;
   }
 
-  auto mime = assemble(job.content, *rewrite, file_size);
+  auto mime = mime::rewrittenMessage(job.content, *rewrite);
   if (!mime) return sameForAll(job, config_.name, temporaryFailure(mime.error().message));
 
   http::Request req;
   req.method = "POST";
   req.url = config_.graph_endpoint + "/v1.0/users/" + oauth::percentEncode(sender) + "/sendMail";
-  req.body = base64(*mime);
+  req.body = oauth::base64Encode(*mime);
   req.headers = {{"Content-Type", "text/plain"}};
   mime->clear();
 
