@@ -18,6 +18,7 @@
 #include "delivery/http_options.h"
 #include "delivery/graph/user_password.h"
 #include "delivery/outbox/outbox_provider.h"
+#include "delivery/smtp/smtp_provider.h"
 #include "http/curl_client.h"
 #include "mime/recipient_rewrite.h"
 #include "oauth/cached_token_source.h"
@@ -119,6 +120,38 @@ Result<std::vector<std::unique_ptr<delivery::Provider>>> makeProviders(const con
         providers.push_back(std::make_unique<delivery::gmail::GmailProvider>(
             p, client, [sources](const std::string& user) { return sources->forUser(user); }, scratchDir(config),
             clock, std::max<std::size_t>(1, config.queue.max_in_flight)));
+        break;
+      }
+      case config::ProviderType::Smtp: {
+        delivery::smtp::SmtpProvider::TokenSelector selector;
+        if (p.auth == config::SmtpAuth::XOAuth2) {
+          // Token requests trust what the SMTP connection trusts (ca_file).
+          support.http.push_back(std::make_unique<http::CurlClient>(delivery::httpOptionsFor(p)));
+          http::HttpClient& client = *support.http.back();
+          if (!support.tokens) support.tokens = std::make_shared<oauth::TokenCache>(clock);
+          if (p.oauth == config::SmtpOAuth::Google) {
+            auto account = oauth::GoogleServiceAccount::fromJsonFile(p.service_account_file);
+            if (!account) return Error{"provider " + p.name + ": " + account.error().message};
+            spdlog::info("provider {}: service account {}", p.name, (*account)->clientEmail());
+            auto sources = std::make_shared<oauth::UserTokenSources>(
+                support.tokens, [account = *account, p, &client, &clock](const std::string& user) {
+                  return std::make_unique<oauth::GoogleJwtBearer>(account, user, p.scope, client, clock,
+                                                                  p.token_uri, p.timeout);
+                });
+            selector = [sources](const std::string& user) { return sources->forUser(user); };
+          } else {
+            auto credentials = delivery::graph::makeGraphCredentials(p, client, clock, config.server.state_dir);
+            if (!credentials) return credentials.error();
+            if (credentials->certificate) {
+              spdlog::info("provider {}: certificate {}", p.name, credentials->certificate->describe());
+            }
+            std::shared_ptr<oauth::TokenSource> tokens =
+                std::make_shared<oauth::CachedTokenSource>(support.tokens, std::move(credentials->fetcher));
+            selector = [tokens](const std::string&) { return tokens; };
+          }
+        }
+        providers.push_back(
+            std::make_unique<delivery::smtp::SmtpProvider>(p, config.server.hostname, std::move(selector)));
         break;
       }
     }

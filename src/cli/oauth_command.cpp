@@ -42,9 +42,14 @@ std::optional<config::ProviderConfig> delegatedProvider(const std::string& comma
   }
   for (const auto& p : config.providers) {
     if (p.name != name) continue;
-    if (p.type != config::ProviderType::Graph || p.auth_mode != config::GraphAuthMode::RefreshToken) {
+    const bool delegated =
+        p.auth_mode == config::GraphAuthMode::RefreshToken &&
+        (p.type == config::ProviderType::Graph ||
+         (p.type == config::ProviderType::Smtp && p.auth == config::SmtpAuth::XOAuth2 && p.oauth == config::SmtpOAuth::Entra));
+    if (!delegated) {
       std::cerr << command << ": provider '" << name
-                << "' does not sign in as a user (it needs type: graph and auth_mode: refresh_token)\n";
+                << "' does not sign in as a user (it needs auth_mode: refresh_token, with type: graph or with "
+                   "type: smtp, auth: xoauth2 and oauth: entra)\n";
       return std::nullopt;
     }
     state_dir = config.server.state_dir;

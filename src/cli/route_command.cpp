@@ -18,6 +18,8 @@ const char* typeName(config::ProviderType type) {
       return "graph";
     case config::ProviderType::Gmail:
       return "gmail";
+    case config::ProviderType::Smtp:
+      return "smtp";
   }
   return "?";
 }

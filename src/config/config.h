@@ -142,7 +142,7 @@ struct RecipientConfig {
   std::vector<std::string> allowed_domains;  // empty = any
 };
 
-enum class ProviderType { Outbox, Graph, Gmail };
+enum class ProviderType { Outbox, Graph, Gmail, Smtp };
 enum class Cloud { Global, UsGov, UsGovDod, China };
 
 /// How a graph provider signs in (`auth_mode`).
@@ -150,6 +150,23 @@ enum class GraphAuthMode {
   App,           // client credentials: the app's own permissions, any mailbox
   RefreshToken,  // delegated: one user signed in once (`mailbridge oauth login`)
   UserPassword,  // delegated: each SMTP AUTH user's own Entra ID password
+};
+
+/// How an smtp provider protects its connection (`tls`).
+enum class SmtpTls {
+  StartTls,  // plaintext, then STARTTLS; never goes on without TLS (port 587)
+  Implicit,  // TLS from the first byte (port 465)
+  None,      // no TLS at all: loopback hosts only
+};
+
+/// How an smtp provider authenticates (`auth`).
+enum class SmtpAuth { None, Plain, Login, XOAuth2 };
+
+/// Where an smtp provider's XOAUTH2 tokens come from (`oauth`).
+enum class SmtpOAuth {
+  Entra,   // Entra ID: client credentials (tenant_id, client_id, secret or
+           // certificate) or auth_mode refresh_token; smtp.office365.com
+  Google,  // a service account acting as the user (service_account_file); smtp.gmail.com
 };
 
 /// One entry of `providers:`.
@@ -178,16 +195,35 @@ struct ProviderConfig {
   // The token's scope: the cloud's Graph resource + "/.default" (app), or
   // its Mail.Send and Mail.ReadWrite + offline_access (refresh_token),
   // whatever graph_endpoint says (a proxy in front of Graph is not the
-  // resource).
+  // resource). smtp with oauth entra: the cloud's Exchange Online resource
+  // + "/.default" (app) or + "/SMTP.Send offline_access" (refresh_token);
+  // oauth google: https://mail.google.com/. Empty for smtp without xoauth2.
   std::string scope;
   std::filesystem::path ca_file;        // a private CA (TLS-inspecting proxy, tests)
   std::string proxy;                    // outbound HTTP proxy; default: https_proxy
-  std::chrono::seconds timeout{120};    // per HTTP request
+  std::chrono::seconds timeout{120};    // per HTTP request; smtp: connect and each
+                                        // server reply (the loader's default: 60 s)
   // gmail: Google Workspace through the Gmail API, as a service account
   // with domain-wide delegation that acts as each sending user.
   std::filesystem::path service_account_file;  // the service account's JSON key
   std::string token_uri;                // default: the key file's token_uri
   std::string api_endpoint;             // "https://gmail.googleapis.com"
+
+  // smtp: an upstream SMTP server ("smarthost").
+  std::string host;                     // name or IP literal (IPv6 without brackets)
+  std::uint16_t port = 0;               // default: 587 (starttls), 465 (implicit), 25 (none);
+                                        // the loader always sets it
+  SmtpTls tls = SmtpTls::StartTls;
+  std::string helo_name;                // EHLO name; default: server.hostname
+  SmtpAuth auth = SmtpAuth::None;
+  std::string username;                 // plain/login: the account; xoauth2: the mailbox
+                                        // (default: each message's sending mailbox)
+  Secret password;                      // plain/login
+  SmtpOAuth oauth = SmtpOAuth::Entra;   // xoauth2 only; scope: see `scope` above
+  std::size_t max_connections = 4;      // parallel connections to this host
+  std::size_t max_messages_per_connection = 100;
+  std::chrono::seconds idle_timeout{5}; // an unused connection is closed after this;
+                                        // 0: never reuse a connection
 
   // Keep a copy in the sender's Sent Items (Graph's default). false sends
   // every message through a draft marked delete-after-submit: two more

@@ -1007,8 +1007,44 @@ std::optional<std::string> readEndpoint(const Fields& f, std::string_view name) 
   return url;
 }
 
-void readGraphProvider(const Fields& f, ProviderConfig& p, bool& ok) {
+// The login host of an Entra ID cloud.
+std::string loginEndpointOf(Cloud cloud) {
+  switch (cloud) {
+    case Cloud::Global:
+      return "https://login.microsoftonline.com";
+    case Cloud::UsGov:
+    case Cloud::UsGovDod:
+      return "https://login.microsoftonline.us";
+    case Cloud::China:
+      return "https://login.chinacloudapi.cn";
+  }
+  return "https://login.microsoftonline.com";
+}
+
+// The Microsoft Graph host of an Entra ID cloud.
+std::string graphEndpointOf(Cloud cloud) {
+  switch (cloud) {
+    case Cloud::Global:
+      return "https://graph.microsoft.com";
+    case Cloud::UsGov:
+      return "https://graph.microsoft.us";
+    case Cloud::UsGovDod:
+      return "https://dod-graph.microsoft.us";
+    case Cloud::China:
+      return "https://microsoftgraph.chinacloudapi.cn";
+  }
+  return "https://graph.microsoft.com";
+}
+
+// The Entra ID sign-in of a graph provider, and of an smtp provider with
+// oauth: entra: tenant_id, client_id, auth_mode and user, the client secret
+// or certificate, cloud and login_endpoint (default: the cloud's). `type`
+// names the provider type in messages; auth_mode user_password (SMTP AUTH
+// passwords checked against Entra ID) only where `user_password` allows it.
+void readEntraSignIn(const Fields& f, ProviderConfig& p, bool& ok, std::string_view type,
+                     bool user_password) {
   auto given = [&f](std::string_view key) { return f.find(key) != nullptr; };
+  const std::string required = "required for type " + std::string(type) + ": ";
   for (const char* key : {"tenant_id", "client_id"}) {
     if (auto v = readString(f, key, "an id")) {
       if (v->find_first_of(" /?#") != std::string::npos) {
@@ -1020,7 +1056,7 @@ void readGraphProvider(const Fields& f, ProviderConfig& p, bool& ok) {
     } else {
       ok = false;
       if (!given(key)) {
-        f.missing(key, std::string("required for type graph: the app registration's ") +
+        f.missing(key, required + "the app registration's " +
                            (std::string_view(key) == "tenant_id" ? "directory (tenant) ID"
                                                                  : "application (client) ID"));
       }
@@ -1031,7 +1067,14 @@ void readGraphProvider(const Fields& f, ProviderConfig& p, bool& ok) {
   const Choices<GraphAuthMode> modes{{"app", GraphAuthMode::App},
                                      {"refresh_token", GraphAuthMode::RefreshToken},
                                      {"user_password", GraphAuthMode::UserPassword}};
-  if (auto m = readChoice(f, "auth_mode", modes)) p.auth_mode = *m;
+  if (auto m = readChoice(f, "auth_mode", modes)) {
+    p.auth_mode = *m;
+    if (*m == GraphAuthMode::UserPassword && !user_password) {
+      f.bad("auth_mode", "user_password is only for type graph; type " + std::string(type) +
+                             " signs in with app or refresh_token");
+      ok = false;
+    }
+  }
   const bool delegated = p.auth_mode != GraphAuthMode::App;
   if (p.auth_mode == GraphAuthMode::RefreshToken) {
     if (auto u = readAddress(f, "user")) {
@@ -1056,8 +1099,9 @@ void readGraphProvider(const Fields& f, ProviderConfig& p, bool& ok) {
   const bool has_cert = given("cert_file") || given("pkcs12_file");
   if (delegated && has_cert) {
     f.bad(given("cert_file") ? "cert_file" : "pkcs12_file",
-          "delegated sign-in (auth_mode refresh_token, user_password) uses a client secret or a public "
-          "client, not a certificate");
+          std::string("delegated sign-in (auth_mode ") +
+              (user_password ? "refresh_token, user_password" : "refresh_token") +
+              ") uses a client secret or a public client, not a certificate");
     ok = false;
   } else if (given("key_file") && !has_cert) {
     f.bad("key_file", "key_file needs cert_file (the certificate it belongs to)");
@@ -1091,8 +1135,8 @@ void readGraphProvider(const Fields& f, ProviderConfig& p, bool& ok) {
     }
   } else if (!delegated) {
     f.missing("client_secret",
-              "required for type graph: client_secret (or client_secret_file, "
-              "client_secret_credential), or a certificate (cert_file and key_file, or pkcs12_file)");
+              required + "client_secret (or client_secret_file, "
+                         "client_secret_credential), or a certificate (cert_file and key_file, or pkcs12_file)");
     ok = false;
   }
 
@@ -1101,27 +1145,16 @@ void readGraphProvider(const Fields& f, ProviderConfig& p, bool& ok) {
                               {"usgov-dod", Cloud::UsGovDod},
                               {"china", Cloud::China}};
   if (auto c = readChoice(f, "cloud", clouds)) p.cloud = *c;
-  switch (p.cloud) {
-    case Cloud::Global:
-      p.login_endpoint = "https://login.microsoftonline.com";
-      p.graph_endpoint = "https://graph.microsoft.com";
-      break;
-    case Cloud::UsGov:
-      p.login_endpoint = "https://login.microsoftonline.us";
-      p.graph_endpoint = "https://graph.microsoft.us";
-      break;
-    case Cloud::UsGovDod:
-      p.login_endpoint = "https://login.microsoftonline.us";
-      p.graph_endpoint = "https://dod-graph.microsoft.us";
-      break;
-    case Cloud::China:
-      p.login_endpoint = "https://login.chinacloudapi.cn";
-      p.graph_endpoint = "https://microsoftgraph.chinacloudapi.cn";
-      break;
-  }
+  p.login_endpoint = loginEndpointOf(p.cloud);
+  if (auto e = readEndpoint(f, "login_endpoint")) p.login_endpoint = *e;
+}
+
+void readGraphProvider(const Fields& f, ProviderConfig& p, bool& ok) {
+  readEntraSignIn(f, p, ok, "graph", true);
+  const bool delegated = p.auth_mode != GraphAuthMode::App;
+  p.graph_endpoint = graphEndpointOf(p.cloud);
   p.scope = delegated ? p.graph_endpoint + "/Mail.Send " + p.graph_endpoint + "/Mail.ReadWrite offline_access"
                       : p.graph_endpoint + "/.default";
-  if (auto e = readEndpoint(f, "login_endpoint")) p.login_endpoint = *e;
   if (auto e = readEndpoint(f, "graph_endpoint")) p.graph_endpoint = *e;
   readHttpSettings(f, p, ok);
   if (auto v = readBool(f, "save_to_sent")) p.save_to_sent = *v;
@@ -1130,6 +1163,18 @@ void readGraphProvider(const Fields& f, ProviderConfig& p, bool& ok) {
 // The keys of a gmail provider besides name and type.
 Keys gmailKeys() {
   return {"service_account_file", "token_uri", "api_endpoint", "ca_file", "proxy", "timeout"};
+}
+
+// token_uri: another token endpoint than the service account key file's.
+void readTokenUri(const Fields& f, ProviderConfig& p, bool& ok) {
+  if (auto s = readString(f, "token_uri", "an https URL such as https://oauth2.googleapis.com/token")) {
+    if (s->rfind("https://", 0) != 0 || s->size() <= 8 || s->find_first_of(" \t") != std::string::npos) {
+      f.bad("token_uri", "expected an https URL such as https://oauth2.googleapis.com/token; got " + inQuotes(*s));
+      ok = false;
+    } else {
+      p.token_uri = *s;
+    }
+  }
 }
 
 void readGmailProvider(const Fields& f, ProviderConfig& p, bool& ok) {
@@ -1145,21 +1190,327 @@ void readGmailProvider(const Fields& f, ProviderConfig& p, bool& ok) {
   }
   p.api_endpoint = "https://gmail.googleapis.com";
   if (auto e = readEndpoint(f, "api_endpoint")) p.api_endpoint = *e;
-  if (auto s = readString(f, "token_uri", "an https URL such as https://oauth2.googleapis.com/token")) {
-    if (s->rfind("https://", 0) != 0 || s->size() <= 8 || s->find_first_of(" \t") != std::string::npos) {
-      f.bad("token_uri", "expected an https URL such as https://oauth2.googleapis.com/token; got " + inQuotes(*s));
-      ok = false;
-    } else {
-      p.token_uri = *s;
-    }
-  }
+  readTokenUri(f, p, ok);
   p.scope = "https://www.googleapis.com/auth/gmail.send";
   readHttpSettings(f, p, ok);
 }
 
+// The Entra ID keys of an smtp provider with oauth: entra.
+Keys smtpEntraKeys() {
+  static const auto secret = secretKeyNames("client_secret");
+  static const auto password = secretKeyNames("pkcs12_password");
+  Keys keys{"tenant_id", "client_id", "cert_file", "key_file", "pkcs12_file", "cloud", "login_endpoint",
+            "auth_mode", "user"};
+  keys.insert(keys.end(), secret.begin(), secret.end());
+  keys.insert(keys.end(), password.begin(), password.end());
+  return keys;
+}
+
+// The Google keys of an smtp provider with oauth: google.
+Keys smtpGoogleKeys() { return {"service_account_file", "token_uri"}; }
+
+// The keys of an smtp provider besides name and type.
+Keys smtpKeys() {
+  static const auto password = secretKeyNames("password");
+  Keys keys{"host",     "port",    "tls",     "helo_name",       "auth",
+            "username", "oauth",   "ca_file", "timeout",         "max_connections",
+            "max_messages_per_connection", "idle_timeout"};
+  keys.insert(keys.end(), password.begin(), password.end());
+  for (const Keys& more : {smtpEntraKeys(), smtpGoogleKeys()}) keys.insert(keys.end(), more.begin(), more.end());
+  return keys;
+}
+
+constexpr std::string_view kUpstreamHostExample = "a host name such as smtp.office365.com";
+
+// The host of an smtp provider: a DNS name, an IPv4 address, or an IPv6
+// address with or without brackets (kept without them).
+Result<std::string> parseUpstreamHost(std::string_view text) {
+  auto fail = [&text](std::string_view why) {
+    return Error{"expected " + std::string(kUpstreamHostExample) + " or an IP address" + std::string(why) +
+                     ", got " + inQuotes(text),
+                 0};
+  };
+  if (text.find("://") != std::string_view::npos) return fail(" without a scheme");
+  std::string_view inner = text;
+  const bool bracketed = text.size() > 2 && text.front() == '[' && text.back() == ']';
+  if (bracketed) inner = text.substr(1, text.size() - 2);
+  if (inner.find(':') != std::string_view::npos) {
+    const std::string v6(inner);
+    unsigned char bin[16];
+    if (::inet_pton(AF_INET6, v6.c_str(), bin) == 1) return v6;
+    return fail(" without a port (set port: separately)");
+  }
+  if (bracketed) return fail(" (brackets only around an IPv6 address)");
+  const bool name_chars = std::all_of(inner.begin(), inner.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_';
+  });
+  if (!name_chars || inner.empty() || inner.size() > 253 || inner.front() == '.' || inner.front() == '-' ||
+      inner.back() == '.' || inner.back() == '-' || inner.find("..") != std::string_view::npos) {
+    return fail("");
+  }
+  return std::string(inner);
+}
+
+// localhost, 127.0.0.0/8 or ::1: a host that plaintext never leaves the
+// machine for.
+bool isLoopbackHost(const std::string& host) {
+  if (iequals(host, "localhost")) return true;
+  unsigned char bin[16] = {};
+  if (::inet_pton(AF_INET, host.c_str(), bin) == 1) return bin[0] == 127;
+  if (::inet_pton(AF_INET6, host.c_str(), bin) == 1) {
+    static constexpr unsigned char kLoopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    return std::equal(std::begin(bin), std::end(bin), std::begin(kLoopback));
+  }
+  return false;
+}
+
+// An EHLO argument: a domain name or an address literal ([192.0.2.1],
+// [IPv6:2001:db8::1]).
+bool isHeloName(std::string_view h) {
+  if (h.size() > 2 && h.front() == '[' && h.back() == ']') {
+    std::string inner(h.substr(1, h.size() - 2));
+    unsigned char bin[16];
+    if (inner.size() > 5 && iequals(std::string_view(inner).substr(0, 5), "IPv6:")) {
+      return ::inet_pton(AF_INET6, inner.c_str() + 5, bin) == 1;
+    }
+    return ::inet_pton(AF_INET, inner.c_str(), bin) == 1;
+  }
+  return isHostname(h) && h.front() != '[' && h.back() != '.' && h.back() != '-' &&
+         h.find("..") == std::string_view::npos;
+}
+
+// The XOAUTH2 tokens of an smtp provider with oauth: entra: the same sign-in
+// as graph (without user_password), for Exchange Online's SMTP.
+void readSmtpEntra(const Fields& f, ProviderConfig& p, bool& ok) {
+  readEntraSignIn(f, p, ok, "smtp", false);
+  std::string outlook;
+  switch (p.cloud) {
+    case Cloud::Global:
+      outlook = "https://outlook.office365.com";
+      break;
+    case Cloud::UsGov:
+    case Cloud::UsGovDod:
+      outlook = "https://outlook.office365.us";
+      break;
+    case Cloud::China:
+      outlook = "https://partner.outlook.cn";
+      break;
+  }
+  if (p.auth_mode == GraphAuthMode::RefreshToken) {
+    // The delegated permission is asked for under the resource's own name;
+    // in the global cloud that is outlook.office.com.
+    if (p.cloud == Cloud::Global) outlook = "https://outlook.office.com";
+    p.scope = outlook + "/SMTP.Send offline_access";
+  } else {
+    p.scope = outlook + "/.default";
+  }
+}
+
+// The XOAUTH2 tokens of an smtp provider with oauth: google: a service
+// account with domain-wide delegation acting as the mailbox.
+void readSmtpGoogle(const Fields& f, ProviderConfig& p, bool& ok) {
+  if (auto path = readReadableFile(f, "service_account_file", ok)) {
+    p.service_account_file = *path;
+  } else {
+    ok = false;
+    if (f.find("service_account_file") == nullptr) {
+      f.missing("service_account_file",
+                "required for type smtp with oauth: google: the JSON key file of the service account "
+                "with domain-wide delegation");
+    }
+  }
+  readTokenUri(f, p, ok);
+  p.scope = "https://mail.google.com/";
+}
+
+void readSmtpProvider(const Fields& f, ProviderConfig& p, bool& ok) {
+  auto given = [&f](std::string_view key) { return f.find(key) != nullptr; };
+  // A key that read cleanly, or that is absent and not misspelt: only then
+  // are rules that involve it judged, so that one mistake is one issue.
+  auto clean = [&f, &given](bool read, std::string_view key) {
+    return read || (!given(key) && !f.wasGuessed(key));
+  };
+
+  bool host_ok = false;
+  if (auto h = readString(f, "host", kUpstreamHostExample)) {
+    if (auto host = parseUpstreamHost(*h)) {
+      p.host = std::move(*host);
+      host_ok = true;
+    } else {
+      f.bad("host", host.error().message);
+      ok = false;
+    }
+  } else {
+    ok = false;
+    if (!given("host")) {
+      f.missing("host", "required for type smtp: the upstream server's host name, e.g. smtp.office365.com");
+    }
+  }
+
+  const auto tls = readChoice<SmtpTls>(
+      f, "tls", {{"starttls", SmtpTls::StartTls}, {"implicit", SmtpTls::Implicit}, {"none", SmtpTls::None}});
+  if (tls) p.tls = *tls;
+  if (p.tls == SmtpTls::None && host_ok && !isLoopbackHost(p.host)) {
+    f.bad("tls",
+          "tls: none would send credentials and mail across the network in plaintext; it is allowed only "
+          "for a loopback host (localhost, 127.0.0.0/8, ::1); use starttls or implicit");
+    ok = false;
+  }
+  p.port = p.tls == SmtpTls::StartTls ? 587 : p.tls == SmtpTls::Implicit ? 465 : 25;
+  if (auto v = readInt(f, "port", 1, 65535)) p.port = static_cast<std::uint16_t>(*v);
+
+  if (auto h = readString(f, "helo_name", "a domain name such as relay.example.com")) {
+    if (isHeloName(*h)) {
+      p.helo_name = *h;
+    } else {
+      f.bad("helo_name",
+            "expected a domain name such as relay.example.com or an address literal such as [192.0.2.1], got " +
+                inQuotes(*h));
+    }
+  }
+  if (auto path = readReadableFile(f, "ca_file", ok)) p.ca_file = *path;
+  p.timeout = seconds(60);
+  if (auto v = readSeconds(f, "timeout", seconds(5))) p.timeout = *v;
+
+  const auto auth = readChoice<SmtpAuth>(f, "auth",
+                                         {{"none", SmtpAuth::None},
+                                          {"plain", SmtpAuth::Plain},
+                                          {"login", SmtpAuth::Login},
+                                          {"xoauth2", SmtpAuth::XOAuth2}});
+  if (auth) p.auth = *auth;
+  const bool auth_clean = clean(auth.has_value(), "auth");
+  std::string password_key;  // the spelling given, if any
+  for (const auto& k : secretKeyNames("password")) {
+    if (password_key.empty() && given(k)) password_key = k;
+  }
+
+  switch (p.auth) {
+    case SmtpAuth::None:
+      if (!auth_clean) break;
+      if (given("username")) {
+        f.bad("username", "username needs auth: plain, login or xoauth2");
+        ok = false;
+      }
+      if (!password_key.empty()) {
+        f.bad(password_key, password_key + " needs auth: plain or login");
+        ok = false;
+      }
+      break;
+    case SmtpAuth::Plain:
+    case SmtpAuth::Login:
+      if (auto u = readString(f, "username", "a user name")) {
+        if (std::any_of(u->begin(), u->end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
+          f.bad("username", "expected a user name without control characters, got " + inQuotes(*u));
+          ok = false;
+        } else {
+          p.username = *u;
+        }
+      } else {
+        ok = false;
+        if (!given("username")) f.missing("username", "required for auth plain and login: the account to sign in as");
+      }
+      if (password_key.empty()) {
+        f.missing("password",
+                  "required for auth plain and login: set password, password_file or password_credential");
+        ok = false;
+      } else if (auto s = resolveSecret(f.ctx(), f.node(), f.path(), "password", true)) {
+        p.password = std::move(*s);
+      } else {
+        ok = false;
+      }
+      break;
+    case SmtpAuth::XOAuth2:
+      // The XOAUTH2 user; without it, each message's sending mailbox.
+      if (auto u = readAddress(f, "username")) {
+        p.username = *u;
+      } else if (given("username")) {
+        ok = false;
+      }
+      if (!password_key.empty()) {
+        f.bad(password_key, "not used with auth xoauth2: the OAuth token is the credential; remove " + password_key);
+        ok = false;
+      }
+      break;
+  }
+
+  const auto oauth =
+      readChoice<SmtpOAuth>(f, "oauth", {{"entra", SmtpOAuth::Entra}, {"google", SmtpOAuth::Google}});
+  if (oauth) p.oauth = *oauth;
+  const bool xoauth2 = p.auth == SmtpAuth::XOAuth2;
+  if (xoauth2 && !given("oauth")) {
+    f.missing("oauth", "required for auth xoauth2: entra (Microsoft 365) or google (Google Workspace)");
+    ok = false;
+  } else if (!xoauth2 && given("oauth") && auth_clean) {
+    f.bad("oauth", "only for auth: xoauth2");
+    ok = false;
+  }
+
+  // Keys of the token source not chosen. With xoauth2 but no readable
+  // oauth, the missing or bad oauth has been reported and says it better.
+  if (auth_clean && (!xoauth2 || oauth)) {
+    const std::pair<SmtpOAuth, std::string_view> kinds[] = {{SmtpOAuth::Entra, "entra"},
+                                                            {SmtpOAuth::Google, "google"}};
+    for (const auto& [kind, kind_name] : kinds) {
+      if (xoauth2 && p.oauth == kind) continue;
+      for (const auto& key : kind == SmtpOAuth::Entra ? smtpEntraKeys() : smtpGoogleKeys()) {
+        if (!given(key)) continue;
+        f.bad(key, std::string(key) + " is for " + (xoauth2 ? "" : "auth: xoauth2 with ") + "oauth: " +
+                       std::string(kind_name));
+        ok = false;
+      }
+    }
+  }
+  if (xoauth2 && oauth) {
+    if (p.oauth == SmtpOAuth::Entra) {
+      readSmtpEntra(f, p, ok);
+    } else {
+      readSmtpGoogle(f, p, ok);
+    }
+  }
+
+  if (auto v = readInt(f, "max_connections", 1, 100)) p.max_connections = static_cast<std::size_t>(*v);
+  if (auto v = readInt(f, "max_messages_per_connection", 1, 100000)) {
+    p.max_messages_per_connection = static_cast<std::size_t>(*v);
+  }
+  // 0 is allowed here, unlike other durations: a connection is then never
+  // reused.
+  if (auto v = readDuration(f, "idle_timeout", milliseconds(0), seconds(300), true)) {
+    p.idle_timeout = std::chrono::duration_cast<seconds>(*v);
+  }
+}
+
+// A provider type: its name in the file and its keys besides name and type.
+struct ProviderTypeInfo {
+  ProviderType type;
+  std::string_view name;
+  Keys keys;
+};
+
+const std::vector<ProviderTypeInfo>& providerTypes() {
+  static const std::vector<ProviderTypeInfo> types{
+      {ProviderType::Outbox, "outbox", {"directory", "refuse_recipients"}},
+      {ProviderType::Graph, "graph", graphKeys()},
+      {ProviderType::Gmail, "gmail", gmailKeys()},
+      {ProviderType::Smtp, "smtp", smtpKeys()},
+  };
+  return types;
+}
+
 void readProviders(const Fields& top, std::vector<ProviderConfig>& out) {
-  const Keys kSupported{"outbox", "graph", "gmail"};
-  const std::string supported = "supported types: " + joinNames(kSupported);
+  const auto& types = providerTypes();
+  Keys type_names;
+  // Every type shares name and type; the rest depends on the type: the map
+  // is read with every type's keys, and keys of another type are reported
+  // once the type is known.
+  Keys all{"name", "type"};
+  for (const auto& t : types) {
+    type_names.push_back(t.name);
+    for (const auto& key : t.keys) {
+      if (std::find(all.begin(), all.end(), key) == all.end()) all.push_back(key);
+    }
+  }
+  const std::string supported = "supported types: " + joinNames(type_names);
   if (top.find("providers") == nullptr) {
     if (top.wasGuessed("providers")) return;
     top.ctx().addFileIssue("providers",
@@ -1185,18 +1536,6 @@ void readProviders(const Fields& top, std::vector<ProviderConfig>& out) {
           std::string("expected a mapping with name, type and settings, got ") + kindOf(item));
       continue;
     }
-    // Every type shares name and type; the rest depends on the type: the
-    // map is read with every type's keys, and keys of another type are
-    // reported once the type is known.
-    const Keys outbox_keys{"directory", "refuse_recipients"};
-    const Keys graph_keys = graphKeys();
-    const Keys gmail_keys = gmailKeys();
-    Keys all{"name", "type"};
-    for (const Keys* k : {&outbox_keys, &graph_keys, &gmail_keys}) {
-      for (const auto& key : *k) {
-        if (std::find(all.begin(), all.end(), key) == all.end()) all.push_back(key);
-      }
-    }
     Fields f(top.ctx(), item, path, all);
     ProviderConfig p;
     bool ok = true;
@@ -1219,35 +1558,31 @@ void readProviders(const Fields& top, std::vector<ProviderConfig>& out) {
       if (!has_name) f.missing("name", "required; a unique name of letters, digits, '_' and '-'");
     }
 
-    std::optional<ProviderType> type;
+    const ProviderTypeInfo* type = nullptr;
     if (auto t = readScalar(f, "type", "a provider type (" + supported + ")")) {
-      if (iequals(*t, "outbox")) {
-        type = ProviderType::Outbox;
-      } else if (iequals(*t, "graph")) {
-        type = ProviderType::Graph;
-      } else if (iequals(*t, "gmail")) {
-        type = ProviderType::Gmail;
+      const auto it = std::find_if(types.begin(), types.end(),
+                                   [&t](const ProviderTypeInfo& info) { return iequals(info.name, *t); });
+      if (it != types.end()) {
+        type = &*it;
       } else {
         f.bad("type", "unknown provider type " + inQuotes(*t) + "; " + supported);
       }
     } else if (f.find("type") == nullptr) {
       f.missing("type", "required; " + supported);
     }
-    if (!type) continue;
-    p.type = *type;
-    const Keys& own = *type == ProviderType::Outbox ? outbox_keys
-                      : *type == ProviderType::Graph  ? graph_keys
-                                                      : gmail_keys;
-    const char* type_name = *type == ProviderType::Outbox ? "outbox" : *type == ProviderType::Graph ? "graph" : "gmail";
+    if (type == nullptr) continue;
+    p.type = type->type;
     for (const auto& k : all) {
-      if (k == "name" || k == "type" || std::find(own.begin(), own.end(), k) != own.end()) continue;
+      if (k == "name" || k == "type" || std::find(type->keys.begin(), type->keys.end(), k) != type->keys.end()) {
+        continue;
+      }
       if (f.find(k) != nullptr) {
-        f.bad(k, std::string("not a setting of type ") + type_name);
+        f.bad(k, "not a setting of type " + std::string(type->name));
         ok = false;
       }
     }
 
-    switch (*type) {
+    switch (p.type) {
       case ProviderType::Outbox:
         if (auto d = readPath(f, "directory")) {
           p.directory = *d;
@@ -1267,10 +1602,16 @@ void readProviders(const Fields& top, std::vector<ProviderConfig>& out) {
       case ProviderType::Gmail:
         readGmailProvider(f, p, ok);
         break;
+      case ProviderType::Smtp:
+        readSmtpProvider(f, p, ok);
+        break;
     }
     // SMTP AUTH asks one identity platform; two would each see the other's
-    // users' passwords.
-    const auto by_password = [](const ProviderConfig& q) { return q.auth_mode == GraphAuthMode::UserPassword; };
+    // users' passwords. (Only graph has user_password; an smtp provider
+    // that asks for it is refused above.)
+    const auto by_password = [](const ProviderConfig& q) {
+      return q.type == ProviderType::Graph && q.auth_mode == GraphAuthMode::UserPassword;
+    };
     if (ok && by_password(p) && std::any_of(out.begin(), out.end(), by_password)) {
       f.bad("auth_mode", "only one provider may use auth_mode user_password");
       ok = false;

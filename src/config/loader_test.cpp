@@ -701,10 +701,10 @@ TEST(ConfigLoader, ProviderErrors) {
   expectIssue("server: {}\n", 0, 0, "providers", "required; add at least one provider");
   expectIssue("", 0, 0, "providers", "required");
   expectIssue("providers: []\n", 1, 12, "providers", "at least one provider is required");
-  expectIssue("providers:\n  - name: x\n    type: smtp\n", 3, 11, "providers[0].type",
-              "unknown provider type 'smtp'; supported types: outbox, graph, gmail");
+  expectIssue("providers:\n  - name: x\n    type: ses\n", 3, 11, "providers[0].type",
+              "unknown provider type 'ses'; supported types: outbox, graph, gmail, smtp");
   expectIssue("providers:\n  - name: x\n    directory: /d\n", 2, 5, "providers[0].type",
-              "required; supported types: outbox, graph, gmail");
+              "required; supported types: outbox, graph, gmail, smtp");
   expectIssue("providers:\n  - name: x\n    type: outbox\n", 2, 5, "providers[0].directory",
               "required for type outbox");
   expectIssue("providers:\n  - type: outbox\n    directory: /d\n", 2, 5, "providers[0].name",
@@ -866,6 +866,231 @@ TEST(ConfigLoader, GraphProviderErrors) {
               19, "providers[0].save_to_sent", "true or false");
   expectIssue("providers:\n  - {name: o, type: outbox, directory: /d, tenant_id: t}\n", 2, 55,
               "providers[0].tenant_id", "not a setting of type outbox");
+}
+
+TEST(ConfigLoader, SmtpProvider) {
+  const Config c = load(
+      "providers:\n"
+      "  - name: relay\n"
+      "    type: smtp\n"
+      "    host: smtp.example.com\n"
+      "    auth: plain\n"
+      "    username: scanner@example.com\n"
+      "    password: s3cr3t-value\n");
+  ASSERT_EQ(c.providers.size(), 1u);
+  const ProviderConfig& p = c.providers[0];
+  EXPECT_EQ(p.type, ProviderType::Smtp);
+  EXPECT_EQ(p.host, "smtp.example.com");
+  EXPECT_EQ(p.tls, SmtpTls::StartTls);
+  EXPECT_EQ(p.port, 587);
+  EXPECT_EQ(p.auth, SmtpAuth::Plain);
+  EXPECT_EQ(p.username, "scanner@example.com");
+  EXPECT_EQ(p.password.reveal(), "s3cr3t-value");
+  EXPECT_TRUE(p.helo_name.empty()) << "server.hostname is used";
+  EXPECT_TRUE(p.ca_file.empty());
+  EXPECT_TRUE(p.scope.empty());
+  EXPECT_EQ(p.timeout, seconds(60));
+  EXPECT_EQ(p.max_connections, 4u);
+  EXPECT_EQ(p.max_messages_per_connection, 100u);
+  EXPECT_EQ(p.idle_timeout, seconds(5));
+
+  const std::string smtp = "providers:\n  - {name: s, type: smtp, ";
+  EXPECT_EQ(load(smtp + "host: mx.example.com}\n").providers[0].auth, SmtpAuth::None);
+  EXPECT_EQ(load(smtp + "host: mx.example.com, tls: implicit}\n").providers[0].port, 465);
+  EXPECT_EQ(load(smtp + "host: 127.0.0.1, tls: none}\n").providers[0].port, 25);
+  EXPECT_EQ(load(smtp + "host: localhost, tls: None}\n").providers[0].tls, SmtpTls::None);
+  EXPECT_EQ(load(smtp + "host: 127.0.0.53, tls: none}\n").providers[0].host, "127.0.0.53");
+  EXPECT_EQ(load(smtp + "host: '::1', tls: none}\n").providers[0].host, "::1");
+  EXPECT_EQ(load(smtp + "host: '[2001:db8::25]'}\n").providers[0].host, "2001:db8::25") << "kept without brackets";
+  EXPECT_EQ(load(smtp + "host: mx.example.com, tls: implicit, port: 2465}\n").providers[0].port, 2465);
+
+  const Config all = load(
+      "providers:\n"
+      "  - {name: s, type: smtp, host: 192.0.2.25, port: 25, helo_name: relay.example.com, auth: login,\n"
+      "     username: 'DOMAIN\\scanner', password: pw, timeout: 2m, max_connections: 100,\n"
+      "     max_messages_per_connection: 100000, idle_timeout: 0}\n");
+  const ProviderConfig& q = all.providers[0];
+  EXPECT_EQ(q.port, 25);
+  EXPECT_EQ(q.tls, SmtpTls::StartTls);
+  EXPECT_EQ(q.helo_name, "relay.example.com");
+  EXPECT_EQ(q.auth, SmtpAuth::Login);
+  EXPECT_EQ(q.username, "DOMAIN\\scanner");
+  EXPECT_EQ(q.timeout, seconds(120));
+  EXPECT_EQ(q.max_connections, 100u);
+  EXPECT_EQ(q.max_messages_per_connection, 100000u);
+  EXPECT_EQ(q.idle_timeout, seconds(0)) << "0: never reuse a connection";
+  EXPECT_EQ(load(smtp + "host: h.example, helo_name: '[192.0.2.1]'}\n").providers[0].helo_name, "[192.0.2.1]");
+  EXPECT_EQ(load(smtp + "host: h.example, helo_name: '[IPv6:2001:db8::1]'}\n").providers[0].helo_name,
+            "[IPv6:2001:db8::1]");
+}
+
+TEST(ConfigLoader, SmtpProviderErrors) {
+  const std::string head = "providers:\n  - name: s\n    type: smtp\n";
+  const std::string host = head + "    host: smtp.example.com\n";
+  expectIssue(head + "    tls: starttls\n", 2, 5, "providers[0].host",
+              "required for type smtp: the upstream server's host name, e.g. smtp.office365.com");
+  expectIssue(head + "    host: smtp.example.com:587\n", 4, 11, "providers[0].host", "without a port");
+  expectIssue(head + "    host: smtp://smtp.example.com\n", 4, 11, "providers[0].host", "without a scheme");
+  expectIssue(head + "    host: 'smtp example.com'\n", 4, 11, "providers[0].host",
+              "expected a host name such as smtp.office365.com or an IP address, got 'smtp example.com'");
+  expectIssue(host + "    tls: none\n", 5, 10, "providers[0].tls",
+              "credentials and mail across the network in plaintext");
+  expectIssue(head + "    host: 10.0.0.25\n    tls: none\n", 5, 10, "providers[0].tls", "use starttls or implicit");
+  expectIssue(head + "    host: localhost.example.com\n    tls: none\n", 5, 10, "providers[0].tls", "loopback");
+  expectIssue(host + "    tls: ssl\n", 5, 10, "providers[0].tls", "one of: starttls, implicit, none");
+  expectIssue(host + "    port: 0\n", 5, 11, "providers[0].port", "an integer from 1 to 65535");
+  expectIssue(host + "    helo_name: 'relay example'\n", 5, 16, "providers[0].helo_name", "a domain name");
+  expectIssue(host + "    timeout: 1s\n", 5, 14, "providers[0].timeout", "from 5s");
+  expectIssue(host + "    max_connections: 101\n", 5, 22, "providers[0].max_connections", "from 1 to 100");
+  expectIssue(host + "    max_messages_per_connection: 0\n", 5, 34, "providers[0].max_messages_per_connection",
+              "from 1 to 100000");
+  expectIssue(host + "    idle_timeout: 6m\n", 5, 19, "providers[0].idle_timeout", "from 0s to 5m");
+
+  expectIssue(host + "    auth: plain\n    username: u\n", 2, 5, "providers[0].password",
+              "required for auth plain and login");
+  expectIssue(host + "    auth: login\n    password: p\n", 2, 5, "providers[0].username",
+              "required for auth plain and login");
+  expectIssue(host + "    auth: cram-md5\n", 5, 11, "providers[0].auth", "one of: none, plain, login, xoauth2");
+  expectIssue(host + "    username: u\n", 5, 15, "providers[0].username",
+              "username needs auth: plain, login or xoauth2");
+  expectIssue(host + "    auth: none\n    password_file: /p\n", 6, 20, "providers[0].password_file",
+              "password_file needs auth: plain or login");
+  expectIssue(host + "    auth: plain\n    username: u\n    password: p\n    password_file: /p\n", 8, 5,
+              "providers[0].password_file", "set only one of password, password_file or password_credential");
+  expectIssue(host + "    auth: xoauth2\n", 2, 5, "providers[0].oauth",
+              "required for auth xoauth2: entra (Microsoft 365) or google (Google Workspace)");
+  expectIssue(host + "    auth: xoauth2\n    oauth: yahoo\n", 6, 12, "providers[0].oauth", "one of: entra, google");
+  expectIssue(host + "    auth: plain\n    username: u\n    password: p\n    oauth: entra\n", 8, 12,
+              "providers[0].oauth", "only for auth: xoauth2");
+  expectIssue(host + "    auth: xoauth2\n    oauth: entra\n    tenant_id: t\n    client_id: c\n"
+                     "    client_secret: s\n    password: p\n",
+              10, 15, "providers[0].password", "not used with auth xoauth2");
+  expectIssue(host + "    auth: xoauth2\n    oauth: entra\n    tenant_id: t\n    client_id: c\n"
+                     "    client_secret: s\n    username: not-an-address\n",
+              10, 15, "providers[0].username", "");
+  expectIssue(host + "    auth: plain\n    username: u\n    password: p\n    tenant_id: t\n", 8, 16,
+              "providers[0].tenant_id", "tenant_id is for auth: xoauth2 with oauth: entra");
+
+  // Settings of the other provider types.
+  expectIssue(host + "    save_to_sent: false\n", 5, 19, "providers[0].save_to_sent", "not a setting of type smtp");
+  expectIssue(host + "    proxy: http://proxy.example:3128\n", 5, 12, "providers[0].proxy",
+              "not a setting of type smtp");
+  expectIssue(host + "    directory: /d\n", 5, 16, "providers[0].directory", "not a setting of type smtp");
+  expectIssue(host + "    api_endpoint: https://gmail.googleapis.com\n", 5, 19, "providers[0].api_endpoint",
+              "not a setting of type smtp");
+  expectIssue("providers:\n  - {name: g, type: graph, tenant_id: t, client_id: c, client_secret: s, host: h}\n", 2,
+              80, "providers[0].host", "not a setting of type graph");
+  expectIssue("providers:\n  - {name: o, type: outbox, directory: /d, max_connections: 2}\n", 2, 61,
+              "providers[0].max_connections", "not a setting of type outbox");
+  // A misspelt key is one issue.
+  expectIssue(host + "    auth: plain\n    username: u\n    pasword: p\n", 7, 5, "providers[0].pasword",
+              "did you mean 'password'?");
+}
+
+TEST(ConfigLoader, SmtpProviderWithEntraTokens) {
+  const std::string entra =
+      "providers:\n"
+      "  - name: m365\n"
+      "    type: smtp\n"
+      "    host: smtp.office365.com\n"
+      "    auth: xoauth2\n"
+      "    oauth: entra\n"
+      "    tenant_id: contoso.onmicrosoft.com\n"
+      "    client_id: 00000000-0000-0000-0000-000000000001\n";
+  const Config c = load(entra + "    client_secret: s3cr3t-value\n");
+  const ProviderConfig& p = c.providers[0];
+  EXPECT_EQ(p.auth, SmtpAuth::XOAuth2);
+  EXPECT_EQ(p.oauth, SmtpOAuth::Entra);
+  EXPECT_EQ(p.auth_mode, GraphAuthMode::App);
+  EXPECT_EQ(p.tenant_id, "contoso.onmicrosoft.com");
+  EXPECT_EQ(p.client_secret.reveal(), "s3cr3t-value");
+  EXPECT_EQ(p.login_endpoint, "https://login.microsoftonline.com");
+  EXPECT_EQ(p.scope, "https://outlook.office365.com/.default");
+  EXPECT_TRUE(p.username.empty()) << "each message's sending mailbox";
+  EXPECT_TRUE(p.graph_endpoint.empty());
+  EXPECT_EQ(p.port, 587);
+
+  const std::string secret = "    client_secret: s\n";
+  EXPECT_EQ(load(entra + secret + "    username: relay@contoso.example\n").providers[0].username,
+            "relay@contoso.example");
+  const Config gov = load(entra + secret + "    cloud: usgov\n");
+  EXPECT_EQ(gov.providers[0].scope, "https://outlook.office365.us/.default");
+  EXPECT_EQ(gov.providers[0].login_endpoint, "https://login.microsoftonline.us");
+  EXPECT_EQ(load(entra + secret + "    cloud: usgov-dod\n").providers[0].scope,
+            "https://outlook.office365.us/.default");
+  const Config china = load(entra + secret + "    cloud: china\n    login_endpoint: https://127.0.0.1:8443\n");
+  EXPECT_EQ(china.providers[0].scope, "https://partner.outlook.cn/.default");
+  EXPECT_EQ(china.providers[0].login_endpoint, "https://127.0.0.1:8443");
+
+  const Config delegated = load(entra + "    auth_mode: refresh_token\n    user: relay@contoso.example\n");
+  EXPECT_EQ(delegated.providers[0].auth_mode, GraphAuthMode::RefreshToken);
+  EXPECT_EQ(delegated.providers[0].user, "relay@contoso.example");
+  EXPECT_TRUE(delegated.providers[0].client_secret.empty()) << "a public client needs no secret";
+  EXPECT_EQ(delegated.providers[0].scope, "https://outlook.office.com/SMTP.Send offline_access");
+  EXPECT_EQ(load(entra + "    auth_mode: refresh_token\n    user: a@b.example\n    cloud: usgov\n")
+                .providers[0]
+                .scope,
+            "https://outlook.office365.us/SMTP.Send offline_access");
+  EXPECT_EQ(load(entra + "    auth_mode: refresh_token\n    user: a@b.example\n    cloud: china\n")
+                .providers[0]
+                .scope,
+            "https://partner.outlook.cn/SMTP.Send offline_access");
+
+  const std::string head = "providers:\n  - name: m365\n    type: smtp\n    host: smtp.office365.com\n"
+                           "    auth: xoauth2\n    oauth: entra\n";
+  expectIssue(head + "    client_id: c\n    client_secret: s\n", 2, 5, "providers[0].tenant_id",
+              "required for type smtp: the app registration's directory (tenant) ID");
+  expectIssue(entra, 2, 5, "providers[0].client_secret", "required for type smtp: client_secret");
+  expectIssue(entra + "    auth_mode: user_password\n", 9, 16, "providers[0].auth_mode",
+              "user_password is only for type graph");
+  expectIssue(entra + "    auth_mode: refresh_token\n", 2, 5, "providers[0].user",
+              "required for auth_mode refresh_token");
+  expectIssue(entra + "    auth_mode: refresh_token\n    user: a@b.example\n    cert_file: /c.pem\n", 11, 16,
+              "providers[0].cert_file", "delegated sign-in (auth_mode refresh_token) uses a client secret");
+  expectIssue(entra + secret + "    service_account_file: /sa.json\n", 10, 27,
+              "providers[0].service_account_file", "service_account_file is for oauth: google");
+  expectIssue(entra + secret + "    graph_endpoint: https://graph.microsoft.com\n", 10, 21,
+              "providers[0].graph_endpoint", "not a setting of type smtp");
+
+  // Only graph has user_password: an smtp provider beside such a graph
+  // provider does not count as a second one.
+  const Config mixed = load(
+      "providers:\n  - {name: g, type: graph, tenant_id: t, client_id: c, auth_mode: user_password}\n"
+      "  - {name: s, type: smtp, host: smtp.office365.com, auth: xoauth2, oauth: entra, tenant_id: t,\n"
+      "     client_id: c, client_secret: s}\n");
+  EXPECT_EQ(mixed.providers.size(), 2u);
+}
+
+TEST(ConfigLoader, SmtpProviderWithGoogleTokens) {
+  mb::testing::TempDir dir;
+  const auto key = (dir.path() / "sa.json").string();
+  std::ofstream(key) << "{}";
+  const std::string head =
+      "providers:\n  - name: gws\n    type: smtp\n    host: smtp.gmail.com\n    tls: implicit\n"
+      "    auth: xoauth2\n    oauth: google\n";
+  const Config c = load(head + "    service_account_file: " + key + "\n");
+  const ProviderConfig& p = c.providers[0];
+  EXPECT_EQ(p.oauth, SmtpOAuth::Google);
+  EXPECT_EQ(p.service_account_file, key);
+  EXPECT_EQ(p.scope, "https://mail.google.com/");
+  EXPECT_TRUE(p.token_uri.empty()) << "the key file's";
+  EXPECT_EQ(p.port, 465);
+  EXPECT_TRUE(p.api_endpoint.empty());
+
+  const Config d = load(head + "    service_account_file: " + key +
+                        "\n    token_uri: https://oauth2.googleapis.com/token\n    username: relay@example.com\n");
+  EXPECT_EQ(d.providers[0].token_uri, "https://oauth2.googleapis.com/token");
+  EXPECT_EQ(d.providers[0].username, "relay@example.com");
+
+  expectIssue(head, 2, 5, "providers[0].service_account_file", "required for type smtp with oauth: google");
+  expectIssue(head + "    service_account_file: /nonexistent/sa.json\n", 8, 27, "providers[0].service_account_file",
+              "cannot read the file");
+  expectIssue(head + "    service_account_file: " + key + "\n    token_uri: http://x/token\n", 9, 16,
+              "providers[0].token_uri", "expected an https URL");
+  expectIssue(head + "    service_account_file: " + key + "\n    tenant_id: t\n", 9, 16, "providers[0].tenant_id",
+              "tenant_id is for oauth: entra");
+  expectIssue(head + "    service_account_file: " + key + "\n    password: p\n", 9, 15, "providers[0].password",
+              "not used with auth xoauth2");
 }
 
 TEST(ConfigLoader, UnknownKeysSuggestTheNearestKnownOne) {

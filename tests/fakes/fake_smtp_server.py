@@ -1442,7 +1442,17 @@ class FakeSmtpServer(FakeBase):
         with self._lock:
             return user in self._users and self._users[user] == password
 
+    def set_token_checker(self, checker):
+        """Lets `checker(user, token) -> bool` decide XOAUTH2 tokens (a token
+        issued by a fake identity provider) instead of add_oauth_token's list.
+        None goes back to the list."""
+        with self._lock:
+            self._token_checker = checker
+
     def _check_token(self, user, token):
+        checker = getattr(self, "_token_checker", None)
+        if checker is not None:
+            return bool(checker(user, token))
         with self._lock:
             entry = self._tokens.get(token)
             return (entry is not None and entry[0].lower() == user.lower()
