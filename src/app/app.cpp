@@ -19,6 +19,7 @@
 #include "delivery/graph/user_password.h"
 #include "delivery/outbox/outbox_provider.h"
 #include "delivery/smtp/smtp_provider.h"
+#include "delivery/smtp/smtp_setup.h"
 #include "http/curl_client.h"
 #include "mime/recipient_rewrite.h"
 #include "oauth/cached_token_source.h"
@@ -127,28 +128,11 @@ Result<std::vector<std::unique_ptr<delivery::Provider>>> makeProviders(const con
         if (p.auth == config::SmtpAuth::XOAuth2) {
           // Token requests trust what the SMTP connection trusts (ca_file).
           support.http.push_back(std::make_unique<http::CurlClient>(delivery::httpOptionsFor(p)));
-          http::HttpClient& client = *support.http.back();
           if (!support.tokens) support.tokens = std::make_shared<oauth::TokenCache>(clock);
-          if (p.oauth == config::SmtpOAuth::Google) {
-            auto account = oauth::GoogleServiceAccount::fromJsonFile(p.service_account_file);
-            if (!account) return Error{"provider " + p.name + ": " + account.error().message};
-            spdlog::info("provider {}: service account {}", p.name, (*account)->clientEmail());
-            auto sources = std::make_shared<oauth::UserTokenSources>(
-                support.tokens, [account = *account, p, &client, &clock](const std::string& user) {
-                  return std::make_unique<oauth::GoogleJwtBearer>(account, user, p.scope, client, clock,
-                                                                  p.token_uri, p.timeout);
-                });
-            selector = [sources](const std::string& user) { return sources->forUser(user); };
-          } else {
-            auto credentials = delivery::graph::makeGraphCredentials(p, client, clock, config.server.state_dir);
-            if (!credentials) return credentials.error();
-            if (credentials->certificate) {
-              spdlog::info("provider {}: certificate {}", p.name, credentials->certificate->describe());
-            }
-            std::shared_ptr<oauth::TokenSource> tokens =
-                std::make_shared<oauth::CachedTokenSource>(support.tokens, std::move(credentials->fetcher));
-            selector = [tokens](const std::string&) { return tokens; };
-          }
+          auto made = delivery::smtp::makeSmtpTokenSelector(p, *support.http.back(), support.tokens, clock,
+                                                            config.server.state_dir);
+          if (!made) return made.error();
+          selector = std::move(*made);
         }
         providers.push_back(
             std::make_unique<delivery::smtp::SmtpProvider>(p, config.server.hostname, std::move(selector)));

@@ -15,6 +15,8 @@
 #include "delivery/graph/graph_provider.h"
 #include "delivery/graph/graph_setup.h"
 #include "delivery/http_options.h"
+#include "delivery/smtp/smtp_provider.h"
+#include "delivery/smtp/smtp_setup.h"
 #include "http/curl_client.h"
 #include "oauth/cached_token_source.h"
 #include "oauth/encoding.h"
@@ -29,6 +31,10 @@ had, that it carries Mail.Send (admin consent), with --sender that the
 mailbox exists, and when the app's client secret or certificate expires
 (this needs Application.Read.All; otherwise it says so). Prints one line per
 finding: "ok: ...", "warn: ..." or "FAIL: ... — fix: ...".
+
+A `type: smtp` provider is checked by connecting, starting TLS, verifying the
+certificate and authenticating as the daemon would (with XOAUTH2 as
+--sender, unless the provider names a username), then QUIT.
 
 Exit codes: 0 no FAIL, 1 at least one FAIL, 2 usage or configuration error.
 )";
@@ -56,6 +62,7 @@ struct Setup {
   std::shared_ptr<oauth::TokenCache> cache;
   std::shared_ptr<oauth::CachedTokenSource> tokens;
   std::shared_ptr<const oauth::ClientCertificate> certificate;
+  std::unique_ptr<delivery::smtp::SmtpProvider> smtp;  // type smtp
 };
 
 std::optional<Setup> setUp(const std::string& command, const std::string& config_path, const std::string& name) {
@@ -75,13 +82,24 @@ std::optional<Setup> setUp(const std::string& command, const std::string& config
     std::cerr << command << ": no provider named '" << name << "' in " << config_path << '\n';
     return std::nullopt;
   }
-  if (found->type != config::ProviderType::Graph) {
-    std::cerr << command << ": provider '" << name << "' is not of type graph\n";
+  if (found->type != config::ProviderType::Graph && found->type != config::ProviderType::Smtp) {
+    std::cerr << command << ": provider '" << name << "' is not of type graph or smtp\n";
     return std::nullopt;
   }
   Setup s;
   s.provider = *found;
   s.http = std::make_unique<http::CurlClient>(delivery::httpOptionsFor(s.provider));
+  s.cache = std::make_shared<oauth::TokenCache>(SystemClock::instance());
+  if (found->type == config::ProviderType::Smtp) {
+    auto selector = delivery::smtp::makeSmtpTokenSelector(s.provider, *s.http, s.cache, SystemClock::instance(),
+                                                          config.server.state_dir);
+    if (!selector) {
+      std::cerr << command << ": " << selector.error().message << '\n';
+      return std::nullopt;
+    }
+    s.smtp = std::make_unique<delivery::smtp::SmtpProvider>(s.provider, hostName(), std::move(*selector));
+    return s;
+  }
   auto credentials =
       delivery::graph::makeGraphCredentials(s.provider, *s.http, SystemClock::instance(), config.server.state_dir);
   if (!credentials) {
@@ -89,7 +107,6 @@ std::optional<Setup> setUp(const std::string& command, const std::string& config
     return std::nullopt;
   }
   s.certificate = credentials->certificate;
-  s.cache = std::make_shared<oauth::TokenCache>(SystemClock::instance());
   s.tokens = std::make_shared<oauth::CachedTokenSource>(s.cache, std::move(credentials->fetcher));
   return s;
 }
@@ -99,14 +116,14 @@ std::optional<Setup> setUp(const std::string& command, const std::string& config
 ProviderCommands::ProviderCommands(CLI::App& parent) {
   check_ = parent.add_subcommand(
       "check-provider",
-      "Diagnose a Microsoft Graph provider without sending: token, permissions, sender mailbox, "
+      "Diagnose a Microsoft Graph or upstream SMTP provider without sending: token, permissions, sender mailbox, "
       "credential expiry.");
   check_->footer(kCheckFooter);
   check_->add_option("name", provider_, "Provider name (providers[].name)")->required()->type_name("NAME");
   check_->add_option("-c,--config", config_path_, "Configuration file (YAML)")->required()->type_name("FILE");
   check_->add_option("--sender", sender_, "Also check this sender mailbox")->type_name("ADDRESS");
 
-  send_ = parent.add_subcommand("test-send", "Send one test message through a Microsoft Graph provider.");
+  send_ = parent.add_subcommand("test-send", "Send one test message through a Microsoft Graph or upstream SMTP provider.");
   send_->footer(kSendFooter);
   send_->add_option("--provider", provider_, "Provider name (providers[].name)")->required()->type_name("NAME");
   send_->add_option("--from", from_, "Sender mailbox (envelope sender and From)")->required()->type_name("A");
@@ -125,6 +142,24 @@ int ProviderCommands::run() {
 int ProviderCommands::checkProvider() {
   auto setup = setUp("check-provider", config_path_, provider_);
   if (!setup) return kUsage;
+  if (setup->smtp) {
+    const config::ProviderConfig& p = setup->provider;
+    std::cout << "checking provider " << p.name << " (smtp " << p.host << ":" << p.port << ")\n";
+    std::string user = sender_;
+    if (!p.username.empty()) user = p.username;
+    if (p.auth_mode == config::GraphAuthMode::RefreshToken && user.empty()) user = p.user;
+    if (p.auth == config::SmtpAuth::XOAuth2 && user.empty()) {
+      std::cout << "FAIL: XOAUTH2 needs a mailbox to authenticate as — fix: give --sender\n";
+      return kFailed;
+    }
+    auto found = setup->smtp->probe(user);
+    if (!found) {
+      std::cout << "FAIL: " << found.error().message << '\n';
+      return kFailed;
+    }
+    std::cout << "ok: " << *found << '\n';
+    return kOk;
+  }
   std::cout << "checking provider " << setup->provider.name << " (tenant " << setup->provider.tenant_id
             << ", client " << setup->provider.client_id << ")\n";
   const auto lines = delivery::graph::diagnoseGraphProvider(setup->provider, *setup->http, *setup->tokens, sender_,
@@ -176,6 +211,19 @@ int ProviderCommands::testSend() {
   std::cout << "message: " << message.size() << " bytes from " << from_ << " to " << to_ << ", subject \""
             << subject_ << "\"\n";
 
+  queue::DeliveryJob job;
+  job.envelope.id = "test-send";
+  job.envelope.sender = from_;
+  queue::RecipientEntry rcpt;
+  rcpt.address = to_;
+  job.envelope.recipients.push_back(rcpt);
+  job.recipients = {0};
+  job.content = file;
+  if (setup->smtp) {
+    std::cout << "request: SMTP to " << setup->provider.host << ":" << setup->provider.port << '\n';
+    return printResult(setup->smtp->attempt(job));
+  }
+
   // The token first, so that a credential problem is told as such; the
   // provider then takes it from the cache.
   auto token = setup->tokens->token();
@@ -188,16 +236,11 @@ int ProviderCommands::testSend() {
   std::cout << "request: POST " << setup->provider.graph_endpoint << "/v1.0/users/" << oauth::percentEncode(from_)
             << "/sendMail\n";
 
-  queue::DeliveryJob job;
-  job.envelope.id = "test-send";
-  job.envelope.sender = from_;
-  queue::RecipientEntry rcpt;
-  rcpt.address = to_;
-  job.envelope.recipients.push_back(rcpt);
-  job.recipients = {0};
-  job.content = file;
   delivery::graph::GraphProvider provider(setup->provider, *setup->http, setup->tokens, file.parent_path(), 1);
-  const queue::DeliveryResult result = provider.attempt(job);
+  return printResult(provider.attempt(job));
+}
+
+int ProviderCommands::printResult(const queue::DeliveryResult& result) {
   if (result.results.empty()) {
     std::cout << "result: no result\n";
     return kFailed;

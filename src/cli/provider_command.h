@@ -3,6 +3,8 @@
 #include <CLI/CLI.hpp>
 #include <string>
 
+#include "queue/delivery_agent.h"
+
 namespace mb::cli {
 
 /// ProviderCommands: the administrator's checks of a `type: graph` provider.
@@ -34,6 +36,7 @@ class ProviderCommands {
  private:
   int checkProvider();
   int testSend();
+  int printResult(const queue::DeliveryResult& result);
 
   CLI::App* check_ = nullptr;
   CLI::App* send_ = nullptr;

@@ -9,13 +9,14 @@ Every test ends with the fake's protocol checks: whatever a correct SMTP
 client must not do (bare LF, unstuffed dots, long lines, pipelining where
 not offered, plaintext after STARTTLS ...) would fail it."""
 
+import subprocess
 import sys
 import tempfile
 import time
 import unittest
 from pathlib import Path
 
-from harness import Relay, send_message, split_received
+from harness import BINARY, Relay, send_message, split_received
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))
 
@@ -171,6 +172,18 @@ class UpstreamSmtpTest(WithTestCA):
             self.assertTrue(text.startswith("5.1.1"), text)
             self.assertNotIn("No such user", text)
 
+    def test_over_the_servers_size_limit_is_refused_without_sending(self):
+        fake = self.smarthost(max_message_size=2000)
+        relay = self.relay(fake)
+        with relay:
+            code, text = self.send(relay, ["alice@example.com"], message(body=b"x" * 900 + b"\r\n" * 3 +
+                                                                          b"y" * 900 + b"\r\n" + b"z" * 900 + b"\r\n"))
+            self.assertEqual(code, 552, text)
+            self.assertTrue(text.startswith("5.3.4"), text)
+            self.assertEqual(fake.messages, [])
+            self.assertTrue(all(not any(c.upper().startswith("MAIL") for c in conn.commands)
+                                for conn in fake.connections))
+
     def test_lost_reply_after_the_dot_is_retried_and_logged_as_possible_duplicate(self):
         fake = self.smarthost()
         fake.drop_at("after_dot_before_reply", times=1)
@@ -223,6 +236,33 @@ class UpstreamSmtpTest(WithTestCA):
             fake.wait_messages(6, timeout=30)
             self.assertLessEqual(fake.max_concurrent_connections, 2)
             fake.assert_no_violations()
+
+    def run_command(self, relay, *args):
+        relay.write_config()
+        return subprocess.run([BINARY, *args, "--config", str(relay.config_path)], capture_output=True, text=True,
+                              timeout=60)
+
+    def test_check_provider_and_test_send(self):
+        fake = self.smarthost()
+        relay = self.relay(fake)
+        out = self.run_command(relay, "check-provider", "smarthost")
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        self.assertIn("ok: 127.0.0.1:%d, TLSv1." % fake.port, out.stdout)
+        self.assertIn("certificate verified", out.stdout)
+        self.assertIn("AUTH PLAIN as relay@contoso.example: ok", out.stdout)
+        self.assertEqual(fake.messages, [])
+        out = self.run_command(relay, "test-send", "--provider", "smarthost", "--from", SENDER, "--to",
+                               "alice@example.com")
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        self.assertIn("result: delivered", out.stdout)
+        [got] = fake.wait_messages(1)
+        self.assertEqual(got.rcpt_to, ["alice@example.com"])
+        relay.config["providers"][0]["password"] = "wrong"
+        out = self.run_command(relay, "check-provider", "smarthost")
+        self.assertEqual(out.returncode, 1, out.stdout + out.stderr)
+        self.assertIn("FAIL: AUTH PLAIN as relay@contoso.example refused: 535", out.stdout)
+        self.assertNotIn("wrong", out.stdout)
+        fake.assert_no_violations()
 
 
 class UpstreamXOAuth2Test(WithTestCA):
@@ -285,6 +325,34 @@ class UpstreamXOAuth2Test(WithTestCA):
             [got] = self.smtp.wait_messages(1, timeout=30)
             self.assertEqual(got.auth_mechanism, "XOAUTH2")
             self.assertEqual(ms.token_count("client_credentials", ok=True), 2)
+            self.smtp.assert_no_violations()
+
+    def test_entra_refresh_token_of_a_signed_in_user(self):
+        ms = FakeMicrosoft(ca=self.ca).start()
+        self.addCleanup(ms.stop)
+        ms.add_tenant(TENANT)
+        ms.add_user(TENANT, SENDER, password=PASSWORD)
+        ms.add_app(TENANT, CLIENT, roles=(), public_client=True, delegated=("SMTP.Send", "offline_access"))
+
+        def delegated_for_smtp(user, token):
+            return any(t.value == token and (t.user or "").lower() == user.lower()
+                       and t.resource == "https://outlook.office.com" and "SMTP.Send" in t.scopes
+                       for t in ms.tokens)
+        self.smtp.set_token_checker(delegated_for_smtp)
+        relay = self.relay({"oauth": "entra", "auth_mode": "refresh_token", "user": SENDER, "tenant_id": TENANT,
+                            "client_id": CLIENT, "login_endpoint": ms.base_url})
+        relay.write_config()
+        out = subprocess.run([BINARY, "oauth", "login", "--password", "--provider", "smarthost", "--config",
+                              str(relay.config_path)], input=PASSWORD + "\n", capture_output=True, text=True,
+                             timeout=60)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        with relay:
+            code, text = send_message(relay.port, SENDER, ["alice@example.com"], message())
+            self.assertEqual(code, 250, text)
+            [got] = self.smtp.wait_messages(1)
+            self.assertEqual(got.auth_user, SENDER)
+            self.assertEqual(got.auth_mechanism, "XOAUTH2")
+            self.assertNotIn(PASSWORD, relay.log())
             self.smtp.assert_no_violations()
 
     def test_google_service_account_token_per_user(self):

@@ -288,6 +288,34 @@ SmtpProvider::Opened SmtpProvider::open(const std::string& user, bool fresh_toke
   return {std::move(c), {}};
 }
 
+Result<std::string> SmtpProvider::probe(const std::string& user) {
+  Opened o = open(config_.auth == config::SmtpAuth::XOAuth2 ? user : std::string(), false);
+  if (!o.connection) return Error{o.error};
+  const auto& caps = o.connection->session->capabilities();
+  std::string out = o.connection->conn->peer() + ", " +
+                    (o.connection->conn->tls() ? o.connection->conn->tlsDescription() + " (certificate verified)"
+                                               : std::string("no TLS"));
+  switch (config_.auth) {
+    case config::SmtpAuth::None:
+      out += ", no AUTH";
+      break;
+    case config::SmtpAuth::Plain:
+    case config::SmtpAuth::Login:
+      out += std::string(", AUTH ") + (config_.auth == config::SmtpAuth::Plain ? "PLAIN" : "LOGIN") + " as " +
+             config_.username + ": ok";
+      break;
+    case config::SmtpAuth::XOAuth2:
+      out += ", AUTH XOAUTH2 as " + user + ": ok";
+      break;
+  }
+  if (caps.size) out += caps.size_limit > 0 ? ", SIZE " + std::to_string(caps.size_limit) : ", SIZE";
+  if (caps.pipelining) out += ", PIPELINING";
+  if (caps.eight_bit_mime) out += ", 8BITMIME";
+  if (caps.smtputf8) out += ", SMTPUTF8";
+  closeConnection(std::move(o.connection), true);
+  return out;
+}
+
 std::unique_ptr<SmtpProvider::Connection> SmtpProvider::takeIdle(const std::string& user) {
   std::lock_guard lock(mutex_);
   // The most recently used first: it is the least likely to have been

@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/result.h"
 #include "base/worker_pool.h"
 #include "config/config.h"
 #include "delivery/provider.h"
@@ -65,6 +66,12 @@ class SmtpProvider final : public Provider {
 
   /// Connections open now, active or idle (for tests and status).
   std::size_t openConnections() const;
+
+  /// For `mailbridge check-provider`: connects, protects and authenticates
+  /// as the daemon would (as `user` for XOAUTH2), sends QUIT and describes
+  /// what it found ("192.0.2.1:587, TLSv1.3 ..., AUTH PLAIN as relay@x:
+  /// ok, SIZE 35882577, PIPELINING"), or why it could not.
+  Result<std::string> probe(const std::string& user);
 
  private:
   struct Connection;
