@@ -1177,17 +1177,22 @@ void readTokenUri(const Fields& f, ProviderConfig& p, bool& ok) {
   }
 }
 
-void readGmailProvider(const Fields& f, ProviderConfig& p, bool& ok) {
+// service_account_file, required for `what` ("type gmail").
+void readServiceAccountFile(const Fields& f, ProviderConfig& p, bool& ok, const std::string& what) {
   if (auto path = readReadableFile(f, "service_account_file", ok)) {
     p.service_account_file = *path;
   } else {
     ok = false;
     if (f.find("service_account_file") == nullptr) {
-      f.missing("service_account_file",
-                "required for type gmail: the JSON key file of the service account with domain-wide "
-                "delegation");
+      f.missing("service_account_file", "required for " + what +
+                                            ": the JSON key file of the service account with domain-wide "
+                                            "delegation");
     }
   }
+}
+
+void readGmailProvider(const Fields& f, ProviderConfig& p, bool& ok) {
+  readServiceAccountFile(f, p, ok, "type gmail");
   p.api_endpoint = "https://gmail.googleapis.com";
   if (auto e = readEndpoint(f, "api_endpoint")) p.api_endpoint = *e;
   readTokenUri(f, p, ok);
@@ -1310,16 +1315,7 @@ void readSmtpEntra(const Fields& f, ProviderConfig& p, bool& ok) {
 // The XOAUTH2 tokens of an smtp provider with oauth: google: a service
 // account with domain-wide delegation acting as the mailbox.
 void readSmtpGoogle(const Fields& f, ProviderConfig& p, bool& ok) {
-  if (auto path = readReadableFile(f, "service_account_file", ok)) {
-    p.service_account_file = *path;
-  } else {
-    ok = false;
-    if (f.find("service_account_file") == nullptr) {
-      f.missing("service_account_file",
-                "required for type smtp with oauth: google: the JSON key file of the service account "
-                "with domain-wide delegation");
-    }
-  }
+  readServiceAccountFile(f, p, ok, "type smtp with oauth: google");
   readTokenUri(f, p, ok);
   p.scope = "https://mail.google.com/";
 }

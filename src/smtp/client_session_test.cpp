@@ -220,18 +220,32 @@ TEST(ClientSession, MechanismNotOfferedIsAFailure) {
   EXPECT_NE(s.failure()->detail.find("offers PLAIN LOGIN"), std::string::npos);
 }
 
-ClientSession& readySession(ClientSession& s, Script& script) {
-  EXPECT_EQ(script.run(), Step::Ready);
-  script.written.clear();
-  return s;
-}
+// A session over implicit TLS, past EHLO (with PIPELINING), ready for a
+// transaction; `script` has nothing written yet.
+class ReadySession : public ::testing::Test {
+ protected:
+  ReadySession() : s(tlsOptions()), script(s, {kGreeting, kEhloTls}) {
+    EXPECT_EQ(script.run(), Step::Ready);
+    script.written.clear();
+  }
+
+ public:
+  static ClientOptions tlsOptions() {
+    auto o = options();
+    o.tls_from_start = true;
+    return o;
+  }
+
+ protected:
+  ClientSession s;
+  Script script;
+};
 
 TEST(ClientSession, WithoutPipeliningOneCommandAtATimeAndRsetWhenNobodyIsTaken) {
-  auto o = options();
-  o.tls_from_start = true;
-  ClientSession s(std::move(o));
+  ClientSession s(ReadySession::tlsOptions());
   Script script{s, {kGreeting, "250-x\r\n250 SIZE\r\n"}};
-  readySession(s, script);
+  ASSERT_EQ(script.run(), Step::Ready);
+  script.written.clear();
   s.begin(ClientTransaction{"", {"a@x.test", "b@x.test"}, 5, false, false});
   EXPECT_EQ(script.run(), Step::Read);
   EXPECT_EQ(script.written, "MAIL FROM:<> SIZE=5\r\n");
@@ -246,12 +260,7 @@ TEST(ClientSession, WithoutPipeliningOneCommandAtATimeAndRsetWhenNobodyIsTaken) 
   EXPECT_EQ(outcome.recipients[1].code, 551);
 }
 
-TEST(ClientSession, PipelinedSenderRefusalAppliesToEveryone) {
-  auto o = options();
-  o.tls_from_start = true;
-  ClientSession s(std::move(o));
-  Script script{s, {kGreeting, kEhloTls}};
-  readySession(s, script);
+TEST_F(ReadySession, PipelinedSenderRefusalAppliesToEveryone) {
   s.begin(ClientTransaction{"bad@x.test", {"a@y.test", "b@y.test"}, 5, false, false});
   script.server.push_back("553 5.7.1 sender not allowed\r\n503 5.5.1 no\r\n503 5.5.1 no\r\n503 5.5.1 no\r\n");
   EXPECT_EQ(script.run(), Step::Ready);
@@ -261,12 +270,7 @@ TEST(ClientSession, PipelinedSenderRefusalAppliesToEveryone) {
   EXPECT_EQ(script.written.find("RSET"), std::string::npos);
 }
 
-TEST(ClientSession, DataRefusedFailsTheAcceptedRecipientsAndResets) {
-  auto o = options();
-  o.tls_from_start = true;
-  ClientSession s(std::move(o));
-  Script script{s, {kGreeting, kEhloTls}};
-  readySession(s, script);
+TEST_F(ReadySession, DataRefusedFailsTheAcceptedRecipientsAndResets) {
   s.begin(ClientTransaction{"a@x.test", {"a@y.test", "b@y.test"}, 5, false, false});
   script.server.push_back("250 ok\r\n250 ok\r\n550 no\r\n451 4.3.0 later\r\n250 reset\r\n");
   EXPECT_EQ(script.run(), Step::Ready);
@@ -276,12 +280,7 @@ TEST(ClientSession, DataRefusedFailsTheAcceptedRecipientsAndResets) {
   EXPECT_NE(script.written.find("RSET\r\n"), std::string::npos);
 }
 
-TEST(ClientSession, ConnectionLostAfterTheDotIsAPossibleDuplicate) {
-  auto o = options();
-  o.tls_from_start = true;
-  ClientSession s(std::move(o));
-  Script script{s, {kGreeting, kEhloTls}};
-  readySession(s, script);
+TEST_F(ReadySession, ConnectionLostAfterTheDotIsAPossibleDuplicate) {
   s.begin(ClientTransaction{"a@x.test", {"a@y.test", "b@y.test"}, 5, false, false});
   script.server.push_back("250 ok\r\n250 ok\r\n550 5.1.1 no\r\n354 go\r\n");
   ASSERT_EQ(script.run(), Step::SendBody);
@@ -297,12 +296,7 @@ TEST(ClientSession, ConnectionLostAfterTheDotIsAPossibleDuplicate) {
   EXPECT_EQ(outcome.recipients[1].code, 550);
 }
 
-TEST(ClientSession, ConnectionLostBeforeMailIsAnsweredCanBeRetriedElsewhere) {
-  auto o = options();
-  o.tls_from_start = true;
-  ClientSession s(std::move(o));
-  Script script{s, {kGreeting, kEhloTls}};
-  readySession(s, script);
+TEST_F(ReadySession, ConnectionLostBeforeMailIsAnsweredCanBeRetriedElsewhere) {
   s.begin(ClientTransaction{"a@x.test", {"a@y.test"}, 5, false, false});
   script.run();
   s.connectionLost("end of stream");
@@ -312,12 +306,7 @@ TEST(ClientSession, ConnectionLostBeforeMailIsAnsweredCanBeRetriedElsewhere) {
   EXPECT_EQ(outcome.recipients[0].code, 451);
 }
 
-TEST(ClientSession, ServerClosing421EndsTheTransactionTemporarily) {
-  auto o = options();
-  o.tls_from_start = true;
-  ClientSession s(std::move(o));
-  Script script{s, {kGreeting, kEhloTls}};
-  readySession(s, script);
+TEST_F(ReadySession, ServerClosing421EndsTheTransactionTemporarily) {
   s.begin(ClientTransaction{"a@x.test", {"a@y.test"}, 5, false, false});
   script.server.push_back("421 4.3.2 shutting down\r\n");
   EXPECT_EQ(script.run(), Step::Closed);
@@ -325,12 +314,7 @@ TEST(ClientSession, ServerClosing421EndsTheTransactionTemporarily) {
   EXPECT_EQ(outcome.recipients[0].code, 451);
 }
 
-TEST(ClientSession, OverTheServersSizeLimitNothingIsSent) {
-  auto o = options();
-  o.tls_from_start = true;
-  ClientSession s(std::move(o));
-  Script script{s, {kGreeting, kEhloTls}};
-  readySession(s, script);
+TEST_F(ReadySession, OverTheServersSizeLimitNothingIsSent) {
   s.begin(ClientTransaction{"a@x.test", {"a@y.test"}, 1001, false, false});
   EXPECT_EQ(script.run(), Step::Ready);
   EXPECT_EQ(script.written, "");
@@ -339,12 +323,7 @@ TEST(ClientSession, OverTheServersSizeLimitNothingIsSent) {
   EXPECT_EQ(outcome.recipients[0].enhanced(), "5.3.4");
 }
 
-TEST(ClientSession, ASecondTransactionReusesTheSession) {
-  auto o = options();
-  o.tls_from_start = true;
-  ClientSession s(std::move(o));
-  Script script{s, {kGreeting, kEhloTls}};
-  readySession(s, script);
+TEST_F(ReadySession, ASecondTransactionReusesTheSession) {
   for (int i = 0; i < 2; ++i) {
     s.begin(ClientTransaction{"a@x.test", {"a@y.test"}, 5, false, false});
     script.server.push_back("250 ok\r\n250 ok\r\n354 go\r\n");
