@@ -145,9 +145,7 @@ int ProviderCommands::checkProvider() {
   if (setup->smtp) {
     const config::ProviderConfig& p = setup->provider;
     std::cout << "checking provider " << p.name << " (smtp " << p.host << ":" << p.port << ")\n";
-    std::string user = sender_;
-    if (!p.username.empty()) user = p.username;
-    if (p.auth_mode == config::GraphAuthMode::RefreshToken && user.empty()) user = p.user;
+    const std::string user = setup->smtp->xoauth2User(sender_);
     if (p.auth == config::SmtpAuth::XOAuth2 && user.empty()) {
       std::cout << "FAIL: XOAUTH2 needs a mailbox to authenticate as — fix: give --sender\n";
       return kFailed;

@@ -202,13 +202,13 @@ void ClientSession::receive(std::string_view bytes) {
     handle(*reply);
   }
   if (phase_ != Phase::Closed && !reader_.error().empty()) {
-    fail(false, "the server's reply cannot be read: " + reader_.error());
+    fail("the server's reply cannot be read: " + reader_.error());
   }
 }
 
 void ClientSession::handle(const ServerReply& reply) {
   if (expected_.empty()) {
-    fail(false, "the server sent a reply nobody asked for: " + reply.describe());
+    fail("the server sent a reply nobody asked for: " + reply.describe());
     return;
   }
   const Expect what = expected_.front();
@@ -216,7 +216,7 @@ void ClientSession::handle(const ServerReply& reply) {
   // 421: the server is closing the channel, whatever it was asked
   // (RFC 5321 §3.8); nothing after it counts.
   if (reply.code == 421 && what != Expect::Quit) {
-    fail(false, "the server is closing the connection: " + reply.describe());
+    fail("the server is closing the connection: " + reply.describe());
     return;
   }
   switch (what) {
@@ -228,11 +228,11 @@ void ClientSession::handle(const ServerReply& reply) {
       break;
     case Expect::StartTls:
       if (reply.code != 220) {
-        fail(false, "STARTTLS refused: " + reply.describe() + "; not going on in plaintext");
+        fail("STARTTLS refused: " + reply.describe() + "; not going on in plaintext");
       } else if (reader_.pending()) {
         // Anything after the 220 arrived in plaintext and could have been
         // injected (RFC 3207 §4.2, CVE-2011-0411's mirror image).
-        fail(false, "the server sent more after its 220 to STARTTLS; not going on");
+        fail("the server sent more after its 220 to STARTTLS; not going on");
       } else {
         phase_ = Phase::Handshake;
       }
@@ -254,7 +254,7 @@ void ClientSession::handle(const ServerReply& reply) {
       onDot(reply);
       break;
     case Expect::Rset:
-      if (!positive(reply)) fail(false, "RSET refused: " + reply.describe());
+      if (!positive(reply)) fail("RSET refused: " + reply.describe());
       break;
     case Expect::Quit:
       phase_ = Phase::Closed;
@@ -264,7 +264,7 @@ void ClientSession::handle(const ServerReply& reply) {
 
 void ClientSession::onGreeting(const ServerReply& reply) {
   if (reply.code != 220) {
-    fail(false, "the server greeted with " + reply.describe());
+    fail("the server greeted with " + reply.describe());
     return;
   }
   send("EHLO " + options_.helo_name);
@@ -274,7 +274,7 @@ void ClientSession::onGreeting(const ServerReply& reply) {
 
 void ClientSession::onEhlo(const ServerReply& reply) {
   if (!positive(reply)) {
-    fail(false, "EHLO refused: " + reply.describe());
+    fail("EHLO refused: " + reply.describe());
     return;
   }
   caps_ = ServerCapabilities::fromEhlo(reply);
@@ -284,7 +284,7 @@ void ClientSession::onEhlo(const ServerReply& reply) {
 void ClientSession::afterEhlo() {
   if (!tls_ && options_.require_starttls) {
     if (!caps_.starttls) {
-      fail(false,
+      fail(
            "the server does not offer STARTTLS (stripped on the way?); not sending credentials or mail in "
            "plaintext");
       return;
@@ -334,20 +334,14 @@ void ClientSession::startAuth() {
                             std::pair{"XOAUTH2", caps_.auth_xoauth2}}) {
       if (on) offers += std::string(offers.empty() ? "" : " ") + name;
     }
-    fail(false, std::string("the server does not offer AUTH ") + mech +
+    fail(std::string("the server does not offer AUTH ") + mech +
                     (offers.empty() ? " (it offers no mechanism this relay speaks)" : " (it offers " + offers + ")"));
     return;
   }
   auth_step_ = 0;
   phase_ = Phase::Auth;
   if (options_.auth == ClientAuth::Plain) {
-    std::string message;
-    message += '\0';
-    message += options_.username;
-    message += '\0';
-    message += options_.secret;
-    std::string encoded = encodeBase64(message);
-    wipe(message);
+    std::string encoded = plainResponse();
     std::string line = "AUTH PLAIN " + encoded;
     wipe(encoded);
     // RFC 4954 §4: an initial response that would make the line too long
@@ -367,6 +361,18 @@ void ClientSession::startAuth() {
   expected_.push_back(Expect::Auth);
 }
 
+std::string ClientSession::plainResponse() const {
+  // RFC 4616 §2: [authzid] NUL authcid NUL passwd, without an authzid.
+  std::string message;
+  message += '\0';
+  message += options_.username;
+  message += '\0';
+  message += options_.secret;
+  std::string encoded = encodeBase64(message);
+  wipe(message);
+  return encoded;
+}
+
 void ClientSession::onAuth(const ServerReply& reply) {
   const char* mech = options_.auth == ClientAuth::Plain   ? "PLAIN"
                      : options_.auth == ClientAuth::Login ? "LOGIN"
@@ -377,13 +383,7 @@ void ClientSession::onAuth(const ServerReply& reply) {
     switch (options_.auth) {
       case ClientAuth::Plain: {
         if (auth_step_ == 0) {
-          std::string message;
-          message += '\0';
-          message += options_.username;
-          message += '\0';
-          message += options_.secret;
-          answer = encodeBase64(message);
-          wipe(message);
+          answer = plainResponse();
         } else {
           cancel = true;
         }
@@ -414,7 +414,7 @@ void ClientSession::onAuth(const ServerReply& reply) {
               if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
             }
             if (json.size() > 300) json.resize(300);
-            tx_log_ = json;
+            auth_error_ = json;
           }
           answer.clear();
         } else {
@@ -434,14 +434,14 @@ void ClientSession::onAuth(const ServerReply& reply) {
   }
   if (positive(reply)) {
     wipe(options_.secret);
-    tx_log_.clear();
+    auth_error_.clear();
     phase_ = Phase::Ready;
     return;
   }
   std::string detail = std::string("AUTH ") + mech + " as " + options_.username + " refused: " + reply.describe();
-  if (!tx_log_.empty()) detail += " (the server said: " + tx_log_ + ")";
-  tx_log_.clear();
-  fail(false, std::move(detail), reply.code == 535 || reply.code == 534 || reply.code == 530);
+  if (!auth_error_.empty()) detail += " (the server said: " + auth_error_ + ")";
+  auth_error_.clear();
+  fail(std::move(detail), reply.code == 535 || reply.code == 534 || reply.code == 530);
 }
 
 void ClientSession::begin(ClientTransaction tx) {
@@ -543,7 +543,7 @@ void ClientSession::onData(const ServerReply& reply) {
   for (auto& r : rcpt_replies_) {
     if (r && positive(*r)) r = reply;
   }
-  finishTransaction(accepted_ > 0 || mail_accepted_);
+  finishTransaction(true);
 }
 
 void ClientSession::bodySent() {
@@ -609,14 +609,14 @@ void ClientSession::connectionLost(std::string why) {
     phase_ = Phase::Closed;
     return;
   }
-  fail(false, std::move(why));
+  fail(std::move(why));
 }
 
-void ClientSession::fail(bool permanent, std::string detail, bool auth_rejected) {
+void ClientSession::fail(std::string detail, bool auth_rejected) {
   if (phase_ == Phase::Transaction || phase_ == Phase::Body) {
     failPending(made(451, "4.4.2 " + detail));
   }
-  failure_ = SessionFailure{permanent, auth_rejected, std::move(detail)};
+  failure_ = SessionFailure{auth_rejected, std::move(detail)};
   phase_ = Phase::Closed;
   expected_.clear();
   out_.clear();

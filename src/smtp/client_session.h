@@ -109,8 +109,9 @@ struct TransactionOutcome {
 };
 
 /// Why a session ended before it could carry a transaction, or was closed.
+/// Always a reason to try again later: a refusal of the message itself is a
+/// recipient's reply in TransactionOutcome, not this.
 struct SessionFailure {
-  bool permanent = false;          // the server refused for good (5xx to MAIL etc. is not this)
   bool auth_rejected = false;      // AUTH answered 535 (for XOAUTH2: drop the token)
   std::string detail;              // for the log; never holds the secret
 };
@@ -196,7 +197,8 @@ class ClientSession {
   void onData(const ServerReply& reply);
   void onDot(const ServerReply& reply);
   void finishTransaction(bool needs_rset);
-  void fail(bool permanent, std::string detail, bool auth_rejected = false);
+  void fail(std::string detail, bool auth_rejected = false);
+  std::string plainResponse() const;
   void send(std::string line);
   void sendRcpt(std::size_t index);
   void failPending(const ServerReply& reply);
@@ -213,6 +215,8 @@ class ClientSession {
 
   // AUTH LOGIN / XOAUTH2 progress: how many 334 challenges were answered.
   int auth_step_ = 0;
+  // The JSON of an XOAUTH2 error challenge, for the log.
+  std::string auth_error_;
 
   // The transaction in progress.
   ClientTransaction tx_;

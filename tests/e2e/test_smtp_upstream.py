@@ -78,7 +78,7 @@ class UpstreamSmtpTest(WithTestCA):
             self.assertEqual(got.auth_mechanism, "PLAIN")
             self.assertEqual(got.mail_from, SENDER)
             self.assertEqual(got.rcpt_to, ["alice@example.com", "bob@example.com"])
-            self.assertEqual(got.declared_size is not None, True)
+            self.assertIsNotNone(got.declared_size)
             _, rest = split_received(got.data)
             # Dots arrive unstuffed as they were; the bare LF became CRLF; the
             # 2,500-octet line was broken at 998 with CRLF SP.

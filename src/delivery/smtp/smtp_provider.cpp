@@ -178,6 +178,7 @@ SmtpProvider::SmtpProvider(config::ProviderConfig config, std::string helo_name,
     : config_(std::move(config)),
       helo_name_(config_.helo_name.empty() ? std::move(helo_name) : config_.helo_name),
       tokens_(std::move(tokens)),
+      tls_{config_.host, config_.ca_file},
       pool_(std::max<std::size_t>(1, config_.max_connections)) {
   reaper_ = std::thread([this] { reap(); });
 }
@@ -204,7 +205,7 @@ std::size_t SmtpProvider::openConnections() const {
   return open_;
 }
 
-SmtpProvider::Opened SmtpProvider::open(const std::string& user, bool fresh_token) {
+SmtpProvider::Opened SmtpProvider::open(const std::string& user) {
   // Make room under max_connections by closing the oldest idle connection
   // (one for another XOAUTH2 user: takeIdle() found none for this one).
   std::unique_ptr<Connection> evict;
@@ -243,7 +244,6 @@ SmtpProvider::Opened SmtpProvider::open(const std::string& user, bool fresh_toke
       return {nullptr, "no access token for XOAUTH2 user " + user + ": " + t.failure().explanation};
     }
     token = t->value;
-    (void)fresh_token;
     options.secret = token;
   } else if (config_.auth != config::SmtpAuth::None) {
     options.secret = config_.password.reveal();
@@ -255,7 +255,7 @@ SmtpProvider::Opened SmtpProvider::open(const std::string& user, bool fresh_toke
     unreserve();
     return {nullptr, conn.error().message};
   }
-  const Io io{timeout, {config_.host, config_.ca_file}};
+  const Io io{timeout, tls_};
   if (config_.tls == config::SmtpTls::Implicit) {
     if (Status st = (*conn)->startTls(io.tls, timeout); !st) {
       mb::smtp::wipe(token);
@@ -288,8 +288,17 @@ SmtpProvider::Opened SmtpProvider::open(const std::string& user, bool fresh_toke
   return {std::move(c), {}};
 }
 
+std::string SmtpProvider::xoauth2User(const std::string& mailbox) const {
+  // A refresh token belongs to the account that signed in; otherwise the
+  // token (app-only, or a service account acting as anyone) serves the
+  // sending mailbox.
+  if (!config_.username.empty()) return config_.username;
+  if (config_.auth_mode == config::GraphAuthMode::RefreshToken) return config_.user;
+  return mailbox;
+}
+
 Result<std::string> SmtpProvider::probe(const std::string& user) {
-  Opened o = open(config_.auth == config::SmtpAuth::XOAuth2 ? user : std::string(), false);
+  Opened o = open(user);
   if (!o.connection) return Error{o.error};
   const auto& caps = o.connection->session->capabilities();
   std::string out = o.connection->conn->peer() + ", " +
@@ -349,7 +358,7 @@ void SmtpProvider::release(std::unique_ptr<Connection> c) {
 void SmtpProvider::closeConnection(std::unique_ptr<Connection> c, bool polite) {
   if (polite && c->conn->open() && c->session->step() == Step::Ready) {
     c->session->quit();
-    drive(*c->conn, *c->session, Io{kQuitTimeout, {config_.host, config_.ca_file}});
+    drive(*c->conn, *c->session, Io{kQuitTimeout, tls_});
   }
   c->conn->close();
   std::lock_guard lock(mutex_);
@@ -404,12 +413,7 @@ DeliveryResult SmtpProvider::attempt(const queue::DeliveryJob& job) {
 
   std::string user;
   if (config_.auth == config::SmtpAuth::XOAuth2) {
-    // A refresh token belongs to the account that signed in; otherwise the
-    // token (app-only, or a service account acting as anyone) serves the
-    // sending mailbox.
-    user = !config_.username.empty()                              ? config_.username
-           : config_.auth_mode == config::GraphAuthMode::RefreshToken ? config_.user
-                                                                      : tx.mail_from;
+    user = xoauth2User(tx.mail_from);
     if (user.empty()) {
       // The null sender (a bounce): the From header names the mailbox.
       if (auto block = mime::readHeaderBlock(job.content)) user = mime::headerFromAddress(block->bytes);
@@ -422,12 +426,12 @@ DeliveryResult SmtpProvider::attempt(const queue::DeliveryJob& job) {
     }
   }
 
-  const Io io{config_.timeout, {config_.host, config_.ca_file}};
+  const Io io{config_.timeout, tls_};
   for (int round = 0; round < 2; ++round) {
     std::unique_ptr<Connection> c = round == 0 ? takeIdle(user) : nullptr;
     const bool reused = c != nullptr;
     if (!c) {
-      Opened o = open(user, round > 0);
+      Opened o = open(user);
       if (!o.connection) {
         spdlog::warn("{}: {} ({}:{}): {}", id, config_.name, config_.host, config_.port, o.error);
         return sameForAll(job, config_.name, temporaryFailure(config_.host + ": " + o.error, "4.4.2"));
@@ -470,9 +474,6 @@ DeliveryResult SmtpProvider::attempt(const queue::DeliveryJob& job) {
     DeliveryResult result;
     result.provider = config_.name;
     for (const auto& r : outcome.recipients) result.results.push_back(resultOf(r, config_.host));
-    if (result.results.size() != job.recipients.size()) {
-      result = sameForAll(job, config_.name, temporaryFailure("upstream session gave no result per recipient"));
-    }
     spdlog::info("{}: {} via {}: {}", id, config_.name, config_.host, outcome.log);
     release(std::move(c));
     return result;

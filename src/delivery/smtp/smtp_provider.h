@@ -14,6 +14,7 @@
 #include "base/worker_pool.h"
 #include "config/config.h"
 #include "delivery/provider.h"
+#include "net/client_connection.h"
 
 namespace mb::oauth {
 class TokenSource;
@@ -73,11 +74,15 @@ class SmtpProvider final : public Provider {
   /// ok, SIZE 35882577, PIPELINING"), or why it could not.
   Result<std::string> probe(const std::string& user);
 
+  /// The XOAUTH2 user for a message from `mailbox`: `username` when set,
+  /// the signed-in `user` with auth_mode refresh_token, else `mailbox`.
+  std::string xoauth2User(const std::string& mailbox) const;
+
  private:
   struct Connection;
   struct Opened;
 
-  Opened open(const std::string& user, bool fresh_token);
+  Opened open(const std::string& user);
   std::unique_ptr<Connection> takeIdle(const std::string& user);
   void release(std::unique_ptr<Connection> c);
   void closeConnection(std::unique_ptr<Connection> c, bool polite);
@@ -86,6 +91,7 @@ class SmtpProvider final : public Provider {
   const config::ProviderConfig config_;
   const std::string helo_name_;
   const TokenSelector tokens_;
+  const net::ClientTlsOptions tls_;  // the server's name and ca_file
 
   mutable std::mutex mutex_;
   std::condition_variable reaper_wake_;
