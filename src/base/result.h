@@ -16,13 +16,14 @@ struct Error {
   static Error fromErrno(std::string what, int err);
 };
 
-/// Result<T>: a value or an Error. Used instead of exceptions on per-connection
-/// and per-delivery paths (see DESIGN.md). Not thread-safe beyond a value type.
-template <typename T>
-class [[nodiscard]] Result {
+/// BasicResult<T, E>: a value or an error of type E. The one implementation
+/// behind Result<T> (errors as Error) and the token grants' GrantResult<T>
+/// (errors as oauth::TokenFailure). Not thread-safe beyond a value type.
+template <typename T, typename E>
+class [[nodiscard]] BasicResult {
  public:
-  Result(T value) : v_(std::move(value)) {}        // NOLINT(google-explicit-constructor)
-  Result(Error error) : v_(std::move(error)) {}    // NOLINT(google-explicit-constructor)
+  BasicResult(T value) : v_(std::move(value)) {}   // NOLINT(google-explicit-constructor)
+  BasicResult(E error) : v_(std::move(error)) {}   // NOLINT(google-explicit-constructor)
 
   bool ok() const { return v_.index() == 0; }
   explicit operator bool() const { return ok(); }
@@ -35,10 +36,18 @@ class [[nodiscard]] Result {
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
 
-  const Error& error() const { return std::get<1>(v_); }
+  const E& error() const { return std::get<1>(v_); }
 
  private:
-  std::variant<T, Error> v_;
+  std::variant<T, E> v_;
+};
+
+/// Result<T>: a value or an Error. Used instead of exceptions on per-connection
+/// and per-delivery paths (see DESIGN.md).
+template <typename T>
+class [[nodiscard]] Result : public BasicResult<T, Error> {
+ public:
+  using BasicResult<T, Error>::BasicResult;
 };
 
 template <>

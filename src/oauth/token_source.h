@@ -4,7 +4,8 @@
 #include <optional>
 #include <string>
 #include <utility>
-#include <variant>
+
+#include "base/result.h"
 
 namespace mb::oauth {
 
@@ -32,33 +33,14 @@ struct TokenFailure {
   std::optional<std::chrono::seconds> retry_after;  // from a Retry-After header, if any
 };
 
-/// GrantResult<T>: a T or a TokenFailure. base/result.h carries only
-/// mb::Error, which has no room for `retryable`; this is the same shape with
-/// a TokenFailure instead. TokenResult is the one for an access token; the
-/// delegated grants use it for what else they return. A value type; not
-/// thread-safe beyond that.
+/// GrantResult<T>: a T or a TokenFailure (base's BasicResult with room for
+/// `retryable`). TokenResult is the one for an access token; the delegated
+/// grants use it for what else they return. failure() names error().
 template <typename T>
-class [[nodiscard]] GrantResult {
+class [[nodiscard]] GrantResult : public BasicResult<T, TokenFailure> {
  public:
-  GrantResult(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
-  GrantResult(TokenFailure failure)                // NOLINT(google-explicit-constructor)
-      : v_(std::move(failure)) {}
-
-  bool ok() const { return v_.index() == 0; }
-  explicit operator bool() const { return ok(); }
-
-  T& value() & { return std::get<0>(v_); }
-  const T& value() const& { return std::get<0>(v_); }
-  T&& value() && { return std::get<0>(std::move(v_)); }
-  T* operator->() { return &value(); }
-  const T* operator->() const { return &value(); }
-  T& operator*() & { return value(); }
-  const T& operator*() const& { return value(); }
-
-  const TokenFailure& failure() const { return std::get<1>(v_); }
-
- private:
-  std::variant<T, TokenFailure> v_;
+  using BasicResult<T, TokenFailure>::BasicResult;
+  const TokenFailure& failure() const { return this->error(); }
 };
 
 using TokenResult = GrantResult<AccessToken>;
