@@ -15,6 +15,7 @@
 #include "delivery/gmail/gmail_provider.h"
 #include "delivery/graph/graph_provider.h"
 #include "delivery/graph/graph_setup.h"
+#include "delivery/google_tokens.h"
 #include "delivery/http_options.h"
 #include "delivery/graph/user_password.h"
 #include "delivery/outbox/outbox_provider.h"
@@ -23,9 +24,7 @@
 #include "http/curl_client.h"
 #include "mime/recipient_rewrite.h"
 #include "oauth/cached_token_source.h"
-#include "oauth/google_service_account.h"
 #include "oauth/refresh_token_store.h"
-#include "oauth/user_token_sources.h"
 #include "delivery/router.h"
 #include "net/asio.h"
 #include "net/tls_context_holder.h"
@@ -109,17 +108,11 @@ Result<std::vector<std::unique_ptr<delivery::Provider>>> makeProviders(const con
         support.http.push_back(std::make_unique<http::CurlClient>(delivery::httpOptionsFor(p)));
         http::HttpClient& client = *support.http.back();
         if (!support.tokens) support.tokens = std::make_shared<oauth::TokenCache>(clock);
-        auto account = oauth::GoogleServiceAccount::fromJsonFile(p.service_account_file);
-        if (!account) return Error{"provider " + p.name + ": " + account.error().message};
-        spdlog::info("provider {}: service account {}", p.name, (*account)->clientEmail());
         // The service account acts as each sending user: one token each.
-        auto sources = std::make_shared<oauth::UserTokenSources>(
-            support.tokens, [account = *account, p, &client, &clock](const std::string& user) {
-              return std::make_unique<oauth::GoogleJwtBearer>(account, user, p.scope, client, clock, p.token_uri,
-                                                              p.timeout);
-            });
+        auto tokens = delivery::googleUserTokens(p, client, support.tokens, clock);
+        if (!tokens) return tokens.error();
         providers.push_back(std::make_unique<delivery::gmail::GmailProvider>(
-            p, client, [sources](const std::string& user) { return sources->forUser(user); }, scratchDir(config),
+            p, client, std::move(*tokens), scratchDir(config),
             clock, std::max<std::size_t>(1, config.queue.max_in_flight)));
         break;
       }

@@ -151,11 +151,9 @@ RecipientResult resultOf(const ServerReply& r, const std::string& host) {
     if (r.code >= 400) out.smtp_code = r.code;
     if (const auto e = r.enhanced(); !e.empty()) out.enhanced = e;
   } else {
-    out.outcome = Outcome::PermanentFailure;
-    out.smtp_code = r.code;
-    out.enhanced = r.enhanced().empty() ? "5.0.0" : r.enhanced();
-    out.summary = "refused by the upstream server";
-    out.detail = said;
+    const std::string enhanced = r.enhanced();
+    out = permanentFailure(r.code, enhanced.empty() ? "5.0.0" : enhanced.c_str(), "refused by the upstream server",
+                           said);
   }
   return out;
 }
