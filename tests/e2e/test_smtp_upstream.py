@@ -279,12 +279,17 @@ class UpstreamXOAuth2Test(WithTestCA):
         self.addCleanup(relay.cleanup)
         return relay
 
-    def test_entra_client_credentials_token_for_exchange(self):
+    def microsoft(self, password=None, **app):
+        """A fake Entra ID with the tenant, the sending mailbox and the app."""
         ms = FakeMicrosoft(ca=self.ca).start()
         self.addCleanup(ms.stop)
         ms.add_tenant(TENANT)
-        ms.add_user(TENANT, SENDER)
-        ms.add_app(TENANT, CLIENT, secret=SECRET, roles=("SMTP.SendAsApp",))
+        ms.add_user(TENANT, SENDER, password=password)
+        ms.add_app(TENANT, CLIENT, **app)
+        return ms
+
+    def test_entra_client_credentials_token_for_exchange(self):
+        ms = self.microsoft(secret=SECRET, roles=("SMTP.SendAsApp",))
 
         def issued_for_exchange(user, token):
             return any(t.value == token and t.resource == "https://outlook.office365.com" for t in ms.tokens)
@@ -303,11 +308,7 @@ class UpstreamXOAuth2Test(WithTestCA):
             self.smtp.assert_no_violations()
 
     def test_refused_token_is_dropped_and_a_new_one_fetched(self):
-        ms = FakeMicrosoft(ca=self.ca).start()
-        self.addCleanup(ms.stop)
-        ms.add_tenant(TENANT)
-        ms.add_user(TENANT, SENDER)
-        ms.add_app(TENANT, CLIENT, secret=SECRET, roles=("SMTP.SendAsApp",))
+        ms = self.microsoft(secret=SECRET, roles=("SMTP.SendAsApp",))
         refused = set()
 
         def checker(user, token):
@@ -328,11 +329,8 @@ class UpstreamXOAuth2Test(WithTestCA):
             self.smtp.assert_no_violations()
 
     def test_entra_refresh_token_of_a_signed_in_user(self):
-        ms = FakeMicrosoft(ca=self.ca).start()
-        self.addCleanup(ms.stop)
-        ms.add_tenant(TENANT)
-        ms.add_user(TENANT, SENDER, password=PASSWORD)
-        ms.add_app(TENANT, CLIENT, roles=(), public_client=True, delegated=("SMTP.Send", "offline_access"))
+        ms = self.microsoft(password=PASSWORD, roles=(), public_client=True,
+                            delegated=("SMTP.Send", "offline_access"))
 
         def delegated_for_smtp(user, token):
             return any(t.value == token and (t.user or "").lower() == user.lower()
