@@ -233,6 +233,28 @@ struct ProviderConfig {
   bool operator==(const ProviderConfig&) const = default;
 };
 
+/// How the tracker stores addresses and subjects (`tracker.masking`): masked
+/// before they are written, so the full text is never kept.
+enum class Masking {
+  None,     // as they are
+  Partial,  // m**l@e*****e.com; subjects cut to 15 characters and "…"
+};
+
+/// `tracker:` — the mail log (metadata only, never content) in
+/// `<state_dir>/tracker.db`.
+struct TrackerConfig {
+  // Days to keep rows: -1 stores nothing (the tracker is off), 0 keeps
+  // them forever, N purges rows older than N days (daily and at start).
+  int retention_days = 30;
+  bool store_subject = true;            // false: "***"
+  bool store_addresses = true;          // false: "***" for every address
+  Masking masking = Masking::None;
+  bool log_rejected = true;             // also record refused attempts
+
+  bool enabled() const { return retention_days != -1; }
+  bool operator==(const TrackerConfig&) const = default;
+};
+
 enum class LogFormat { Text, Json };
 
 /// `logging:`
@@ -268,6 +290,7 @@ struct Config {
   QueueConfig queue;
   std::vector<ProviderConfig> providers;
   std::vector<RouteConfig> routes;      // in order; none matching: the first provider
+  TrackerConfig tracker;
   LoggingConfig logging;
 };
 

@@ -201,10 +201,13 @@ std::optional<std::string> readString(const Fields& f, std::string_view name,
   return s;
 }
 
+// An integer from `min` to `max`; `forms` replaces the plain "an integer
+// from MIN to MAX" in messages where the values mean different things.
 std::optional<std::int64_t> readInt(const Fields& f, std::string_view name, std::int64_t min,
-                                    std::int64_t max) {
+                                    std::int64_t max, std::string_view forms = {}) {
   const std::string expected =
-      "an integer from " + std::to_string(min) + " to " + std::to_string(max);
+      forms.empty() ? "an integer from " + std::to_string(min) + " to " + std::to_string(max)
+                    : std::string(forms);
   auto s = readScalar(f, name, expected);
   if (!s) return std::nullopt;
   std::int64_t v = 0;
@@ -1635,6 +1638,26 @@ void readLogging(const Fields& top, LoggingConfig& out) {
   }
 }
 
+void readTracker(const Fields& top, TrackerConfig& out) {
+  auto f = openSection(top, "tracker",
+                       {"retention_days", "store_subject", "store_addresses", "masking",
+                        "log_rejected"});
+  if (!f) return;
+  // -1, 0 and 1..36500 are one range, but three meanings: say all three.
+  if (auto v = readInt(*f, "retention_days", -1, 36500,
+                       "-1 (store nothing: the tracker is off), 0 (keep forever) or a number "
+                       "of days from 1 to 36500")) {
+    out.retention_days = static_cast<int>(*v);
+  }
+  if (auto v = readBool(*f, "store_subject")) out.store_subject = *v;
+  if (auto v = readBool(*f, "store_addresses")) out.store_addresses = *v;
+  if (auto v = readChoice<Masking>(*f, "masking",
+                                   {{"none", Masking::None}, {"partial", Masking::Partial}})) {
+    out.masking = *v;
+  }
+  if (auto v = readBool(*f, "log_rejected")) out.log_rejected = *v;
+}
+
 // `routes:` after listeners and providers, whose names the rules use.
 void readRoutes(const Fields& top, Config& cfg) {
   if (top.find("routes") == nullptr) return;
@@ -1685,8 +1708,8 @@ void readRoutes(const Fields& top, Config& cfg) {
 Config readConfig(LoadContext& ctx, const YAML::Node& root) {
   Config cfg;
   cfg.source = ctx.file();
-  const Keys sections{"server",     "listeners", "tls",       "smtp",   "access", "auth",  "senders",
-                      "recipients", "queue",     "providers", "routes", "logging"};
+  const Keys sections{"server",     "listeners", "tls",       "smtp",   "access",  "auth",   "senders",
+                      "recipients", "queue",     "providers", "routes", "tracker", "logging"};
   if (!root.IsNull() && !root.IsMap()) {
     ctx.add(root, "",
             std::string("expected a mapping with the sections ") + joinNames(sections) + ", got " +
@@ -1705,6 +1728,7 @@ Config readConfig(LoadContext& ctx, const YAML::Node& root) {
   readQueue(top, cfg.queue);
   readProviders(top, cfg.providers);
   readRoutes(top, cfg);
+  readTracker(top, cfg.tracker);
   readLogging(top, cfg.logging);
   return cfg;
 }

@@ -138,6 +138,12 @@ providers:
   - name: box_2
     type: outbox
     directory: spool/second
+tracker:
+  retention_days: 90
+  store_subject: false
+  store_addresses: no
+  masking: partial
+  log_rejected: false
 logging:
   level: debug
   format: json
@@ -221,6 +227,12 @@ logging:
   EXPECT_EQ(c.providers[1].name, "box_2");
   EXPECT_EQ(c.providers[1].directory, "/etc/mailbridge/spool/second");
 
+  EXPECT_EQ(c.tracker.retention_days, 90);
+  EXPECT_FALSE(c.tracker.store_subject);
+  EXPECT_FALSE(c.tracker.store_addresses);
+  EXPECT_EQ(c.tracker.masking, Masking::Partial);
+  EXPECT_FALSE(c.tracker.log_rejected);
+
   EXPECT_EQ(c.logging.level, "debug");
   EXPECT_EQ(c.logging.format, LogFormat::Json);
 }
@@ -277,6 +289,13 @@ TEST(ConfigLoader, DefaultsWhenOnlyProvidersAreGiven) {
   EXPECT_EQ(c.queue.breaker_cooldown, seconds(60));
   EXPECT_EQ(c.queue.bounce_to, BounceTo::Sender);
   EXPECT_TRUE(c.queue.admin_address.empty());
+  EXPECT_EQ(c.tracker.retention_days, 30);
+  EXPECT_TRUE(c.tracker.enabled());
+  EXPECT_TRUE(c.tracker.store_subject);
+  EXPECT_TRUE(c.tracker.store_addresses);
+  EXPECT_EQ(c.tracker.masking, Masking::None);
+  EXPECT_TRUE(c.tracker.log_rejected);
+  EXPECT_EQ(c.tracker, defaults.tracker);
   EXPECT_EQ(c.logging.level, "info");
   EXPECT_EQ(c.logging.format, LogFormat::Text);
 }
@@ -284,9 +303,11 @@ TEST(ConfigLoader, DefaultsWhenOnlyProvidersAreGiven) {
 TEST(ConfigLoader, EmptySectionsKeepDefaults) {
   const Config c =
       load(std::string(
-               "server:\ntls:\nsmtp:\naccess:\nauth:\nsenders:\nrecipients:\nqueue:\nlogging:\n") +
+               "server:\ntls:\nsmtp:\naccess:\nauth:\nsenders:\nrecipients:\nqueue:\ntracker:\n"
+                       "logging:\n") +
            kProviders);
   EXPECT_EQ(c.smtp.max_recipients, 500u);
+  EXPECT_EQ(c.tracker, TrackerConfig{});
   EXPECT_EQ(c.server.state_dir, "/var/lib/mailbridge");
 }
 
@@ -695,6 +716,81 @@ TEST(ConfigLoader, QueuePacingAndBreakerErrors) {
   const Config c = load("queue:\n  max_lifetime: 1d12h\n  breaker_failures: 0\n" + p);
   EXPECT_EQ(c.queue.max_lifetime, seconds(36 * 3600));
   EXPECT_EQ(c.queue.breaker_failures, 0u);
+}
+
+TEST(ConfigLoader, TrackerSettings) {
+  const std::string p = kProviders;
+  const Config c = load(
+      "tracker:\n  retention_days: 7\n  store_subject: false\n  store_addresses: false\n"
+      "  masking: partial\n  log_rejected: false\n" +
+      p);
+  EXPECT_EQ(c.tracker.retention_days, 7);
+  EXPECT_TRUE(c.tracker.enabled());
+  EXPECT_FALSE(c.tracker.store_subject);
+  EXPECT_FALSE(c.tracker.store_addresses);
+  EXPECT_EQ(c.tracker.masking, Masking::Partial);
+  EXPECT_FALSE(c.tracker.log_rejected);
+
+  // Keys not given keep their defaults; choices and booleans take the
+  // usual YAML spellings.
+  const Config d = load("tracker:\n  masking: PARTIAL\n  store_subject: off\n" + p);
+  EXPECT_EQ(d.tracker.masking, Masking::Partial);
+  EXPECT_FALSE(d.tracker.store_subject);
+  EXPECT_EQ(d.tracker.retention_days, 30);
+  EXPECT_TRUE(d.tracker.store_addresses);
+  EXPECT_TRUE(d.tracker.log_rejected);
+  EXPECT_EQ(load("tracker:\n  masking: none\n  store_subject: true\n" + p).tracker, TrackerConfig{});
+}
+
+TEST(ConfigLoader, TrackerRetention) {
+  const std::string p = kProviders;
+  const Config off = load("tracker:\n  retention_days: -1\n" + p);
+  EXPECT_EQ(off.tracker.retention_days, -1);
+  EXPECT_FALSE(off.tracker.enabled());
+  const Config forever = load("tracker:\n  retention_days: 0\n" + p);
+  EXPECT_EQ(forever.tracker.retention_days, 0);
+  EXPECT_TRUE(forever.tracker.enabled());
+  EXPECT_EQ(load("tracker:\n  retention_days: 1\n" + p).tracker.retention_days, 1);
+  EXPECT_EQ(load("tracker:\n  retention_days: 365\n" + p).tracker.retention_days, 365);
+  EXPECT_EQ(load("tracker:\n  retention_days: 36500\n" + p).tracker.retention_days, 36500);
+
+  const std::string forms =
+      "expected -1 (store nothing: the tracker is off), 0 (keep forever) or a number of days "
+      "from 1 to 36500, got ";
+  expectIssue("tracker:\n  retention_days: -2\n" + p, 2, 19, "tracker.retention_days",
+              forms + "-2");
+  expectIssue("tracker:\n  store_subject: true\n  retention_days: 40000\n" + p, 3, 19,
+              "tracker.retention_days", forms + "40000");
+  expectIssue("tracker:\n  retention_days: 36501\n" + p, 2, 19, "tracker.retention_days",
+              forms + "36501");
+  expectIssue("tracker:\n  retention_days: 30d\n" + p, 2, 19, "tracker.retention_days",
+              forms + "'30d'");
+  expectIssue("tracker:\n  retention_days: 99999999999999999999\n" + p, 2, 19,
+              "tracker.retention_days", "(too large)");
+  expectIssue("tracker:\n  retention_days:\n" + p, 2, 3, "tracker.retention_days",
+              "got nothing");
+}
+
+TEST(ConfigLoader, TrackerErrors) {
+  const std::string p = kProviders;
+  expectIssue("tracker:\n  masking: bogus\n" + p, 2, 12, "tracker.masking",
+              "expected one of: none, partial; got 'bogus'");
+  expectIssue("tracker:\n  store_subjects: false\n" + p, 2, 3, "tracker.store_subjects",
+              "unknown key; did you mean 'store_subject'?");
+  expectIssue("tracker:\n  store_addresses: maybe\n" + p, 2, 20, "tracker.store_addresses",
+              "expected true or false, got 'maybe'");
+  expectIssue("tracker:\n  log_rejected: [yes]\n" + p, 2, 17, "tracker.log_rejected",
+              "expected true or false, got a list");
+  expectIssue("tracker: 30\n" + p, 1, 10, "tracker",
+              "expected a mapping with the keys retention_days, store_subject, store_addresses, "
+              "masking, log_rejected");
+  expectIssue("traker:\n  retention_days: 7\n" + p, 1, 1, "traker",
+              "unknown key; did you mean 'tracker'?");
+  // A bad value keeps the default for that key only; the error is reported.
+  const auto issues = issuesOf("tracker:\n  retention_days: -5\n  masking: bogus\n" + p);
+  ASSERT_EQ(issues.size(), 2u);
+  EXPECT_EQ(issues[0].line, 2);
+  EXPECT_EQ(issues[1].line, 3);
 }
 
 TEST(ConfigLoader, ProviderErrors) {
@@ -1116,7 +1212,7 @@ TEST(ConfigLoader, UnknownKeysFarFromAnyListTheValidOnes) {
               "unknown key; valid keys are: retry_delay, max_retry_delay, max_in_flight");
   expectIssue(std::string("metrics:\n  port: 9090\n") + kProviders, 1, 1, "metrics",
               "valid keys are: server, listeners, tls, smtp, access, auth, senders, recipients, "
-              "queue, providers, routes, logging");
+              "queue, providers, routes, tracker, logging");
   expectIssue(std::string("tls:\n  cert: x\n") + kProviders, 2, 3, "tls.cert",
               "valid keys are: cert_file, key_file, pkcs12_file, pkcs12_password, "
               "pkcs12_password_file, pkcs12_password_credential");
@@ -1513,6 +1609,7 @@ TEST(ConfigLoader, ExampleFileLoadsWithoutIssues) {
   EXPECT_TRUE(c.senders.override_address.empty());
   EXPECT_TRUE(c.senders.default_address.empty());
   EXPECT_TRUE(c.recipients.allowed_domains.empty());
+  EXPECT_EQ(c.tracker, defaults.tracker);
   ASSERT_EQ(c.providers.size(), 1u);
 }
 
