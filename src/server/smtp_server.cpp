@@ -202,7 +202,7 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   asio::awaitable<bool> handshake();
   void armDeadline(SteadyClock::duration timeout);
   SteadyClock::duration readTimeout();
-  void onCommitted(const Status& status, const std::string& id);
+  void onCommitted(const Status& status, const std::string& id, const std::shared_ptr<std::atomic<bool>>& wait);
   // smtp.wait_for_delivery: the first attempt's verdict, or the wait's end.
   void onFirstAttempt(const std::shared_ptr<std::atomic<bool>>& wait, const queue::FirstAttempt& first,
                       const std::string& id);
@@ -639,19 +639,25 @@ void Connection::onDataEnd(const smtp::Transaction& txn) {
       return true;
     };
   }
-  server_->spool_.commit(std::move(message_), env, [self, env, on_first = std::move(on_first)](Status st) {
+  server_->spool_.commit(std::move(message_), env,
+                         [self, env, on_first = std::move(on_first), wait = delivery_answered_](Status st) {
     // On the spool's committer thread: hand the message to the queue before
     // the client can hear 250, then answer on the session's own thread.
     if (st) self->server_->on_committed_(env, on_first);
     asio::post(self->stream_.socket().get_executor(),
-               [self, st, id = env.id]() { self->onCommitted(st, id); });
+               [self, st, id = env.id, wait]() { self->onCommitted(st, id, wait); });
   });
 }
 
-void Connection::onCommitted(const Status& status, const std::string& id) {
+void Connection::onCommitted(const Status& status, const std::string& id,
+                             const std::shared_ptr<std::atomic<bool>>& wait) {
   // The first attempt's verdict can overtake this (it is posted from the
-  // delivery thread, this from the committer): it has answered already.
+  // delivery thread, this from the committer): it has answered already —
+  // its reply may still wait to be written, or be gone (then the wait it
+  // answered is no longer the connection's). A second 250 would answer the
+  // client's next command.
   if (commit_reply_) return;
+  if (wait && wait != delivery_answered_) return;
   if (status && delivery_answered_) {
     spdlog::info("{}: queued from {}, waiting up to {}ms for the first delivery attempt", id, peer_,
                  settings_->config.smtp.wait_for_delivery.count());
