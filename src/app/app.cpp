@@ -22,6 +22,7 @@
 #include "delivery/smtp/smtp_provider.h"
 #include "delivery/smtp/smtp_setup.h"
 #include "http/curl_client.h"
+#include "mime/header_summary.h"
 #include "mime/recipient_rewrite.h"
 #include "oauth/cached_token_source.h"
 #include "oauth/refresh_token_store.h"
@@ -33,6 +34,7 @@
 #include "queue/file_spool.h"
 #include "queue/queue_manager.h"
 #include "server/smtp_server.h"
+#include "tracker/tracker.h"
 
 namespace mb::app {
 namespace {
@@ -136,6 +138,65 @@ Result<std::vector<std::unique_ptr<delivery::Provider>>> makeProviders(const con
   return providers;
 }
 
+// The mail log, when tracker.retention_days is not -1. A database that
+// cannot be opened is logged and mail flows on without it.
+std::unique_ptr<tracker::Tracker> openMailLog(const config::Config& config, const Clock& clock) {
+  if (!config.tracker.enabled()) return nullptr;
+  tracker::Tracker::Options options;
+  options.database = config.server.state_dir / "tracker.db";
+  options.config = config.tracker;
+  options.header_parser = [](std::string_view header, tracker::Accepted& event) {
+    mime::HeaderSummary summary = mime::summarizeHeader(header);
+    event.header_from = std::move(summary.from);
+    event.subject = std::move(summary.subject);
+    event.message_id = std::move(summary.message_id);
+  };
+  auto opened = tracker::Tracker::open(std::move(options), clock);
+  if (!opened) {
+    spdlog::error("{}; the mail log is off until this is fixed and mailbridge restarted", opened.error().message);
+    return nullptr;
+  }
+  return std::move(*opened);
+}
+
+// What the mail log keeps of a message the server committed.
+tracker::Accepted acceptedEvent(const queue::Envelope& env, std::string header, const Clock& clock) {
+  tracker::Accepted a;
+  a.id = env.id;
+  a.time = clock.wallNow();
+  a.client_ip = env.client_address;
+  a.auth_user = env.auth_user;
+  a.listener = env.listener;
+  a.sender = env.sender;
+  for (const auto& r : env.recipients) a.recipients.push_back(r.address);
+  a.size = env.size;
+  a.header = std::move(header);
+  return a;
+}
+
+// What the mail log keeps of one attempt: each recipient's new state.
+void recordAttempt(tracker::Tracker& log, const queue::Envelope& env, const std::vector<std::size_t>& recipients,
+                   const queue::DeliveryResult& result, const Clock& clock) {
+  for (std::size_t i : recipients) {
+    const queue::RecipientEntry& rcpt = env.recipients.at(i);
+    tracker::Outcome o;
+    o.id = env.id;
+    o.index = i;
+    o.recipient = rcpt.address;
+    o.attempt = env.attempts;
+    o.time = clock.wallNow();
+    o.status = rcpt.state == queue::RecipientState::Delivered ? tracker::Status::Delivered
+               : rcpt.state == queue::RecipientState::Failed  ? tracker::Status::Bounced
+                                                              : tracker::Status::Deferred;
+    o.provider = result.provider;
+    o.remote_id = result.remote_id;
+    o.code = rcpt.smtp_code;
+    o.enhanced = rcpt.enhanced;
+    o.error = rcpt.last_error;
+    log.outcome(std::move(o));
+  }
+}
+
 // Waits until every session has ended or the grace period is over, then
 // stops the I/O loop.
 asio::awaitable<void> drainSessions(asio::io_context& io, server::SmtpServer& server) {
@@ -213,6 +274,10 @@ config::Config keepRestartOnly(const config::Config& running, config::Config nex
   if (running.routes != next.routes) {
     restart("routes");
     next.routes = running.routes;
+  }
+  if (running.tracker != next.tracker) {
+    restart("tracker");
+    next.tracker = running.tracker;
   }
   if (next.logging.format != running.logging.format) {
     restart("logging.format");
@@ -295,7 +360,6 @@ int App::run() {
     spdlog::critical("{}", providers.error().message);
     return 1;
   }
-  // Routes are read at start, like the providers they name.
   // Routes are read at start, like the providers they name. The queue
   // paces and breaks circuits per provider with the same choice the router
   // makes: the rule's provider, else the first one.
@@ -311,7 +375,16 @@ int App::run() {
   delivery::Router router(std::move(providers).value(), [route_of](const queue::DeliveryJob& job) {
     return route_of(job.envelope, job.recipients);
   });
+  // Before the queue and the server, which report to it: it outlives both.
+  std::unique_ptr<tracker::Tracker> mail_log = openMailLog(config_, clock_);
   queue::QueueManager queue_manager(config_.queue, spool, router, clock_);
+  if (mail_log) {
+    queue_manager.setAttemptObserver([log = mail_log.get(), this](const queue::Envelope& env,
+                                                                 const std::vector<std::size_t>& recipients,
+                                                                 const queue::DeliveryResult& result) {
+      recordAttempt(*log, env, recipients, result, clock_);
+    });
+  }
   queue_manager.setRouteFunction(
       [route_of](const queue::Envelope& env) { return route_of(env, env.pendingRecipients()); });
   queue::Bouncer bouncer(config_.queue, config_.server.hostname, spool, clock_,
@@ -328,6 +401,11 @@ int App::run() {
       },
       clock_, tls);
   server.setHeaderFromParser([](std::string_view header) { return mime::headerFromAddress(header); });
+  if (mail_log) {
+    server.setAcceptedObserver([log = mail_log.get(), this](const queue::Envelope& env, std::string header) {
+      log->accepted(acceptedEvent(env, std::move(header), clock_));
+    });
+  }
   if (auto sign_in = provider_support.password_sign_in) {
     server.setPasswordVerifier([sign_in](const std::string& user, const std::string& password) {
       switch (sign_in->verify(user, password)) {

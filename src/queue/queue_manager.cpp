@@ -165,6 +165,11 @@ void QueueManager::setOnBounce(BounceCallback cb) {
   on_bounce_ = std::move(cb);
 }
 
+void QueueManager::setAttemptObserver(AttemptObserver observer) {
+  std::lock_guard lock(mutex_);
+  on_attempt_ = std::move(observer);
+}
+
 void QueueManager::setRandom(std::function<double()> unit) {
   std::lock_guard lock(mutex_);
   random_ = std::move(unit);
@@ -493,6 +498,13 @@ void QueueManager::onAttemptDone(std::string id, DeliveryJob job, DeliveryResult
                  "with 554 5.4.7, last error: {}",
                  id, now - env.arrival, env.attempts, expired, printable(env.last_error, 512));
   }
+
+  AttemptObserver observe;
+  {
+    std::lock_guard lock(mutex_);
+    observe = on_attempt_;
+  }
+  if (observe && !job.recipients.empty()) observe(env, job.recipients, result);
 
   // A session waiting for this attempt hears its outcome now; when it takes
   // a refusal, its 5xx tells the sender and a bounce would say it twice.

@@ -98,6 +98,15 @@ class QueueManager : public QueueControl {
   using BounceCallback = std::function<bool(const Envelope& env, std::vector<std::size_t> failed)>;
   void setOnBounce(BounceCallback cb);
 
+  /// Called after every attempt once its results are applied (expiry
+  /// included): `env` holds each recipient's new state, `recipients` the
+  /// indexes the attempt was about, `result` what the provider said. Runs on
+  /// the thread that reported the result, without the manager's lock; must
+  /// not block (the tracker only queues an event). Set before start().
+  using AttemptObserver =
+      std::function<void(const Envelope& env, const std::vector<std::size_t>& recipients, const DeliveryResult& result)>;
+  void setAttemptObserver(AttemptObserver observer);
+
   // QueueControl
   Result<std::vector<QueueItem>> list() override;
   Result<QueueItem> show(const std::string& id) override;
@@ -198,6 +207,7 @@ class QueueManager : public QueueControl {
   std::map<std::pair<std::string, std::string>, Pace> pace_;
   std::map<std::string, Breaker, std::less<>> breakers_;
   BounceCallback on_bounce_;
+  AttemptObserver on_attempt_;
   std::function<double()> random_;
   std::mt19937_64 rng_;
   bool stopping_ = false;

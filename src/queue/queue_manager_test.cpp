@@ -575,6 +575,14 @@ TEST_F(QueueManagerTest, RetryAfterWinsWhenLongerAndIsNeverShortenedByJitter) {
 
 // --- lifetime and bounces -------------------------------------------------
 
+// Three recipients: the first delivered, the second refused, the third deferred.
+DeliveryResult deliveredFailedAndDeferred() {
+  DeliveryResult r;
+  r.results = {delivered(), permanent(), temporary()};
+  r.provider = "fake";
+  return r;
+}
+
 TEST_F(QueueManagerTest, ExpiredMessageFails547AndBouncesOnce) {
   config_.max_lifetime = 3600s;
   config_.breaker_failures = 0;
@@ -587,12 +595,7 @@ TEST_F(QueueManagerTest, ExpiredMessageFails547AndBouncesOnce) {
         return true;
       });
   const Envelope env = commit({"ok@example.org", "bad@example.org", "later@example.org"});
-  agent_.push([](const DeliveryJob&) {
-    DeliveryResult r;
-    r.results = {delivered(), permanent(), temporary()};
-    r.provider = "fake";
-    return r;
-  });
+  agent_.push([](const DeliveryJob&) { return deliveredFailedAndDeferred(); });
   agent_.setFallback([](const DeliveryJob& job) { return allWith(job, temporary()); });
   qm.enqueue(env);
   // 60 + 120 + 240 + 480 + 960 = 1860 s; then 1800 s steps: the attempt at
@@ -625,6 +628,44 @@ TEST_F(QueueManagerTest, ExpiredMessageFails547AndBouncesOnce) {
   EXPECT_NE(bounced.recipients[2].last_error.find("try later"), std::string::npos);
   EXPECT_EQ(qm.runDue(), 0u);
   EXPECT_EQ(bounces.size(), 1u);
+}
+
+TEST_F(QueueManagerTest, TheAttemptObserverSeesEachAttemptsRecipientsAndTheirNewState) {
+  config_.breaker_failures = 0;
+  QueueManager qm(config_, spool_, agent_, clock_);
+  qm.setRandom([] { return 0.5; });
+  struct Seen {
+    std::vector<std::size_t> recipients;
+    std::vector<RecipientState> states;
+    std::string provider;
+    int attempts = 0;
+  };
+  std::vector<Seen> seen;
+  qm.setAttemptObserver([&](const Envelope& e, const std::vector<std::size_t>& rcpts, const DeliveryResult& r) {
+    Seen s{rcpts, {}, r.provider, e.attempts};
+    for (const auto& rcpt : e.recipients) s.states.push_back(rcpt.state);
+    seen.push_back(s);
+  });
+  const Envelope env = commit({"ok@example.org", "bad@example.org", "later@example.org"});
+  agent_.push([](const DeliveryJob&) { return deliveredFailedAndDeferred(); });
+  agent_.push([](const DeliveryJob& job) {
+    DeliveryResult r = allWith(job, delivered());
+    r.provider = "fake";
+    return r;
+  });
+  qm.enqueue(env);
+  ASSERT_EQ(qm.runDue(), 1u);
+  clock_.advance(std::chrono::seconds(spool_.load(env.id)->next_attempt - now()));
+  ASSERT_EQ(qm.runDue(), 1u);
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0].recipients, (std::vector<std::size_t>{0, 1, 2}));
+  EXPECT_EQ(seen[0].states,
+            (std::vector<RecipientState>{RecipientState::Delivered, RecipientState::Failed, RecipientState::Pending}));
+  EXPECT_EQ(seen[0].provider, "fake");
+  EXPECT_EQ(seen[0].attempts, 1);
+  EXPECT_EQ(seen[1].recipients, std::vector<std::size_t>{2});
+  EXPECT_EQ(seen[1].states[2], RecipientState::Delivered);
+  EXPECT_EQ(seen[1].attempts, 2);
 }
 
 TEST_F(QueueManagerTest, ABounceThatCannotBeStoredKeepsTheMessageUntilItCan) {

@@ -155,6 +155,7 @@ class SmtpServer::Impl : public std::enable_shared_from_this<SmtpServer::Impl> {
   queue::Spool& spool_;
   CommittedCallback on_committed_;
   HeaderFromParser header_from_;
+  SmtpServer::AcceptedObserver on_accepted_;
   PasswordVerifier password_verifier_;
   Clock& clock_;
   const std::shared_ptr<net::TlsContextHolder> tls_;
@@ -553,7 +554,7 @@ std::optional<smtp::Reply> Connection::onDataStart(const smtp::Transaction& txn)
 
 void Connection::onDataChunk(std::string_view bytes) {
   if (!message_ || write_failed_) return;
-  if (!header_complete_ && settings_->senders.useFromHeader()) captureHeader(bytes);
+  if (!header_complete_ && (settings_->senders.useFromHeader() || server_->on_accepted_)) captureHeader(bytes);
   if (Status st = message_->write(bytes); !st) {
     // Keep reading to the end of the content, then answer 451: the client
     // must not think a truncated message was accepted.
@@ -609,8 +610,8 @@ void Connection::onDataEnd(const smtp::Transaction& txn) {
       }
     }
   }
-  header_.clear();
-  header_.shrink_to_fit();
+  // The observer gets the header; the connection keeps no copy.
+  std::string header = std::exchange(header_, std::string());
   for (const auto& rcpt : txn.recipients) {
     queue::RecipientEntry entry;
     entry.address = rcpt;
@@ -640,9 +641,11 @@ void Connection::onDataEnd(const smtp::Transaction& txn) {
     };
   }
   server_->spool_.commit(std::move(message_), env,
-                         [self, env, on_first = std::move(on_first), wait = delivery_answered_](Status st) {
+                         [self, env, on_first = std::move(on_first), header = std::move(header),
+                          wait = delivery_answered_](Status st) mutable {
     // On the spool's committer thread: hand the message to the queue before
     // the client can hear 250, then answer on the session's own thread.
+    if (st && self->server_->on_accepted_) self->server_->on_accepted_(env, std::move(header));
     if (st) self->server_->on_committed_(env, on_first);
     asio::post(self->stream_.socket().get_executor(),
                [self, st, id = env.id, wait]() { self->onCommitted(st, id, wait); });
@@ -884,6 +887,8 @@ void SmtpServer::stop() { impl_->stop(); }
 void SmtpServer::reconfigure(const config::Config& config) { impl_->reconfigure(config); }
 
 void SmtpServer::setHeaderFromParser(HeaderFromParser parser) { impl_->header_from_ = std::move(parser); }
+
+void SmtpServer::setAcceptedObserver(AcceptedObserver observer) { impl_->on_accepted_ = std::move(observer); }
 
 void SmtpServer::setPasswordVerifier(PasswordVerifier verifier) { impl_->password_verifier_ = std::move(verifier); }
 

@@ -93,6 +93,13 @@ class SmtpServer {
   /// From header is never found and MAIL FROM decides.
   void setHeaderFromParser(HeaderFromParser parser);
 
+  /// Told of every message once it is committed to the spool (for the
+  /// tracker): its envelope and the start of its header section (up to
+  /// 64 KB, as much as arrived). Runs on the spool's committer thread before
+  /// the client hears 250: it must only hand the data on, never block.
+  using AcceptedObserver = std::function<void(const queue::Envelope& env, std::string header)>;
+  void setAcceptedObserver(AcceptedObserver observer);
+
   /// Sets the verifier for users auth.users does not have; before start().
   /// With one, listeners that allow AUTH offer it even without auth.users.
   void setPasswordVerifier(PasswordVerifier verifier);

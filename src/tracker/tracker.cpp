@@ -150,7 +150,7 @@ Result<sqlite3*> openDatabase(const std::filesystem::path& path) {
                                  nullptr);
   if (rc != SQLITE_OK) {
     std::string why = sqliteError(db, "cannot open " + path.string());
-    sqlite3_close(db);
+    sqlite3_close_v2(db);
     return Error{why};
   }
   // A reader meeting the writer's commit waits a little instead of failing.
@@ -251,8 +251,8 @@ Result<std::unique_ptr<Tracker>> Tracker::open(Options options, const Clock& clo
   auto writer = openDatabase(options.database);
   if (!writer) return writer.error();
   const auto fail = [&](const std::string& what, sqlite3* reader = nullptr) -> Result<std::unique_ptr<Tracker>> {
-    sqlite3_close(*writer);
-    sqlite3_close(reader);
+    sqlite3_close_v2(*writer);
+    sqlite3_close_v2(reader);
     return Error{"tracker " + options.database.string() + ": " + what};
   };
   // WAL: readers never wait for the writer; NORMAL: a crash may lose the
@@ -294,8 +294,8 @@ Tracker::~Tracker() {
   }
   wake_.notify_all();
   thread_.join();
-  sqlite3_close(reader_);
-  sqlite3_close(writer_);
+  sqlite3_close_v2(reader_);
+  sqlite3_close_v2(writer_);
 }
 
 void Tracker::enqueue(Event event) {
@@ -379,10 +379,16 @@ mb::Status Tracker::writeBatch(std::vector<Event>& batch) {
   std::lock_guard db_lock(writer_db_mutex_);
   sqlite3* db = writer_;
   if (auto st = exec(db, "BEGIN IMMEDIATE"); !st) return st;
-  Statement insert_message(db,
-                           "INSERT OR IGNORE INTO messages(id, arrived, client_ip, auth_user, listener, sender, "
-                           "header_from, subject, message_id, size, status) "
-                           "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'queued')");
+  // An outcome can be written before its acceptance (they come from
+  // different threads): it makes a bare row, which the acceptance fills in.
+  Statement upsert_message(db,
+                           "INSERT INTO messages(id, arrived, client_ip, auth_user, listener, sender, header_from, "
+                           "subject, message_id, size, status) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
+                           "'queued') ON CONFLICT(id) DO UPDATE SET arrived = excluded.arrived, client_ip = "
+                           "excluded.client_ip, auth_user = excluded.auth_user, listener = excluded.listener, sender "
+                           "= excluded.sender, header_from = excluded.header_from, subject = excluded.subject, "
+                           "message_id = excluded.message_id, size = excluded.size");
+  Statement insert_bare_message(db, "INSERT OR IGNORE INTO messages(id, arrived, status) VALUES(?1, ?2, 'queued')");
   Statement insert_recipient(db,
                              "INSERT OR IGNORE INTO recipients(message, idx, address, status, updated) "
                              "VALUES(?1, ?2, ?3, 'queued', ?4)");
@@ -406,7 +412,7 @@ mb::Status Tracker::writeBatch(std::vector<Event>& batch) {
   Statement insert_rejection(db,
                              "INSERT INTO rejections(time, client_ip, auth_user, listener, sender, recipients, code, "
                              "enhanced, reason) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
-  for (Statement* s : {&insert_message, &insert_recipient, &upsert_recipient, &insert_event, &statuses,
+  for (Statement* s : {&upsert_message, &insert_bare_message, &insert_recipient, &upsert_recipient, &insert_event, &statuses,
                        &update_message, &insert_rejection}) {
     if (!s->ok()) {
       (void)exec(db, "ROLLBACK");
@@ -420,12 +426,13 @@ mb::Status Tracker::writeBatch(std::vector<Event>& batch) {
   };
   for (Event& event : batch) {
     if (auto* a = std::get_if<Accepted>(&event)) {
+      if (!a->header.empty() && options_.header_parser) options_.header_parser(a->header, *a);
       const std::int64_t time = toMillis(a->time);
-      insert_message.bind(1, a->id).bind(2, time).bind(3, a->client_ip).bind(4, a->auth_user).bind(5, a->listener);
-      insert_message.bind(6, privacy_.address(a->sender)).bind(7, privacy_.address(a->header_from));
-      insert_message.bind(8, privacy_.subject(a->subject)).bind(9, a->message_id);
-      insert_message.bind(10, static_cast<std::int64_t>(a->size));
-      check(insert_message);
+      upsert_message.bind(1, a->id).bind(2, time).bind(3, a->client_ip).bind(4, a->auth_user).bind(5, a->listener);
+      upsert_message.bind(6, privacy_.address(a->sender)).bind(7, privacy_.address(a->header_from));
+      upsert_message.bind(8, privacy_.subject(a->subject)).bind(9, a->message_id);
+      upsert_message.bind(10, static_cast<std::int64_t>(a->size));
+      check(upsert_message);
       for (std::size_t i = 0; i < a->recipients.size(); ++i) {
         insert_recipient.bind(1, a->id).bind(2, static_cast<std::int64_t>(i));
         insert_recipient.bind(3, privacy_.address(a->recipients[i])).bind(4, time);
@@ -434,11 +441,10 @@ mb::Status Tracker::writeBatch(std::vector<Event>& batch) {
     } else if (auto* o = std::get_if<Outcome>(&event)) {
       const std::int64_t time = toMillis(o->time);
       const std::string address = privacy_.address(o->recipient);
-      // An outcome for a message accepted before the tracker was on.
-      insert_message.bind(1, o->id).bind(2, time);
-      for (int i = 3; i <= 9; ++i) insert_message.bind(i, std::string());
-      insert_message.bind(10, std::int64_t{0});
-      check(insert_message);
+      // An outcome for a message accepted before the tracker was on, or
+      // whose acceptance is still on its way.
+      insert_bare_message.bind(1, o->id).bind(2, time);
+      check(insert_bare_message);
       const auto index = static_cast<std::int64_t>(o->index);
       upsert_recipient.bind(1, o->id).bind(2, index).bind(3, address).bind(4, std::string(statusName(o->status)));
       upsert_recipient.bind(5, std::int64_t{o->code}).bind(6, o->enhanced).bind(7, o->error);

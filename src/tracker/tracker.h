@@ -6,10 +6,12 @@
 #include <cstdint>
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <variant>
 #include <vector>
@@ -44,6 +46,10 @@ struct Accepted {
   std::string subject;
   std::string message_id;
   std::uint64_t size = 0;
+  // The start of the header section as received: when given, the writer
+  // fills header_from, subject and message_id from it (Options::header_parser)
+  // off the acceptance path.
+  std::string header;
 };
 
 /// One recipient's outcome of one delivery attempt.
@@ -168,8 +174,13 @@ struct Health {
 /// own connection and do not wait for the writer (WAL).
 class Tracker {
  public:
+  /// Fills an Accepted's header_from, subject and message_id from its
+  /// header (app/ passes mime::summarizeHeader; the tracker parses no MIME).
+  using HeaderParser = std::function<void(std::string_view header, Accepted& event)>;
+
   struct Options {
     std::filesystem::path database;
+    HeaderParser header_parser;
     config::TrackerConfig config;
     std::size_t max_pending = 100'000;
     std::chrono::milliseconds batch_delay{100};  // gathers events before writing

@@ -29,6 +29,9 @@ class TrackerTest : public ::testing::Test {
   Tracker& open(config::TrackerConfig config = {}, std::size_t max_pending = 100'000) {
     tracker_.reset();
     Tracker::Options options;
+    options.header_parser = [](std::string_view header, Accepted& a) {
+      a.subject = "parsed: " + std::string(header);
+    };
     options.database = dir_ / "tracker.db";
     options.config = config;
     options.max_pending = max_pending;
@@ -119,6 +122,22 @@ TEST_F(TrackerTest, FollowsAMessageFromQueuedToDelivered) {
   EXPECT_EQ(hist.message.subject, "Scanned document from floor 3");
   EXPECT_EQ(hist.message.client_ip, "192.0.2.7");
   EXPECT_EQ(hist.message.size, 4096u);
+}
+
+TEST_F(TrackerTest, TheHeaderIsParsedByTheWriterAndAnEarlyOutcomeLosesNothing) {
+  Tracker& t = open();
+  t.outcome(outcome("H1", 0, "alice@example.com", Status::Delivered, 250));
+  t.flush();
+  auto a = accepted("H1", {"alice@example.com"});
+  a.header = "Subject: x";
+  t.accepted(a);
+  t.flush();
+  auto h = t.history("H1");
+  ASSERT_TRUE(h && h->has_value());
+  EXPECT_EQ((*h)->message.subject, "parsed: Subject: x");
+  EXPECT_EQ((*h)->message.client_ip, "192.0.2.7");
+  EXPECT_EQ((*h)->message.status, Status::Delivered);
+  EXPECT_EQ((*h)->recipients[0].status, Status::Delivered);
 }
 
 TEST_F(TrackerTest, ABounceAmongDeliveriesMakesTheMessageBounced) {

@@ -1,0 +1,101 @@
+"""The mail log (tracker) through the real binary: what the relay records in
+<state_dir>/tracker.db for mail it accepts and delivers or bounces, and what
+the privacy settings change. Read with Python's sqlite3 while the relay runs
+(the database is in WAL mode, so a reader never waits)."""
+
+import sqlite3
+import time
+import unittest
+
+from harness import Relay, send_message
+
+SENDER = "scanner@contoso.example"
+
+
+def message(subject, msg_id):
+    return ("From: Scanner <%s>\r\nTo: ok@example.com\r\nSubject: %s\r\nMessage-ID: <%s>\r\n\r\n"
+            "page 1\r\n" % (SENDER, subject, msg_id)).encode()
+
+
+class TrackerTest(unittest.TestCase):
+    def relay(self, tracker=None):
+        relay = Relay(smtp={"wait_for_delivery": "0s"}, tracker=tracker or {})
+        relay.config["providers"][0]["refuse_recipients"] = ["gone@example.com"]
+        self.addCleanup(relay.cleanup)
+        return relay
+
+    def rows(self, relay, sql, args=()):
+        db = sqlite3.connect("file:%s?mode=ro" % (relay.state_dir / "tracker.db"), uri=True)
+        try:
+            db.row_factory = sqlite3.Row
+            return [dict(r) for r in db.execute(sql, args)]
+        finally:
+            db.close()
+
+    def wait_status(self, relay, msg_id, status, timeout=15):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rows = self.rows(relay, "SELECT * FROM messages WHERE message_id = ?", ("<%s>" % msg_id,))
+            if rows and rows[0]["status"] == status:
+                return rows[0]
+            time.sleep(0.1)
+        self.fail("message %s never reached status %s: %r" % (msg_id, status, rows))
+
+    def test_delivered_and_bounced_mail_with_its_metadata(self):
+        relay = self.relay()
+        with relay:
+            code, text = send_message(relay.port, SENDER, ["ok@example.com"],
+                                      message("Scan =?UTF-8?Q?f=C3=BCr?= you", "one@contoso.example"))
+            self.assertEqual(code, 250, text)
+            code, text = send_message(relay.port, SENDER, ["ok@example.com", "gone@example.com"],
+                                      message("Second scan", "two@contoso.example"))
+            self.assertEqual(code, 250, text)
+            one = self.wait_status(relay, "one@contoso.example", "delivered")
+            self.assertEqual(one["subject"], "Scan f\u00fcr you")
+            self.assertEqual(one["sender"], SENDER)
+            self.assertEqual(one["header_from"], SENDER)
+            self.assertEqual(one["listener"], relay.config["listeners"][0]["name"])
+            self.assertTrue(one["client_ip"].startswith("127.0.0.1"), one["client_ip"])
+            self.assertEqual(one["provider"], "outbox")
+            self.assertEqual(one["attempts"], 1)
+            self.assertIsNotNone(one["delivered_at"])
+            self.assertGreater(one["size"], 0)
+
+            two = self.wait_status(relay, "two@contoso.example", "bounced")
+            rcpts = self.rows(relay, "SELECT * FROM recipients WHERE message = ? ORDER BY idx", (two["id"],))
+            self.assertEqual([(r["address"], r["status"], r["code"]) for r in rcpts],
+                             [("ok@example.com", "delivered", 250), ("gone@example.com", "bounced", 550)])
+            self.assertEqual(rcpts[1]["enhanced"], "5.1.1")
+            events = self.rows(relay, "SELECT * FROM events WHERE message = ?", (two["id"],))
+            self.assertEqual(len(events), 2)
+            # Metadata only: no body text anywhere in the database.
+            db_bytes = b"".join(p.read_bytes() for p in relay.state_dir.glob("tracker.db*"))
+            self.assertNotIn(b"page 1", db_bytes)
+
+    def test_privacy_settings_change_what_is_stored(self):
+        relay = self.relay({"masking": "partial", "store_subject": False})
+        with relay:
+            code, text = send_message(relay.port, SENDER, ["ok@example.com"],
+                                      message("Salary review for Bob", "three@contoso.example"))
+            self.assertEqual(code, 250, text)
+            row = self.wait_status(relay, "three@contoso.example", "delivered")
+            self.assertEqual(row["subject"], "***")
+            self.assertEqual(row["sender"], "s*****r@c*****o.example")
+            self.assertEqual(row["header_from"], "s*****r@c*****o.example")
+            rcpts = self.rows(relay, "SELECT address FROM recipients WHERE message = ?", (row["id"],))
+            self.assertEqual(rcpts, [{"address": "o*@e*****e.com"}])
+            db_bytes = b"".join(p.read_bytes() for p in relay.state_dir.glob("tracker.db*"))
+            self.assertNotIn(b"Salary", db_bytes)
+            self.assertNotIn(SENDER.encode(), db_bytes)
+
+    def test_retention_minus_one_stores_nothing(self):
+        relay = self.relay({"retention_days": -1})
+        with relay:
+            code, text = send_message(relay.port, SENDER, ["ok@example.com"], message("x", "four@contoso.example"))
+            self.assertEqual(code, 250, text)
+            relay.wait_outbox(1)
+            self.assertFalse((relay.state_dir / "tracker.db").exists())
+
+
+if __name__ == "__main__":
+    unittest.main()
