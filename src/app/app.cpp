@@ -405,6 +405,19 @@ int App::run() {
     server.setAcceptedObserver([log = mail_log.get(), this](const queue::Envelope& env, std::string header) {
       log->accepted(acceptedEvent(env, std::move(header), clock_));
     });
+    server.setRefusalObserver([log = mail_log.get(), this](server::SmtpServer::Refusal r) {
+      tracker::Rejected event;
+      event.time = clock_.wallNow();
+      event.client_ip = std::move(r.client_ip);
+      event.auth_user = std::move(r.auth_user);
+      event.listener = std::move(r.listener);
+      event.sender = std::move(r.sender);
+      event.recipients = std::move(r.recipients);
+      event.code = r.code;
+      event.enhanced = std::move(r.enhanced);
+      event.reason = std::move(r.reason);
+      log->rejected(std::move(event));
+    });
   }
   if (auto sign_in = provider_support.password_sign_in) {
     server.setPasswordVerifier([sign_in](const std::string& user, const std::string& password) {

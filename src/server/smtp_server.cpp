@@ -156,6 +156,7 @@ class SmtpServer::Impl : public std::enable_shared_from_this<SmtpServer::Impl> {
   CommittedCallback on_committed_;
   HeaderFromParser header_from_;
   SmtpServer::AcceptedObserver on_accepted_;
+  SmtpServer::RefusalObserver on_refused_;
   PasswordVerifier password_verifier_;
   Clock& clock_;
   const std::shared_ptr<net::TlsContextHolder> tls_;
@@ -204,6 +205,9 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   void armDeadline(SteadyClock::duration timeout);
   SteadyClock::duration readTimeout();
   void onCommitted(const Status& status, const std::string& id, const std::shared_ptr<std::atomic<bool>>& wait);
+  // Tells the refusal observer, if any; returns `reply` for the caller to send.
+  smtp::Reply refused(smtp::Reply reply, const char* reason, const smtp::Transaction* txn = nullptr,
+                      std::string_view recipient = {}, std::string_view user = {});
   // smtp.wait_for_delivery: the first attempt's verdict, or the wait's end.
   void onFirstAttempt(const std::shared_ptr<std::atomic<bool>>& wait, const queue::FirstAttempt& first,
                       const std::string& id);
@@ -290,7 +294,7 @@ asio::awaitable<bool> Connection::admit() {
   if (!settings_->mayConnect(peer_)) {
     spdlog::warn("refused connection from {} on {}: not in access.allowed_networks", peer_,
                  listener_.name);
-    session_.refuse({554, "5.7.1", "Access denied"});
+    session_.refuse(refused({554, "5.7.1", "Access denied"}, "IP not allowed"));
     co_return true;
   }
   if (server.stopping_) {
@@ -312,7 +316,7 @@ asio::awaitable<bool> Connection::admit() {
   counted_ = true;
   if (server.guard_.locked(peer_)) {
     spdlog::warn("refused connection from {}: locked out after authentication failures", peer_);
-    session_.refuse({421, "4.7.0", "Too many authentication failures, try again later"});
+    session_.refuse(refused({421, "4.7.0", "Too many authentication failures, try again later"}, "locked out"));
     co_return true;
   }
   if (listener_.tls == config::TlsMode::Implicit && !co_await handshake()) co_return false;
@@ -479,9 +483,9 @@ std::optional<smtp::Reply> Connection::onMail(const smtp::Transaction& txn) {
                  printable(txn.mail.address), peer_);
     const smtp::SessionFeatures f = features();
     if (f.auth && !txn.tls && !f.auth_without_tls && f.starttls) {
-      return smtp::Reply{530, "5.7.0", "Must issue a STARTTLS command first"};
+      return refused({530, "5.7.0", "Must issue a STARTTLS command first"}, "authentication required", &txn);
     }
-    return smtp::Reply{530, "5.7.0", "Authentication required"};
+    return refused({530, "5.7.0", "Authentication required"}, "authentication required", &txn);
   }
   if (const std::uint64_t floor = config::freeSpaceFloor(settings_->config.queue, settings_->config.smtp); floor > 0) {
     // Refusing here, before any content, is what lets the client try again
@@ -499,7 +503,7 @@ std::optional<smtp::Reply> Connection::onMail(const smtp::Transaction& txn) {
   if (!decision.allowed) {
     spdlog::warn("refused MAIL FROM:<{}> from {}{}: {}", printable(txn.mail.address), peer_,
                  user ? " user " + printable(user->name) : std::string(), decision.reason);
-    return smtp::Reply{550, "5.7.1", "Sender address not allowed"};
+    return refused({550, "5.7.1", "Sender address not allowed"}, "sender not allowed", &txn);
   }
   if (decision.effective_sender != txn.mail.address) {
     spdlog::info("MAIL FROM:<{}> from {} sent as <{}>: {}", printable(txn.mail.address), peer_,
@@ -517,7 +521,7 @@ std::optional<smtp::Reply> Connection::onRcpt(const smtp::Transaction& txn,
   if (!settings_->recipients.allowed(recipient, user)) {
     spdlog::warn("refused RCPT TO:<{}> from {}: domain not in the allowed recipient domains",
                  printable(recipient), peer_);
-    return smtp::Reply{550, "5.7.1", "Recipient address not allowed"};
+    return refused({550, "5.7.1", "Recipient address not allowed"}, "recipient not allowed", &txn, recipient);
   }
   return std::nullopt;
 }
@@ -601,7 +605,7 @@ void Connection::onDataEnd(const smtp::Transaction& txn) {
     } else if (!settings_->senders.allows(from, user, &reason)) {
       spdlog::warn("{}: refused from {}: From header address <{}> {}", env.id, peer_, printable(from), reason);
       message_.reset();
-      commit_reply_ = smtp::Reply{550, "5.7.1", "From address not allowed"};
+      commit_reply_ = refused({550, "5.7.1", "From address not allowed"}, "From address not allowed", &txn);
       return;
     } else {
       env.mailbox = from;
@@ -743,6 +747,41 @@ void Connection::onFirstAttempt(const std::shared_ptr<std::atomic<bool>>& wait, 
 void Connection::onDataAbort(smtp::DataProblem why) {
   if (message_) spdlog::info("{}: discarded from {}: {}", message_->id(), peer_, problemText(why));
   message_.reset();
+  // The session answers these itself (552 5.3.4, 550 5.5.2, 500 5.5.6).
+  switch (why) {
+    case smtp::DataProblem::TooBig:
+      refused({552, "5.3.4", "Message too big"}, "message too big");
+      break;
+    case smtp::DataProblem::BareLf:
+      refused({550, "5.5.2", "Bare LF"}, "bare LF line ends");
+      break;
+    case smtp::DataProblem::LineTooLong:
+      refused({500, "5.5.6", "Line too long"}, "line too long");
+      break;
+    case smtp::DataProblem::None:
+      break;
+  }
+}
+
+smtp::Reply Connection::refused(smtp::Reply reply, const char* reason, const smtp::Transaction* txn,
+                                std::string_view recipient, std::string_view user) {
+  if (!server_->on_refused_) return reply;
+  SmtpServer::Refusal r;
+  r.client_ip = peer_;
+  r.listener = listener_.name;
+  if (txn != nullptr) {
+    r.auth_user = txn->auth_user;
+    r.sender = txn->mail.address;
+    r.recipients = txn->recipients;
+  }
+  if (!user.empty()) r.auth_user = std::string(user);
+  // A refused recipient alone: the accepted ones may still be delivered.
+  if (!recipient.empty()) r.recipients = {std::string(recipient)};
+  r.code = reply.code;
+  r.enhanced = reply.enhanced;
+  r.reason = reason;
+  server_->on_refused_(std::move(r));
+  return reply;
 }
 
 void Connection::onAuth(const smtp::AuthRequest& request) {
@@ -794,6 +833,7 @@ void Connection::onVerified(Verdict verdict, const std::string& user) {
       spdlog::warn("authentication failed for {} from {}", printable(user), peer_);
       auth_result_ = smtp::AuthResult::Failure;
     }
+    refused({535, "5.7.8", "Authentication credentials invalid"}, "authentication failed", nullptr, {}, user);
   }
   wakeup_.cancel();
 }
@@ -889,6 +929,8 @@ void SmtpServer::reconfigure(const config::Config& config) { impl_->reconfigure(
 void SmtpServer::setHeaderFromParser(HeaderFromParser parser) { impl_->header_from_ = std::move(parser); }
 
 void SmtpServer::setAcceptedObserver(AcceptedObserver observer) { impl_->on_accepted_ = std::move(observer); }
+
+void SmtpServer::setRefusalObserver(RefusalObserver observer) { impl_->on_refused_ = std::move(observer); }
 
 void SmtpServer::setPasswordVerifier(PasswordVerifier verifier) { impl_->password_verifier_ = std::move(verifier); }
 

@@ -100,6 +100,23 @@ class SmtpServer {
   using AcceptedObserver = std::function<void(const queue::Envelope& env, std::string header)>;
   void setAcceptedObserver(AcceptedObserver observer);
 
+  /// A client refused before anything was queued: its address, listener,
+  /// what it had said so far, and the reply with a few fixed words of why
+  /// ("IP not allowed", "sender not allowed" ...). For the tracker.
+  struct Refusal {
+    std::string client_ip;
+    std::string listener;
+    std::string auth_user;
+    std::string sender;
+    std::vector<std::string> recipients;
+    int code = 0;
+    std::string enhanced;
+    std::string reason;
+  };
+  /// Told of each refusal on the I/O thread: it must only hand it on.
+  using RefusalObserver = std::function<void(Refusal refusal)>;
+  void setRefusalObserver(RefusalObserver observer);
+
   /// Sets the verifier for users auth.users does not have; before start().
   /// With one, listeners that allow AUTH offer it even without auth.users.
   void setPasswordVerifier(PasswordVerifier verifier);

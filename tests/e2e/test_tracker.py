@@ -88,6 +88,47 @@ class TrackerTest(unittest.TestCase):
             self.assertNotIn(b"Salary", db_bytes)
             self.assertNotIn(SENDER.encode(), db_bytes)
 
+    def test_refused_attempts_are_recorded_unless_turned_off(self):
+        import smtplib
+        relay = self.relay()
+        relay.config["senders"] = {"allowed": ["@contoso.example"]}
+        relay.config["recipients"] = {"allowed_domains": ["example.com"]}
+        relay.config["smtp"]["max_message_size"] = "1KB"
+        with relay:
+            with smtplib.SMTP("127.0.0.1", relay.port, timeout=10) as s:
+                s.ehlo()
+                self.assertEqual(s.mail("spoof@evil.example")[0], 550)
+                s.rset()
+                self.assertEqual(s.mail(SENDER)[0], 250)
+                self.assertEqual(s.rcpt("x@elsewhere.example")[0], 550)
+                self.assertEqual(s.rcpt("ok@example.com")[0], 250)
+                # Without SIZE= on MAIL, so that the content itself is too big.
+                code, text = s.data(b"Subject: big\r\n\r\n" + b"x" * 998 + b"\r\n" + b"y" * 998 + b"\r\n")
+                self.assertEqual(code, 552, text)
+            deadline = time.monotonic() + 10
+            rows = []
+            while time.monotonic() < deadline and len(rows) < 3:
+                rows = self.rows(relay, "SELECT * FROM rejections ORDER BY time, rowid")
+                time.sleep(0.1)
+            self.assertEqual([(r["reason"], r["code"], r["enhanced"]) for r in rows],
+                             [("sender not allowed", 550, "5.7.1"), ("recipient not allowed", 550, "5.7.1"),
+                              ("message too big", 552, "5.3.4")])
+            self.assertEqual(rows[0]["sender"], "spoof@evil.example")
+            self.assertEqual(rows[1]["recipients"], "x@elsewhere.example")
+            self.assertTrue(rows[0]["client_ip"].startswith("127.0.0.1"))
+            self.assertEqual(self.rows(relay, "SELECT COUNT(*) AS n FROM messages"), [{"n": 0}])
+
+        quiet = self.relay({"log_rejected": False})
+        quiet.config["senders"] = {"allowed": ["@contoso.example"]}
+        with quiet:
+            with smtplib.SMTP("127.0.0.1", quiet.port, timeout=10) as s:
+                s.ehlo()
+                self.assertEqual(s.mail("spoof@evil.example")[0], 550)
+            code, text = send_message(quiet.port, SENDER, ["ok@example.com"], message("y", "five@contoso.example"))
+            self.assertEqual(code, 250, text)
+            self.wait_status(quiet, "five@contoso.example", "delivered")
+            self.assertEqual(self.rows(quiet, "SELECT COUNT(*) AS n FROM rejections"), [{"n": 0}])
+
     def test_retention_minus_one_stores_nothing(self):
         relay = self.relay({"retention_days": -1})
         with relay:
