@@ -120,6 +120,24 @@ void TokenCache::invalidate(const std::string& key, const std::string& value) {
   entry.retry_at = {};
 }
 
+TokenCache::Summary TokenCache::summary() const {
+  std::lock_guard lock(mutex_);
+  const auto now = clock_.steadyNow();
+  Summary s;
+  for (const auto& [key, entry] : entries_) {
+    ++s.keys;
+    if (entry.token && now < entry.usable_until) {
+      ++s.with_token;
+      if (!s.soonest_expiry || entry.token->expires_at < *s.soonest_expiry) s.soonest_expiry = entry.token->expires_at;
+    }
+    if (entry.consecutive_failures > 0 && entry.failure) {
+      ++s.failing;
+      s.last_failure = entry.failure->explanation;
+    }
+  }
+  return s;
+}
+
 void TokenCache::clear() {
   std::lock_guard lock(mutex_);
   // Entries are emptied, never erased: a thread waiting for a flight holds a

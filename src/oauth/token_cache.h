@@ -69,6 +69,16 @@ class TokenCache {
   /// flight still delivers its result to its callers and the cache.
   void clear();
 
+  /// What the cache holds, for the status page: every key taken together.
+  struct Summary {
+    std::size_t keys = 0;             // keys asked for so far
+    std::size_t with_token = 0;       // of which hold a token now
+    std::size_t failing = 0;          // of which failed their last fetch
+    std::string last_failure;         // the explanation of one failing key's last failure
+    std::optional<std::chrono::system_clock::time_point> soonest_expiry;  // of the tokens held
+  };
+  Summary summary() const;
+
   /// How long before expiry a token of `lifetime` is refreshed.
   std::chrono::nanoseconds refreshMargin(std::chrono::nanoseconds lifetime) const;
 
@@ -90,7 +100,7 @@ class TokenCache {
 
   const Clock& clock_;
   const TokenCacheOptions options_;
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::condition_variable flight_done_;
   std::map<std::string, Entry> entries_;  // node-based: references stay valid
 };

@@ -85,7 +85,7 @@ void QueueManager::start(const std::vector<Envelope>& recovered) {
   std::size_t held = 0;
   for (const auto& env : recovered) {
     if (queued_.count(env.id) != 0) continue;
-    queued_.emplace(env.id, Entry{now, asciiLower(env.sendingMailbox()), routeOf(env), env.held});
+    queued_.emplace(env.id, Entry{now, asciiLower(env.sendingMailbox()), routeOf(env), env.held, env.arrival});
     if (env.held) {
       ++held;
     } else {
@@ -108,7 +108,7 @@ void QueueManager::enqueue(const Envelope& env, FirstAttemptCallback on_first) {
       return;
     }
     const std::int64_t now = nowSeconds();
-    queued_.emplace(env.id, Entry{now, asciiLower(env.sendingMailbox()), routeOf(env), false});
+    queued_.emplace(env.id, Entry{now, asciiLower(env.sendingMailbox()), routeOf(env), false, env.arrival});
     schedule_.emplace(now, env.id);
     if (on_first) waiters_.insert_or_assign(env.id, std::move(on_first));
   }
@@ -138,6 +138,15 @@ std::size_t QueueManager::runDue() {
 std::size_t QueueManager::queuedCount() const {
   std::lock_guard lock(mutex_);
   return queued_.size();
+}
+
+std::int64_t QueueManager::oldestArrival() const {
+  std::lock_guard lock(mutex_);
+  std::int64_t oldest = 0;
+  for (const auto& [id, entry] : queued_) {
+    if (entry.arrival > 0 && (oldest == 0 || entry.arrival < oldest)) oldest = entry.arrival;
+  }
+  return oldest;
 }
 
 std::size_t QueueManager::inFlightCount() const {

@@ -83,6 +83,8 @@ class QueueManager : public QueueControl {
   /// Test and status hooks.
   std::size_t queuedCount() const;
   std::size_t inFlightCount() const;
+  /// The arrival (unix s) of the oldest queued message; 0 when none.
+  std::int64_t oldestArrival() const;
 
   /// "closed", "open" or "half-open" (cool-down over, probe allowed or
   /// running). Routes never seen are "closed". An empty route is "default".
@@ -132,6 +134,7 @@ class QueueManager : public QueueControl {
     std::string mailbox;   // sender, lower-cased; "" for the null sender
     std::string route;     // envelope.route; "" until routed
     bool held = false;     // not in schedule_ until released
+    std::int64_t arrival = 0;  // unix s, for the status page
   };
   // An attempt in flight: which pacing slot and breaker it holds.
   struct Attempt {
