@@ -55,8 +55,8 @@ std::string lowerFirst(std::string text) {
 
 class ControlServer::Impl {
  public:
-  Impl(std::filesystem::path path, queue::QueueControl& queue)
-      : path_(std::move(path)), queue_(queue), acceptor_(io_) {}
+  Impl(std::filesystem::path path, Handler handler)
+      : path_(std::move(path)), handler_(std::move(handler)), acceptor_(io_) {}
 
   ~Impl() { stop(); }
 
@@ -88,7 +88,7 @@ class ControlServer::Impl {
   static void arm(const std::shared_ptr<Connection>& conn);
 
   std::filesystem::path path_;
-  queue::QueueControl& queue_;
+  Handler handler_;
   // Declared before io_: connections that are still open when io_ goes
   // unregister themselves from it while io_ destroys their coroutines.
   std::set<Connection*> connections_;
@@ -249,9 +249,9 @@ asio::awaitable<void> ControlServer::Impl::serve(std::shared_ptr<Connection> con
         conn->socket, asio::dynamic_buffer(request, kMaxRequestBytes + 2), '\n',
         asio::redirect_error(asio::use_awaitable, ec));
     if (!ec) {
-      reply = handleRequest(std::string_view(request).substr(0, n), queue_);
+      reply = handler_(std::string_view(request).substr(0, n));
     } else if (ec == asio::error::eof && !request.empty()) {
-      reply = handleRequest(request, queue_);  // the client shut down instead of a newline
+      reply = handler_(request);  // the client shut down instead of a newline
     } else if (ec == asio::error::not_found) {
       reply = errorReply("request too long: more than " + std::to_string(kMaxRequestBytes) +
                          " bytes without a newline");
@@ -275,8 +275,11 @@ asio::awaitable<void> ControlServer::Impl::serve(std::shared_ptr<Connection> con
   conn->socket.close(ec);
 }
 
+ControlServer::ControlServer(std::filesystem::path path, Handler handler)
+    : impl_(std::make_unique<Impl>(std::move(path), std::move(handler))) {}
+
 ControlServer::ControlServer(std::filesystem::path path, queue::QueueControl& queue)
-    : impl_(std::make_unique<Impl>(std::move(path), queue)) {}
+    : ControlServer(std::move(path), [&queue](std::string_view request) { return handleRequest(request, queue); }) {}
 
 ControlServer::~ControlServer() {
   stop();

@@ -2,8 +2,10 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "base/result.h"
 
@@ -23,6 +25,12 @@ namespace mb::admin {
 /// its own io_context, so a long `list` never stalls SMTP sessions.
 class ControlServer {
  public:
+  /// Answers one request line (without its newline) with one reply line;
+  /// called on the server's thread, one request at a time.
+  using Handler = std::function<std::string(std::string_view request)>;
+
+  ControlServer(std::filesystem::path path, Handler handler);
+  /// Serves the queue commands only (handleRequest with `queue`).
   ControlServer(std::filesystem::path path, queue::QueueControl& queue);
   ~ControlServer();  // stop()
   ControlServer(const ControlServer&) = delete;

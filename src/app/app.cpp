@@ -2,15 +2,23 @@
 
 #include <systemd/sd-daemon.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <csignal>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <unordered_map>
 #include <vector>
 
+#include "admin/api.h"
 #include "admin/control_server.h"
+#include "admin/http_server.h"
 #include "base/durable_file.h"
 #include "base/log.h"
+#include "base/units.h"
 #include "config/loader.h"
 #include "delivery/gmail/gmail_provider.h"
 #include "delivery/graph/graph_provider.h"
@@ -34,6 +42,7 @@
 #include "queue/file_spool.h"
 #include "queue/queue_manager.h"
 #include "server/smtp_server.h"
+#include "tracker/statistics.h"
 #include "tracker/tracker.h"
 
 namespace mb::app {
@@ -43,11 +52,14 @@ namespace asio = net::asio;
 
 constexpr auto kShutdownGrace = std::chrono::seconds(20);
 
-// What the providers share and must outlive them: HTTP clients (one per
-// provider: each may have its own CA file and proxy) and the token cache.
+// What the providers need and must outlive them: HTTP clients (one per
+// provider: each may have its own CA file and proxy) and a token cache per
+// provider (so that the status page can tell whose tokens fail).
 struct ProviderSupport {
   std::vector<std::unique_ptr<http::CurlClient>> http;
-  std::shared_ptr<oauth::TokenCache> tokens;
+  std::map<std::string, std::shared_ptr<oauth::TokenCache>> tokens;
+  // When a provider's certificate expires (unix s), for the status page.
+  std::map<std::string, std::int64_t> certificate_expires;
   // The provider with auth_mode user_password, if any: SMTP AUTH asks it.
   std::shared_ptr<delivery::graph::UserPasswordSignIn> password_sign_in;
 };
@@ -82,12 +94,12 @@ Result<std::vector<std::unique_ptr<delivery::Provider>>> makeProviders(const con
       case config::ProviderType::Graph: {
         support.http.push_back(std::make_unique<http::CurlClient>(delivery::httpOptionsFor(p)));
         http::HttpClient& client = *support.http.back();
-        if (!support.tokens) support.tokens = std::make_shared<oauth::TokenCache>(clock);
+        auto cache = support.tokens[p.name] = std::make_shared<oauth::TokenCache>(clock);
         if (p.auth_mode == config::GraphAuthMode::UserPassword) {
           auto store = std::make_shared<oauth::FileRefreshTokenStore>(
               delivery::graph::refreshTokenDir(config.server.state_dir));
           auto sign_in =
-              std::make_shared<delivery::graph::UserPasswordSignIn>(p, client, clock, store, support.tokens);
+              std::make_shared<delivery::graph::UserPasswordSignIn>(p, client, clock, store, cache);
           support.password_sign_in = sign_in;
           providers.push_back(std::make_unique<delivery::graph::GraphProvider>(
               p, client, [sign_in](const queue::Envelope& env) { return sign_in->tokensFor(env.auth_user); },
@@ -98,9 +110,12 @@ Result<std::vector<std::unique_ptr<delivery::Provider>>> makeProviders(const con
         if (!credentials) return credentials.error();
         if (credentials->certificate) {
           spdlog::info("provider {}: certificate {}", p.name, credentials->certificate->describe());
+          support.certificate_expires[p.name] =
+              std::chrono::duration_cast<std::chrono::seconds>(credentials->certificate->notAfter().time_since_epoch())
+                  .count();
         }
         std::unique_ptr<oauth::TokenFetcher> fetcher = std::move(credentials->fetcher);
-        auto tokens = std::make_shared<oauth::CachedTokenSource>(support.tokens, std::move(fetcher));
+        auto tokens = std::make_shared<oauth::CachedTokenSource>(cache, std::move(fetcher));
         providers.push_back(std::make_unique<delivery::graph::GraphProvider>(
             p, client, std::move(tokens), scratchDir(config),
             std::max<std::size_t>(1, config.queue.max_in_flight)));
@@ -109,9 +124,9 @@ Result<std::vector<std::unique_ptr<delivery::Provider>>> makeProviders(const con
       case config::ProviderType::Gmail: {
         support.http.push_back(std::make_unique<http::CurlClient>(delivery::httpOptionsFor(p)));
         http::HttpClient& client = *support.http.back();
-        if (!support.tokens) support.tokens = std::make_shared<oauth::TokenCache>(clock);
+        auto cache = support.tokens[p.name] = std::make_shared<oauth::TokenCache>(clock);
         // The service account acts as each sending user: one token each.
-        auto tokens = delivery::googleUserTokens(p, client, support.tokens, clock);
+        auto tokens = delivery::googleUserTokens(p, client, cache, clock);
         if (!tokens) return tokens.error();
         providers.push_back(std::make_unique<delivery::gmail::GmailProvider>(
             p, client, std::move(*tokens), scratchDir(config),
@@ -123,8 +138,8 @@ Result<std::vector<std::unique_ptr<delivery::Provider>>> makeProviders(const con
         if (p.auth == config::SmtpAuth::XOAuth2) {
           // Token requests trust what the SMTP connection trusts (ca_file).
           support.http.push_back(std::make_unique<http::CurlClient>(delivery::httpOptionsFor(p)));
-          if (!support.tokens) support.tokens = std::make_shared<oauth::TokenCache>(clock);
-          auto made = delivery::smtp::makeSmtpTokenSelector(p, *support.http.back(), support.tokens, clock,
+          auto cache = support.tokens[p.name] = std::make_shared<oauth::TokenCache>(clock);
+          auto made = delivery::smtp::makeSmtpTokenSelector(p, *support.http.back(), cache, clock,
                                                             config.server.state_dir);
           if (!made) return made.error();
           selector = std::move(*made);
@@ -174,27 +189,97 @@ tracker::Accepted acceptedEvent(const queue::Envelope& env, std::string header, 
   return a;
 }
 
-// What the mail log keeps of one attempt: each recipient's new state.
-void recordAttempt(tracker::Tracker& log, const queue::Envelope& env, const std::vector<std::size_t>& recipients,
+// When messages were accepted, to the millisecond (the envelope keeps whole
+// seconds), for the delivery times of their first attempt: most mail is
+// delivered then, in well under a second. Entries go with the first attempt's
+// report; beyond kMax (reports that never came), those older than kMaxAge go.
+class AcceptTimes {
+ public:
+  void add(const std::string& id, Clock::WallTime t) {
+    std::lock_guard lock(mutex_);
+    if (times_.size() >= kMax) {
+      std::erase_if(times_, [t](const auto& entry) { return t - entry.second > kMaxAge; });
+      if (times_.size() >= kMax) return;
+    }
+    times_.emplace(id, t);
+  }
+  // The time `id` was accepted, forgotten on the way; nullopt when unknown.
+  std::optional<Clock::WallTime> take(const std::string& id) {
+    std::lock_guard lock(mutex_);
+    const auto it = times_.find(id);
+    if (it == times_.end()) return std::nullopt;
+    const auto t = it->second;
+    times_.erase(it);
+    return t;
+  }
+
+ private:
+  static constexpr std::size_t kMax = 10000;
+  static constexpr auto kMaxAge = std::chrono::minutes(10);
+  std::mutex mutex_;
+  std::unordered_map<std::string, Clock::WallTime> times_;
+};
+
+// What the statistics and the mail log (when on) keep of one attempt: each
+// recipient's new state.
+void recordAttempt(tracker::Statistics& stats, tracker::Tracker* log, AcceptTimes& accept_times,
+                   const queue::Envelope& env, const std::vector<std::size_t>& recipients,
                    const queue::DeliveryResult& result, const Clock& clock) {
+  const auto now = clock.wallNow();
+  const auto accepted = accept_times.take(env.id).value_or(Clock::WallTime(std::chrono::seconds(env.arrival)));
   for (std::size_t i : recipients) {
     const queue::RecipientEntry& rcpt = env.recipients.at(i);
+    const tracker::Status status = rcpt.state == queue::RecipientState::Delivered ? tracker::Status::Delivered
+                                   : rcpt.state == queue::RecipientState::Failed  ? tracker::Status::Bounced
+                                                                                  : tracker::Status::Deferred;
+    const auto taken = now - accepted;
+    stats.outcome(result.provider, status, std::chrono::duration_cast<std::chrono::milliseconds>(taken),
+                  rcpt.smtp_code, rcpt.enhanced, rcpt.last_error);
+    if (log == nullptr) continue;
     tracker::Outcome o;
     o.id = env.id;
     o.index = i;
     o.recipient = rcpt.address;
     o.attempt = env.attempts;
-    o.time = clock.wallNow();
-    o.status = rcpt.state == queue::RecipientState::Delivered ? tracker::Status::Delivered
-               : rcpt.state == queue::RecipientState::Failed  ? tracker::Status::Bounced
-                                                              : tracker::Status::Deferred;
+    o.time = now;
+    o.status = status;
     o.provider = result.provider;
     o.remote_id = result.remote_id;
     o.code = rcpt.smtp_code;
     o.enhanced = rcpt.enhanced;
     o.error = rcpt.last_error;
-    log.outcome(std::move(o));
+    log->outcome(std::move(o));
   }
+}
+
+// Whether the queue directory takes a new file, and has the room the
+// server asks for before it accepts MAIL.
+std::string queueProblem(const config::Config& config, const std::filesystem::path& queue_dir) {
+  const auto free = fs::freeSpace(config.server.state_dir);
+  if (!free) return free.error().message;
+  if (const std::uint64_t floor = config::freeSpaceFloor(config.queue, config.smtp); floor > 0 && *free < floor) {
+    return formatSize(*free) + " free, below the " + formatSize(floor) + " needed to accept mail";
+  }
+  const std::filesystem::path probe = queue_dir / ".ready-probe.tmp";
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return Error::fromErrno("cannot create a file in " + queue_dir.string(), errno).message;
+  ::close(fd);
+  ::unlink(probe.c_str());
+  return {};
+}
+
+const char* providerTypeName(config::ProviderType t) {
+  switch (t) {
+    case config::ProviderType::Outbox:
+      return "outbox";
+    case config::ProviderType::Graph:
+      return "graph";
+    case config::ProviderType::Gmail:
+      return "gmail";
+    case config::ProviderType::Smtp:
+      return "smtp";
+  }
+  return "outbox";
 }
 
 // Waits until every session has ended or the grace period is over, then
@@ -279,6 +364,10 @@ config::Config keepRestartOnly(const config::Config& running, config::Config nex
     restart("tracker");
     next.tracker = running.tracker;
   }
+  if (running.admin != next.admin) {
+    restart("admin");
+    next.admin = running.admin;
+  }
   if (next.logging.format != running.logging.format) {
     restart("logging.format");
     next.logging.format = running.logging.format;
@@ -340,7 +429,7 @@ int App::run() {
   }
 
   std::shared_ptr<net::TlsContextHolder> tls;
-  if (anyTlsListener(config_)) {
+  if (anyTlsListener(config_) || (config_.admin.enabled && config_.admin.tls)) {
     auto ctx = net::load(tlsSource(config_));
     if (!ctx) {
       spdlog::critical("TLS certificate: {}", ctx.error().message);
@@ -375,16 +464,16 @@ int App::run() {
   delivery::Router router(std::move(providers).value(), [route_of](const queue::DeliveryJob& job) {
     return route_of(job.envelope, job.recipients);
   });
-  // Before the queue and the server, which report to it: it outlives both.
+  // Before the queue and the server, which report to them: they outlive both.
   std::unique_ptr<tracker::Tracker> mail_log = openMailLog(config_, clock_);
+  tracker::Statistics stats(clock_);
+  AcceptTimes accept_times;
   queue::QueueManager queue_manager(config_.queue, spool, router, clock_);
-  if (mail_log) {
-    queue_manager.setAttemptObserver([log = mail_log.get(), this](const queue::Envelope& env,
-                                                                 const std::vector<std::size_t>& recipients,
-                                                                 const queue::DeliveryResult& result) {
-      recordAttempt(*log, env, recipients, result, clock_);
-    });
-  }
+  queue_manager.setAttemptObserver([log = mail_log.get(), &stats, &accept_times, this](
+                                       const queue::Envelope& env, const std::vector<std::size_t>& recipients,
+                                       const queue::DeliveryResult& result) {
+    recordAttempt(stats, log, accept_times, env, recipients, result, clock_);
+  });
   queue_manager.setRouteFunction(
       [route_of](const queue::Envelope& env) { return route_of(env, env.pendingRecipients()); });
   queue::Bouncer bouncer(config_.queue, config_.server.hostname, spool, clock_,
@@ -401,24 +490,27 @@ int App::run() {
       },
       clock_, tls);
   server.setHeaderFromParser([](std::string_view header) { return mime::headerFromAddress(header); });
-  if (mail_log) {
-    server.setAcceptedObserver([log = mail_log.get(), this](const queue::Envelope& env, std::string header) {
-      log->accepted(acceptedEvent(env, std::move(header), clock_));
-    });
-    server.setRefusalObserver([log = mail_log.get(), this](server::SmtpServer::Refusal r) {
-      tracker::Rejected event;
-      event.time = clock_.wallNow();
-      event.client_ip = std::move(r.client_ip);
-      event.auth_user = std::move(r.auth_user);
-      event.listener = std::move(r.listener);
-      event.sender = std::move(r.sender);
-      event.recipients = std::move(r.recipients);
-      event.code = r.code;
-      event.enhanced = std::move(r.enhanced);
-      event.reason = std::move(r.reason);
-      log->rejected(std::move(event));
-    });
-  }
+  server.setAcceptedObserver([log = mail_log.get(), &stats, &accept_times, this](const queue::Envelope& env,
+                                                                                std::string header) {
+    stats.accepted();
+    accept_times.add(env.id, clock_.wallNow());
+    if (log != nullptr) log->accepted(acceptedEvent(env, std::move(header), clock_));
+  });
+  server.setRefusalObserver([log = mail_log.get(), &stats, this](server::SmtpServer::Refusal r) {
+    stats.rejected(r.reason);
+    if (log == nullptr) return;
+    tracker::Rejected event;
+    event.time = clock_.wallNow();
+    event.client_ip = std::move(r.client_ip);
+    event.auth_user = std::move(r.auth_user);
+    event.listener = std::move(r.listener);
+    event.sender = std::move(r.sender);
+    event.recipients = std::move(r.recipients);
+    event.code = r.code;
+    event.enhanced = std::move(r.enhanced);
+    event.reason = std::move(r.reason);
+    log->rejected(std::move(event));
+  });
   if (auto sign_in = provider_support.password_sign_in) {
     server.setPasswordVerifier([sign_in](const std::string& user, const std::string& password) {
       switch (sign_in->verify(user, password)) {
@@ -441,10 +533,64 @@ int App::run() {
   // again when its attempt starts; the full envelopes of a large backlog
   // need not stay in memory for the life of the process.
   std::vector<queue::Envelope>().swap(*recovered);
-  admin::ControlServer control(config_.server.state_dir / "control.sock", queue_manager);
+  // The live state for the status page, /metrics and /healthz/ready:
+  // counters and flags only, read on each request.
+  auto live = [this, &queue_manager, &spool, &provider_support, log = mail_log.get()]() {
+    admin::LiveStatus l;
+    l.version = MB_VERSION;
+    l.queue_depth = queue_manager.queuedCount();
+    l.in_flight = queue_manager.inFlightCount();
+    l.oldest_arrival = queue_manager.oldestArrival();
+    l.queue_problem = queueProblem(config_, spool.queueDir());
+    l.queue_writable = l.queue_problem.empty();
+    for (const auto& p : config_.providers) {
+      admin::ProviderState state;
+      state.name = p.name;
+      state.type = providerTypeName(p.type);
+      state.breaker = queue_manager.breakerState(p.name);
+      if (const auto it = provider_support.tokens.find(p.name); it != provider_support.tokens.end()) {
+        const oauth::TokenCache::Summary t = it->second->summary();
+        state.token = t.failing > 0 ? "failing" : t.with_token > 0 ? "ok" : "not yet";
+        state.token_error = t.last_failure;
+        if (t.soonest_expiry) {
+          state.token_expires =
+              std::chrono::duration_cast<std::chrono::seconds>(t.soonest_expiry->time_since_epoch()).count();
+        }
+      }
+      state.secret_expires = p.client_secret_expires;
+      if (const auto it = provider_support.certificate_expires.find(p.name);
+          it != provider_support.certificate_expires.end()) {
+        state.secret_expires = it->second;
+      }
+      l.providers.push_back(std::move(state));
+    }
+    l.tracker_enabled = log != nullptr;
+    if (log != nullptr) l.tracker = log->health();
+    return l;
+  };
+  admin::Api api(queue_manager, mail_log.get(), stats, live);
+  admin::ControlServer control(config_.server.state_dir / "control.sock",
+                               [&api](std::string_view request) { return api.handle(request); });
   if (Status st = control.start(); !st) {
     spdlog::critical("{}", st.error().message);
     return 1;
+  }
+  std::unique_ptr<admin::HttpServer> admin_http;
+  if (config_.admin.enabled) {
+    admin::HttpServer::Options options;
+    options.host = config_.admin.host;
+    options.port = config_.admin.port;
+    if (config_.admin.tls) options.tls = tls;
+    options.password_hash = config_.admin.password_hash;
+    options.api_token = config_.admin.api_token.reveal();
+    options.public_metrics = config_.admin.public_metrics;
+    options.public_health = config_.admin.public_health;
+    options.session_timeout = config_.admin.session_timeout;
+    admin_http = std::make_unique<admin::HttpServer>(std::move(options), api, clock_);
+    if (Status st = admin_http->start(); !st) {
+      spdlog::critical("{}", st.error().message);
+      return 1;
+    }
   }
 
   asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
@@ -505,6 +651,7 @@ int App::run() {
   spdlog::info("ready");
   io.run();
 
+  if (admin_http) admin_http->stop();
   control.stop();
   queue_manager.stop();
   // A commit still under way when the grace ran out calls back into the

@@ -20,6 +20,7 @@
 #include "cli/provider_command.h"
 #include "cli/route_command.h"
 #include "cli/terminal.h"
+#include "cli/log_command.h"
 #include "cli/queue_command.h"
 #include "config/loader.h"
 #include "demo_config.h"
@@ -122,6 +123,7 @@ int main(int argc, char** argv) {
   auto* version = cli.add_subcommand("version", "Print the version and exit.");
 
   mb::cli::QueueCommand queue_cmd(cli);
+  mb::cli::LogCommand log_cmd(cli);
   mb::cli::ProviderCommands provider_cmds(cli);
   mb::cli::OAuthCommand oauth_cmd(cli);
   mb::cli::RouteCommand route_cmd(cli);
@@ -131,7 +133,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     const int rc = cli.exit(e);
     // `queue` promises 2 for a usage error; the others keep CLI11's codes.
-    return rc != 0 && (queue_cmd.parsed() || provider_cmds.parsed() || oauth_cmd.parsed() || route_cmd.parsed())
+    return rc != 0 && (queue_cmd.parsed() || log_cmd.parsed() || provider_cmds.parsed() || oauth_cmd.parsed() || route_cmd.parsed())
                ? mb::cli::QueueCommand::kUsage
                : rc;
   }
@@ -144,6 +146,8 @@ int main(int argc, char** argv) {
   if (hash->parsed()) return hashPassword();
 
   if (queue_cmd.parsed()) return queue_cmd.run();
+
+  if (log_cmd.parsed()) return log_cmd.run();
 
   if (provider_cmds.parsed()) return provider_cmds.run();
 

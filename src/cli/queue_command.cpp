@@ -1,12 +1,10 @@
 #include "cli/queue_command.h"
 
 #include <chrono>
-#include <exception>
-#include <filesystem>
 #include <iostream>
 
 #include "admin/control_server.h"
-#include "config/loader.h"
+#include "cli/control_client.h"
 #include "queue/envelope.h"
 
 namespace mb::cli {
@@ -92,29 +90,10 @@ int QueueCommand::run() {
     return kUsage;
   }
 
-  std::filesystem::path socket = socket_path_;
-  if (socket.empty()) {
-    if (config_path_.empty()) {
-      std::cerr << "queue: give --config FILE (the daemon's configuration) or --socket PATH\n";
-      return kUsage;
-    }
-    try {
-      // Only the state directory is needed: secrets that live in the
-      // service's systemd credentials or environment are not looked for.
-      socket = config::loadConfigFile(config_path_, {.read_secrets = false}).server.state_dir /
-               "control.sock";
-    } catch (const config::ConfigError& e) {
-      for (const auto& issue : e.issues()) std::cerr << issue.format() << '\n';
-      std::cerr << e.issues().size() << (e.issues().size() == 1 ? " error" : " errors")
-                << " in the configuration (--socket PATH reaches the daemon without it)\n";
-      return kUsage;
-    } catch (const std::exception& e) {
-      std::cerr << "queue: " << config_path_ << ": " << e.what() << '\n';
-      return kUsage;
-    }
-  }
+  const auto socket = controlSocket("queue", config_path_, socket_path_);
+  if (!socket) return kUsage;
 
-  auto line = admin::controlRequest(socket, admin::makeRequest(command, id_));
+  auto line = admin::controlRequest(*socket, admin::makeRequest(command, id_));
   if (!line) {
     std::cerr << "queue: " << line.error().message << '\n';
     return kUnreachable;

@@ -185,6 +185,7 @@ struct ProviderConfig {
   std::string tenant_id;                // GUID or domain (contoso.onmicrosoft.com)
   std::string client_id;                // the app registration's application id
   Secret client_secret;                 // client_secret / _file / _credential / ${ENV}
+  std::int64_t client_secret_expires = 0;  // unix s of the given date (UTC midnight); 0: not given
   std::filesystem::path cert_file;      // instead of the secret: PEM certificate ...
   std::filesystem::path key_file;       // ... and key (default: cert_file)
   std::filesystem::path pkcs12_file;    // or a PKCS#12 file
@@ -255,6 +256,21 @@ struct TrackerConfig {
   bool operator==(const TrackerConfig&) const = default;
 };
 
+/// `admin:` — the admin HTTP server: JSON API, /metrics, /healthz.
+struct AdminConfig {
+  bool enabled = true;                  // address: off → false
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8025;            // 0 = any free port (tests)
+  bool tls = false;                     // HTTPS with the `tls:` certificate
+  std::string password_hash;            // argon2id; empty: no password sign-in
+  Secret api_token;                     // api_token / _file / _credential; empty: none
+  bool public_metrics = false;          // /metrics without authentication
+  bool public_health = true;            // /healthz and /healthz/ready without authentication
+  std::chrono::seconds session_timeout{1800};  // idle; a session lasts 12 h at most
+
+  bool operator==(const AdminConfig&) const = default;
+};
+
 enum class LogFormat { Text, Json };
 
 /// `logging:`
@@ -291,6 +307,7 @@ struct Config {
   std::vector<ProviderConfig> providers;
   std::vector<RouteConfig> routes;      // in order; none matching: the first provider
   TrackerConfig tracker;
+  AdminConfig admin;
   LoggingConfig logging;
 };
 

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -252,6 +253,18 @@ std::optional<std::uint64_t> readSize(const Fields& f, std::string_view name, st
     return std::nullopt;
   }
   return *size;
+}
+
+// "2027-06-30" → unix seconds of that day's midnight UTC.
+std::optional<std::int64_t> parseDate(std::string_view text) {
+  if (text.size() != 10 || text[4] != '-' || text[7] != '-') return std::nullopt;
+  tm t{};
+  const std::string s(text);
+  const char* end = ::strptime(s.c_str(), "%Y-%m-%d", &t);
+  if (end == nullptr || *end != '\0') return std::nullopt;
+  const time_t v = ::timegm(&t);
+  if (v <= 0) return std::nullopt;
+  return static_cast<std::int64_t>(v);
 }
 
 // A duration from `min` to `max`; in whole seconds unless `whole_seconds` is
@@ -989,7 +1002,8 @@ Keys graphKeys() {
   static const auto secret = secretKeyNames("client_secret");
   static const auto password = secretKeyNames("pkcs12_password");
   Keys keys{"auth_mode", "user", "tenant_id", "client_id", "cert_file", "key_file", "pkcs12_file", "cloud",
-            "login_endpoint", "graph_endpoint", "ca_file", "proxy", "timeout", "save_to_sent"};
+            "login_endpoint", "graph_endpoint", "ca_file", "proxy", "timeout", "save_to_sent",
+            "client_secret_expires"};
   keys.insert(keys.end(), secret.begin(), secret.end());
   keys.insert(keys.end(), password.begin(), password.end());
   return keys;
@@ -1142,6 +1156,18 @@ void readEntraSignIn(const Fields& f, ProviderConfig& p, bool& ok, std::string_v
                          "client_secret_credential), or a certificate (cert_file and key_file, or pkcs12_file)");
     ok = false;
   }
+  if (given("client_secret_expires") && !has_secret) {
+    f.bad("client_secret_expires", "only with a client secret (a certificate's expiry is read from it)");
+    ok = false;
+  } else if (auto d = readString(f, "client_secret_expires", "a date such as 2027-06-30")) {
+    if (auto t = parseDate(*d)) {
+      p.client_secret_expires = *t;
+    } else {
+      f.bad("client_secret_expires", "expected a date such as 2027-06-30 (the secret's expiry in the Entra portal), got " +
+                                         inQuotes(*d));
+      ok = false;
+    }
+  }
 
   const Choices<Cloud> clouds{{"global", Cloud::Global},
                               {"usgov", Cloud::UsGov},
@@ -1208,7 +1234,7 @@ Keys smtpEntraKeys() {
   static const auto secret = secretKeyNames("client_secret");
   static const auto password = secretKeyNames("pkcs12_password");
   Keys keys{"tenant_id", "client_id", "cert_file", "key_file", "pkcs12_file", "cloud", "login_endpoint",
-            "auth_mode", "user"};
+            "auth_mode", "user", "client_secret_expires"};
   keys.insert(keys.end(), secret.begin(), secret.end());
   keys.insert(keys.end(), password.begin(), password.end());
   return keys;
@@ -1658,6 +1684,47 @@ void readTracker(const Fields& top, TrackerConfig& out) {
   if (auto v = readBool(*f, "log_rejected")) out.log_rejected = *v;
 }
 
+void readAdmin(const Fields& top, AdminConfig& out) {
+  const auto token = secretKeyNames("api_token");
+  auto f = openSection(top, "admin",
+                       {"address", "tls", "password_hash", "public_metrics", "public_health", "session_timeout",
+                        token[0], token[1], token[2]});
+  if (!f) return;
+  constexpr std::string_view kExpected = "HOST:PORT such as 127.0.0.1:8025, or off";
+  if (auto a = readString(*f, "address", kExpected)) {
+    if (iequals(*a, "off")) {
+      out.enabled = false;
+    } else if (auto hp = parseHostPort(*a)) {
+      out.host = hp->host;
+      out.port = hp->port;
+    } else {
+      f->bad("address", hp.error().message + "; expected " + std::string(kExpected));
+    }
+  }
+  if (auto v = readBool(*f, "tls")) out.tls = *v;
+  // Never quote this value: a plain password pasted here by mistake must
+  // not end up in a message.
+  if (auto h = readString(*f, "password_hash", "an argon2id hash")) {
+    if (Status st = policy::UserStore::validateHash(*h); !st) {
+      f->bad("password_hash", st.error().message + "; " + std::string(kHashHint));
+    } else {
+      out.password_hash = *h;
+    }
+  }
+  if (auto secret = resolveSecret(f->ctx(), f->node(), f->path(), "api_token", false)) {
+    if (f->ctx().readSecrets() && secret->reveal().size() < 16) {
+      f->bad("api_token", "too short: use at least 16 characters, e.g. from `openssl rand -base64 32`");
+    } else {
+      out.api_token = std::move(*secret);
+    }
+  }
+  if (auto v = readBool(*f, "public_metrics")) out.public_metrics = *v;
+  if (auto v = readBool(*f, "public_health")) out.public_health = *v;
+  if (auto v = readDuration(*f, "session_timeout", std::chrono::minutes(1), std::chrono::hours(12), true)) {
+    out.session_timeout = std::chrono::duration_cast<seconds>(*v);
+  }
+}
+
 // `routes:` after listeners and providers, whose names the rules use.
 void readRoutes(const Fields& top, Config& cfg) {
   if (top.find("routes") == nullptr) return;
@@ -1709,7 +1776,7 @@ Config readConfig(LoadContext& ctx, const YAML::Node& root) {
   Config cfg;
   cfg.source = ctx.file();
   const Keys sections{"server",     "listeners", "tls",       "smtp",   "access",  "auth",   "senders",
-                      "recipients", "queue",     "providers", "routes", "tracker", "logging"};
+                      "recipients", "queue",     "providers", "routes", "tracker", "admin",  "logging"};
   if (!root.IsNull() && !root.IsMap()) {
     ctx.add(root, "",
             std::string("expected a mapping with the sections ") + joinNames(sections) + ", got " +
@@ -1729,6 +1796,7 @@ Config readConfig(LoadContext& ctx, const YAML::Node& root) {
   readProviders(top, cfg.providers);
   readRoutes(top, cfg);
   readTracker(top, cfg.tracker);
+  readAdmin(top, cfg.admin);
   readLogging(top, cfg.logging);
   return cfg;
 }

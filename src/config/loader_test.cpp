@@ -771,6 +771,67 @@ TEST(ConfigLoader, TrackerRetention) {
               "got nothing");
 }
 
+TEST(ConfigLoader, AdminSettings) {
+  const std::string p = kProviders;
+  const Config d = load(p);
+  EXPECT_TRUE(d.admin.enabled);
+  EXPECT_EQ(d.admin.host, "127.0.0.1");
+  EXPECT_EQ(d.admin.port, 8025);
+  EXPECT_FALSE(d.admin.tls);
+  EXPECT_TRUE(d.admin.password_hash.empty());
+  EXPECT_TRUE(d.admin.api_token.empty());
+  EXPECT_FALSE(d.admin.public_metrics);
+  EXPECT_TRUE(d.admin.public_health);
+  EXPECT_EQ(d.admin.session_timeout, seconds(1800));
+
+  const Config c = load(std::string("admin:\n  address: '[::1]:9090'\n  tls: true\n  password_hash: '") + kHash +
+                        "'\n  api_token: 0123456789abcdef0123\n  public_metrics: yes\n  public_health: no\n"
+                        "  session_timeout: 2h\n" + p);
+  EXPECT_TRUE(c.admin.enabled);
+  EXPECT_EQ(c.admin.host, "::1");
+  EXPECT_EQ(c.admin.port, 9090);
+  EXPECT_TRUE(c.admin.tls);
+  EXPECT_EQ(c.admin.password_hash, kHash);
+  EXPECT_EQ(c.admin.api_token.reveal(), "0123456789abcdef0123");
+  EXPECT_TRUE(c.admin.public_metrics);
+  EXPECT_FALSE(c.admin.public_health);
+  EXPECT_EQ(c.admin.session_timeout, seconds(7200));
+
+  EXPECT_FALSE(load("admin:\n  address: off\n" + p).admin.enabled);
+  EXPECT_EQ(load("admin:\n  address: localhost:0\n" + p).admin.port, 0);
+}
+
+TEST(ConfigLoader, ClientSecretExpiry) {
+  const std::string graph =
+      "providers:\n  - name: m365\n    type: graph\n    tenant_id: contoso.onmicrosoft.com\n"
+      "    client_id: 00000000-0000-0000-0000-000000000001\n";
+  const Config c = load(graph + "    client_secret: s3cret\n    client_secret_expires: 2027-06-30\n");
+  EXPECT_EQ(c.providers[0].client_secret_expires, 1814313600);  // 2027-06-30T00:00:00Z
+  EXPECT_EQ(load(graph + "    client_secret: s3cret\n").providers[0].client_secret_expires, 0);
+  expectIssue(graph + "    client_secret: s3cret\n    client_secret_expires: 30.6.2027\n", 7, 28,
+              "providers[0].client_secret_expires", "expected a date such as 2027-06-30");
+  expectIssue(graph + "    client_secret: s3cret\n    client_secret_expires: 2027-02-30x\n", 7, 28,
+              "providers[0].client_secret_expires", "expected a date");
+}
+
+TEST(ConfigLoader, AdminErrors) {
+  const std::string p = kProviders;
+  expectIssue("admin:\n  address: 8025\n" + p, 2, 12, "admin.address", "missing ':PORT'");
+  expectIssue("admin:\n  address: admin.example:8025\n" + p, 2, 12, "admin.address",
+              "host names are not resolved");
+  expectIssue("admin:\n  password_hash: secret123\n" + p, 2, 18, "admin.password_hash",
+              "create one with `mailbridge hash-password`");
+  // The value itself is never repeated.
+  for (const auto& issue : issuesOf("admin:\n  password_hash: secret123\n" + p)) {
+    EXPECT_EQ(issue.message.find("secret123"), std::string::npos) << issue.message;
+  }
+  expectIssue("admin:\n  api_token: short\n" + p, 2, 14, "admin.api_token", "too short");
+  expectIssue("admin:\n  session_timeout: 10s\n" + p, 2, 20, "admin.session_timeout",
+              "expected a duration from 1m to 12h");
+  expectIssue("admin:\n  public_metric: true\n" + p, 2, 3, "admin.public_metric",
+              "unknown key; did you mean 'public_metrics'?");
+}
+
 TEST(ConfigLoader, TrackerErrors) {
   const std::string p = kProviders;
   expectIssue("tracker:\n  masking: bogus\n" + p, 2, 12, "tracker.masking",
@@ -1212,7 +1273,7 @@ TEST(ConfigLoader, UnknownKeysFarFromAnyListTheValidOnes) {
               "unknown key; valid keys are: retry_delay, max_retry_delay, max_in_flight");
   expectIssue(std::string("metrics:\n  port: 9090\n") + kProviders, 1, 1, "metrics",
               "valid keys are: server, listeners, tls, smtp, access, auth, senders, recipients, "
-              "queue, providers, routes, tracker, logging");
+              "queue, providers, routes, tracker, admin, logging");
   expectIssue(std::string("tls:\n  cert: x\n") + kProviders, 2, 3, "tls.cert",
               "valid keys are: cert_file, key_file, pkcs12_file, pkcs12_password, "
               "pkcs12_password_file, pkcs12_password_credential");

@@ -101,6 +101,35 @@ TEST(TokenCache, RefreshMarginRule) {
   EXPECT_EQ(cache.refreshMargin(-5s), 0s);
 }
 
+TEST(TokenCache, SummaryCountsTokensAndFailures) {
+  ManualClock clock;
+  TokenCache cache(clock);
+  EXPECT_EQ(cache.summary().keys, 0u);
+  FakeFetcher good(clock, 3600s);
+  FakeFetcher bad(clock, 600s);
+  ASSERT_TRUE(cache.get("good", good));
+  bad.failWith(false);
+  ASSERT_FALSE(cache.get("bad", bad));
+  auto s = cache.summary();
+  EXPECT_EQ(s.keys, 2u);
+  EXPECT_EQ(s.with_token, 1u);
+  EXPECT_EQ(s.failing, 1u);
+  EXPECT_EQ(s.last_failure, "fake failure");
+  ASSERT_TRUE(s.soonest_expiry);
+  EXPECT_EQ(*s.soonest_expiry, clock.wallNow() + 3600s);
+
+  // A later success clears the failure; an expired token is not counted.
+  clock.advance(120s);
+  ASSERT_TRUE(cache.get("bad", bad));
+  s = cache.summary();
+  EXPECT_EQ(s.failing, 0u);
+  EXPECT_EQ(s.with_token, 2u);
+  EXPECT_EQ(*s.soonest_expiry, clock.wallNow() + 600s);
+  clock.advance(3600s);
+  EXPECT_EQ(cache.summary().with_token, 0u);
+  EXPECT_FALSE(cache.summary().soonest_expiry);
+}
+
 TEST(TokenCache, SecondCallMakesNoRequest) {
   ManualClock clock;
   TokenCache cache(clock);

@@ -40,6 +40,8 @@ def base_config(state_dir, outbox, **overrides):
                    "anonymous_networks": ["127.0.0.0/8", "::1/128"]},
         "providers": [{"name": "outbox", "type": "outbox", "directory": str(outbox)}],
         "logging": {"level": "debug", "format": "text"},
+        # Port 0: relays of tests running side by side never share a port.
+        "admin": {"address": "127.0.0.1:0"},
     }
     for section, value in overrides.items():
         if isinstance(value, dict) and isinstance(cfg.get(section), dict):
