@@ -401,7 +401,10 @@ asio::awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> conn) 
                     printable(std::string(req.target()), 200), response.status, conn->peer);
     }
     if (stopping_) keep_alive = false;
-    const std::string out = serialize(response, keep_alive);
+    std::string out = serialize(response, keep_alive);
+    // A HEAD answer has the GET answer's headers (Content-Length included), no body.
+    if (!refusal && parser.get().method() == http::verb::head)
+      out.resize(out.size() - response.body.size());
     co_await conn->stream.write(out, ec);
     if (ec || !keep_alive) break;
   }

@@ -368,6 +368,11 @@ config::Config keepRestartOnly(const config::Config& running, config::Config nex
     restart("admin");
     next.admin = running.admin;
   }
+  if (next.logging.file != running.logging.file || next.logging.retention_days != running.logging.retention_days) {
+    restart("logging.file and logging.retention_days");
+    next.logging.file = running.logging.file;
+    next.logging.retention_days = running.logging.retention_days;
+  }
   if (next.logging.format != running.logging.format) {
     restart("logging.format");
     next.logging.format = running.logging.format;
@@ -388,9 +393,18 @@ App::App(config::Config config, Clock& clock, Reloader reload)
     : config_(std::move(config)), clock_(clock), reload_(std::move(reload)) {}
 
 int App::run() {
-  log::init(config_.logging.level,
-            config_.logging.format == config::LogFormat::Json ? log::Format::Json
-                                                              : log::Format::Text);
+  const log::Format log_format =
+      config_.logging.format == config::LogFormat::Json ? log::Format::Json : log::Format::Text;
+  if (config_.logging.writesFile()) {
+    if (Status st = log::init(config_.logging.level, log_format,
+                              log::LogFile{config_.logging.file, config_.logging.retention_days});
+        !st) {
+      spdlog::critical("{}", st.error().message);
+      return 1;
+    }
+  } else {
+    log::init(config_.logging.level, log_format);
+  }
   spdlog::info("mailbridge {} starting with {}", MB_VERSION, config_.source);
   if (config_.access.open_relay) {
     spdlog::warn("access.open_relay is true: any client that can connect may relay mail");
@@ -646,6 +660,24 @@ int App::run() {
         asio::co_spawn(io, drainSessions(io, server), asio::detached);
       };
   signals.async_wait(on_signal);
+
+  // Old daily log files go at start and then hourly (a day's file ends at
+  // local midnight; an hourly look needs no clock arithmetic).
+  asio::steady_timer log_purge(io);
+  std::function<void(const boost::system::error_code&)> purge_logs = [&](const boost::system::error_code& ec) {
+    if (ec) return;
+    if (config_.logging.writesFile()) {
+      auto n = log::purgeLogFiles(config_.logging.file, config_.logging.retention_days, clock_.wallNow());
+      if (!n) {
+        spdlog::warn("log files: {}", n.error().message);
+      } else if (*n > 0) {
+        spdlog::info("log files: deleted {} older than {} days", *n, config_.logging.retention_days);
+      }
+    }
+    log_purge.expires_after(std::chrono::hours(1));
+    log_purge.async_wait(purge_logs);
+  };
+  purge_logs({});
 
   sd_notify(0, "READY=1");
   spdlog::info("ready");

@@ -277,6 +277,14 @@ enum class LogFormat { Text, Json };
 struct LoggingConfig {
   std::string level = "info";           // trace debug info warn error critical off
   LogFormat format = LogFormat::Text;
+  // A daily log file besides stderr (the date goes before the extension);
+  // empty: none.
+  std::filesystem::path file;
+  // Days to keep log files: -1 writes none, 0 keeps them forever, N deletes
+  // those older than N days (at start and hourly).
+  int retention_days = 30;
+
+  bool writesFile() const { return !file.empty() && retention_days != -1; }
 };
 
 /// The whole file. Relative paths are already resolved against the directory

@@ -1646,7 +1646,7 @@ void readProviders(const Fields& top, std::vector<ProviderConfig>& out) {
 }
 
 void readLogging(const Fields& top, LoggingConfig& out) {
-  auto f = openSection(top, "logging", {"level", "format"});
+  auto f = openSection(top, "logging", {"level", "format", "file", "retention_days"});
   if (!f) return;
   const Keys levels{"trace", "debug", "info", "warn", "error", "critical", "off"};
   if (auto s = readScalar(*f, "level", "one of: " + joinNames(levels))) {
@@ -1661,6 +1661,12 @@ void readLogging(const Fields& top, LoggingConfig& out) {
   if (auto v = readChoice<LogFormat>(*f, "format",
                                      {{"text", LogFormat::Text}, {"json", LogFormat::Json}})) {
     out.format = *v;
+  }
+  if (auto p = readPath(*f, "file")) out.file = *p;
+  if (auto v = readInt(*f, "retention_days", -1, 36500,
+                       "-1 (write no log file), 0 (keep log files forever) or a number of days from 1 to "
+                       "36500")) {
+    out.retention_days = static_cast<int>(*v);
   }
 }
 

@@ -814,6 +814,22 @@ TEST(ConfigLoader, ClientSecretExpiry) {
               "providers[0].client_secret_expires", "expected a date");
 }
 
+TEST(ConfigLoader, LogFileAndItsRetention) {
+  const std::string p = kProviders;
+  const Config d = load(p);
+  EXPECT_TRUE(d.logging.file.empty());
+  EXPECT_EQ(d.logging.retention_days, 30);
+  EXPECT_FALSE(d.logging.writesFile());
+  const Config c = load("logging:\n  file: log/mailbridge.log\n  retention_days: 14\n" + p);
+  EXPECT_EQ(c.logging.file, "/etc/mailbridge/log/mailbridge.log");
+  EXPECT_EQ(c.logging.retention_days, 14);
+  EXPECT_TRUE(c.logging.writesFile());
+  EXPECT_FALSE(load("logging:\n  file: /var/log/mb.log\n  retention_days: -1\n" + p).logging.writesFile());
+  EXPECT_TRUE(load("logging:\n  file: /var/log/mb.log\n  retention_days: 0\n" + p).logging.writesFile());
+  expectIssue("logging:\n  retention_days: -3\n" + p, 2, 19, "logging.retention_days",
+              "-1 (write no log file), 0 (keep log files forever) or a number of days");
+}
+
 TEST(ConfigLoader, AdminErrors) {
   const std::string p = kProviders;
   expectIssue("admin:\n  address: 8025\n" + p, 2, 12, "admin.address", "missing ':PORT'");

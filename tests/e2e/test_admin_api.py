@@ -362,6 +362,25 @@ class AdminApiTest(MicrosoftTestCase):
         self.assertEqual(db.execute("SELECT COUNT(*) FROM events").fetchone()[0], 1)
         db.close()
 
+    def test_log_files_and_their_retention(self):
+        relay = self.relay()
+        logs = relay.dir / "logs"
+        logs.mkdir()
+        today = time.strftime("%Y-%m-%d")
+        yesterday = time.strftime("%Y-%m-%d", time.localtime(time.time() - 86400))
+        for name in ("mailbridge_2020-01-01.log", "mailbridge_%s.log" % yesterday, "notes.txt"):
+            (logs / name).write_text("old\n")
+        relay.config["logging"]["file"] = str(logs / "mailbridge.log")
+        relay.config["logging"]["retention_days"] = 3
+        with relay:
+            deadline = time.monotonic() + 10
+            while (logs / "mailbridge_2020-01-01.log").exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            self.assertEqual(sorted(p.name for p in logs.iterdir()),
+                             sorted({"mailbridge_%s.log" % yesterday, "mailbridge_%s.log" % today, "notes.txt"}))
+            self.assertIn("ready", (logs / ("mailbridge_%s.log" % today)).read_text())
+            self.assertIn("deleted 1 older than 3 days", relay.log())
+
     def test_admin_off_and_tls(self):
         off = self.relay(admin={"address": "off"})
         with off:
