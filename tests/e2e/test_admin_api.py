@@ -7,6 +7,7 @@ the circuit breakers; retention purges old rows at start."""
 
 import http.client
 import json
+import os
 import smtplib
 import sqlite3
 import subprocess
@@ -14,7 +15,9 @@ import time
 import unittest
 
 import prometheus_text
-from harness import BINARY, Relay, hash_password, send_message
+from pathlib import Path
+
+from harness import BINARY, Relay, hash_password, preload_env, send_message
 from microsoft import CLIENT, SENDER, TENANT, MicrosoftTestCase
 
 SECRET = "graph-secret-value-1"
@@ -380,6 +383,42 @@ class AdminApiTest(MicrosoftTestCase):
                              sorted({"mailbridge_%s.log" % yesterday, "mailbridge_%s.log" % today, "notes.txt"}))
             self.assertIn("ready", (logs / ("mailbridge_%s.log" % today)).read_text())
             self.assertIn("deleted 1 older than 3 days", relay.log())
+
+    def test_an_unwritable_mail_log_never_stops_mail(self):
+        faultfs = os.environ.get("MAILBRIDGE_FAULTFS") or str(
+            Path(BINARY).resolve().parents[2] / "tests" / "libfaultfs.so")
+        self.assertTrue(Path(faultfs).is_file(), "faultfs shim not found at " + faultfs)
+        relay = self.relay()
+        trigger = relay.dir / "faultfs.armed"
+        relay.env = preload_env(faultfs)
+        relay.env.update({"FAULTFS_MATCH": str(relay.state_dir / "tracker.db"), "FAULTFS_FAIL": "write:EIO",
+                          "FAULTFS_TRIGGER": str(trigger)})
+        with relay:
+            trigger.write_text("armed\n")  # after start: the database was created and opened
+            code, text = send_message(relay.port, SENDER, ["a@example.com"], message("x", "io@contoso.example"))
+            self.assertEqual(code, 250, text)
+            self.fake.wait_sent(1)
+            admin = Admin(relay.ports["admin"])
+            deadline = time.monotonic() + 15
+            while True:
+                st, body = admin.json("GET", "/api/status", token=TOKEN)
+                tracker = body["status"]["tracker"]
+                if not tracker["writable"] or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            self.assertFalse(tracker["writable"], body)
+            self.assertTrue(tracker["last_error"])
+            self.assertGreater(tracker["dropped"], 0)
+            self.assertEqual(body["status"]["totals"]["overall"]["delivered"], 1)
+            families = prometheus_text.parse(admin.request("GET", "/metrics", token=TOKEN)[1].decode())
+            self.assertEqual(prometheus_text.value(families, "mailbridge_tracker_writable"), 0)
+            self.assertIn("tracker", relay.log().lower())
+            # The disk recovers: later mail is recorded again.
+            trigger.unlink()
+            code, text = send_message(relay.port, SENDER, ["a@example.com"], message("y", "ok@contoso.example"))
+            self.assertEqual(code, 250, text)
+            self.wait_for(relay, lambda b: b["total"] == 1 and b["messages"][0]["status"] == "delivered",
+                          "the next message in the log", q="ok@contoso")
 
     def test_admin_off_and_tls(self):
         off = self.relay(admin={"address": "off"})
