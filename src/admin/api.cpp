@@ -116,37 +116,27 @@ bool fieldAllowed(std::string_view command, std::string_view key) {
   return false;
 }
 
-class BadRequest : public std::exception {
- public:
-  explicit BadRequest(std::string m) : message_(std::move(m)) {}
-  const char* what() const noexcept override { return message_.c_str(); }
-
- private:
-  std::string message_;
-};
-
-std::string stringField(const Json& request, const char* key) {
+Result<std::string> stringField(const Json& request, const char* key) {
   const auto it = request.find(key);
-  if (it == request.end()) return {};
-  if (!it->is_string()) throw BadRequest(std::string("field '") + key + "' must be a string");
+  if (it == request.end()) return std::string();
+  if (!it->is_string()) return Error{std::string("field '") + key + "' must be a string"};
   return it->get<std::string>();
 }
 
-std::optional<std::int64_t> integerField(const Json& request, const char* key, std::int64_t min,
-                                         std::int64_t max) {
+Result<std::optional<std::int64_t>> integerField(const Json& request, const char* key,
+                                                 std::int64_t min, std::int64_t max) {
   const auto it = request.find(key);
-  if (it == request.end()) return std::nullopt;
+  if (it == request.end()) return std::optional<std::int64_t>();
   if (!it->is_number_integer())
-    throw BadRequest(std::string("field '") + key + "' must be a whole number");
-  if (it->is_number_unsigned() && it->get<std::uint64_t>() > static_cast<std::uint64_t>(max)) {
-    throw BadRequest(std::string("field '") + key + "' must be at most " + std::to_string(max));
-  }
+    return Error{std::string("field '") + key + "' must be a whole number"};
+  const bool too_big =
+      it->is_number_unsigned() && it->get<std::uint64_t>() > static_cast<std::uint64_t>(max);
   const auto v = it->get<std::int64_t>();
-  if (v < min || v > max) {
-    throw BadRequest(std::string("field '") + key + "' must be from " + std::to_string(min) +
-                     " to " + std::to_string(max));
+  if (too_big || v < min || v > max) {
+    return Error{std::string("field '") + key + "' must be from " + std::to_string(min) + " to " +
+                 std::to_string(max)};
   }
-  return v;
+  return std::optional<std::int64_t>(v);
 }
 
 Clock::WallTime fromUnix(std::int64_t s) {
@@ -279,23 +269,32 @@ std::string Api::handle(std::string_view line) const {
 
     if (command == "log.search") {
       tracker::Query q;
-      if (auto v = integerField(request, "since", 0, kMaxUnix)) q.since = fromUnix(*v);
-      if (auto v = integerField(request, "until", 0, kMaxUnix)) q.until = fromUnix(*v);
-      q.sender = stringField(request, "sender");
-      q.recipient = stringField(request, "recipient");
-      q.subject = stringField(request, "subject");
-      q.text = stringField(request, "text");
-      if (const std::string status = stringField(request, "status"); !status.empty()) {
-        q.status = tracker::statusFromName(asciiLower(status));
+      const auto since = integerField(request, "since", 0, kMaxUnix);
+      const auto until = integerField(request, "until", 0, kMaxUnix);
+      const auto limit = integerField(request, "limit", 1, tracker::Query::kMaxLimit);
+      const auto offset =
+          integerField(request, "offset", 0, std::numeric_limits<std::int32_t>::max());
+      for (const auto* v : {&since, &until, &limit, &offset}) {
+        if (!*v) return errorReply(v->error().message);
+      }
+      if (*since) q.since = fromUnix(**since);
+      if (*until) q.until = fromUnix(**until);
+      if (*limit) q.limit = static_cast<std::size_t>(**limit);
+      if (*offset) q.offset = static_cast<std::size_t>(**offset);
+      for (auto [key, out] : {std::pair{"sender", &q.sender}, std::pair{"recipient", &q.recipient},
+                              std::pair{"subject", &q.subject}, std::pair{"text", &q.text}}) {
+        auto v = stringField(request, key);
+        if (!v) return errorReply(v.error().message);
+        *out = std::move(*v);
+      }
+      const auto status = stringField(request, "status");
+      if (!status) return errorReply(status.error().message);
+      if (!status->empty()) {
+        q.status = tracker::statusFromName(asciiLower(*status));
         if (!q.status) {
-          return errorReply("unknown status " + inQuotes(status) +
+          return errorReply("unknown status " + inQuotes(*status) +
                             "; expected queued, delivered, deferred, bounced or rejected");
         }
-      }
-      if (auto v = integerField(request, "limit", 1, tracker::Query::kMaxLimit))
-        q.limit = static_cast<std::size_t>(*v);
-      if (auto v = integerField(request, "offset", 0, std::numeric_limits<std::int32_t>::max())) {
-        q.offset = static_cast<std::size_t>(*v);
       }
       auto page = log_->search(q);
       if (!page) return errorReply(page.error().message);
@@ -305,11 +304,12 @@ std::string Api::handle(std::string_view line) const {
     }
 
     if (command == "log.show") {
-      const std::string id = stringField(request, "id");
-      if (id.empty()) return errorReply("command 'log.show' needs the field 'id'");
-      auto history = log_->history(id);
+      const auto id = stringField(request, "id");
+      if (!id) return errorReply(id.error().message);
+      if (id->empty()) return errorReply("command 'log.show' needs the field 'id'");
+      auto history = log_->history(*id);
       if (!history) return errorReply(history.error().message);
-      if (!*history) return errorReply("no message " + inQuotes(id) + " in the mail log");
+      if (!*history) return errorReply("no message " + inQuotes(*id) + " in the mail log");
       Json recipients = Json::array();
       for (const auto& r : (*history)->recipients) recipients.push_back(toJson(r));
       Json events = Json::array();
@@ -320,17 +320,15 @@ std::string Api::handle(std::string_view line) const {
     }
 
     // log.rejected
-    std::size_t limit = 50;
-    if (auto v = integerField(request, "limit", 1, tracker::Query::kMaxLimit))
-      limit = static_cast<std::size_t>(*v);
-    auto rows = log_->rejections(limit);
+    const auto limit = integerField(request, "limit", 1, tracker::Query::kMaxLimit);
+    if (!limit) return errorReply(limit.error().message);
+    auto rows = log_->rejections(*limit ? static_cast<std::size_t>(**limit) : std::size_t{50});
     if (!rows) return errorReply(rows.error().message);
     Json list = Json::array();
     for (const auto& r : *rows) list.push_back(toJson(r));
     return okReply(Json{{"rejections", std::move(list)}});
-  } catch (const BadRequest& e) {
-    return errorReply(e.what());
   } catch (const std::exception& e) {
+    // Nothing above throws by design; an allocation or the tracker might.
     return errorReply(std::string("internal error: ") + e.what());
   } catch (...) {
     return errorReply("internal error");

@@ -268,20 +268,6 @@ std::string queueProblem(const config::Config& config, const std::filesystem::pa
   return {};
 }
 
-const char* providerTypeName(config::ProviderType t) {
-  switch (t) {
-    case config::ProviderType::Outbox:
-      return "outbox";
-    case config::ProviderType::Graph:
-      return "graph";
-    case config::ProviderType::Gmail:
-      return "gmail";
-    case config::ProviderType::Smtp:
-      return "smtp";
-  }
-  return "outbox";
-}
-
 // Waits until every session has ended or the grace period is over, then
 // stops the I/O loop.
 asio::awaitable<void> drainSessions(asio::io_context& io, server::SmtpServer& server) {
@@ -560,7 +546,7 @@ int App::run() {
     for (const auto& p : config_.providers) {
       admin::ProviderState state;
       state.name = p.name;
-      state.type = providerTypeName(p.type);
+      state.type = config::providerTypeName(p.type);
       state.breaker = queue_manager.breakerState(p.name);
       if (const auto it = provider_support.tokens.find(p.name); it != provider_support.tokens.end()) {
         const oauth::TokenCache::Summary t = it->second->summary();

@@ -1,5 +1,6 @@
 #include "cli/control_client.h"
 
+#include <chrono>
 #include <exception>
 #include <iostream>
 
@@ -28,6 +29,12 @@ std::optional<std::filesystem::path> controlSocket(const std::string& command,
     std::cerr << command << ": " << config_path << ": " << e.what() << '\n';
   }
   return std::nullopt;
+}
+
+std::int64_t nowSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 }  // namespace mb::cli

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -14,5 +15,8 @@ namespace mb::cli {
 std::optional<std::filesystem::path> controlSocket(const std::string& command,
                                                    const std::string& config_path,
                                                    const std::string& socket_path);
+
+/// Now, in unix seconds, for "due now" and "2h ago".
+std::int64_t nowSeconds();
 
 }  // namespace mb::cli

@@ -22,12 +22,6 @@ Exit codes: 0 done, 1 the daemon refused (the reason is on stderr),
 2 usage or configuration error, 3 the daemon cannot be reached.
 )";
 
-std::int64_t nowSeconds() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 // --json, --config and --socket on a command that talks to the daemon.
 void addConnectionOptions(CLI::App* app, bool& json, std::string& config_path,
                           std::string& socket_path) {

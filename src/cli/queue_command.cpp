@@ -20,12 +20,6 @@ Exit codes: 0 done, 1 the daemon refused (the reason is on stderr),
 2 usage or configuration error, 3 the daemon cannot be reached.
 )";
 
-std::int64_t nowSeconds() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 }  // namespace
 
 QueueCommand::QueueCommand(CLI::App& parent) {

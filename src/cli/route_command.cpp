@@ -8,23 +8,6 @@
 #include "policy/sender_policy.h"
 
 namespace mb::cli {
-namespace {
-
-const char* typeName(config::ProviderType type) {
-  switch (type) {
-    case config::ProviderType::Outbox:
-      return "outbox";
-    case config::ProviderType::Graph:
-      return "graph";
-    case config::ProviderType::Gmail:
-      return "gmail";
-    case config::ProviderType::Smtp:
-      return "smtp";
-  }
-  return "?";
-}
-
-}  // namespace
 
 RouteCommand::RouteCommand(CLI::App& parent) {
   route_ = parent.add_subcommand("route", "Show which provider and sending mailbox a message would get.");
@@ -70,7 +53,7 @@ int RouteCommand::run() {
     std::cerr << "route: no provider\n";
     return 2;
   }
-  std::cout << "provider: " << provider->name << " (" << typeName(provider->type) << "), "
+  std::cout << "provider: " << provider->name << " (" << config::providerTypeName(provider->type) << "), "
             << (choice.rule ? "by routes[" + std::to_string(*choice.rule) + "]"
                             : std::string(config.routes.empty() ? "the first provider (no routes:)"
                                                                 : "the first provider (no route matched)"))

@@ -143,6 +143,21 @@ struct RecipientConfig {
 };
 
 enum class ProviderType { Outbox, Graph, Gmail, Smtp };
+
+/// "outbox", "graph", "gmail", "smtp": the `type:` spelling.
+inline const char* providerTypeName(ProviderType type) {
+  switch (type) {
+    case ProviderType::Outbox:
+      return "outbox";
+    case ProviderType::Graph:
+      return "graph";
+    case ProviderType::Gmail:
+      return "gmail";
+    case ProviderType::Smtp:
+      return "smtp";
+  }
+  return "outbox";
+}
 enum class Cloud { Global, UsGov, UsGovDod, China };
 
 /// How a graph provider signs in (`auth_mode`).
