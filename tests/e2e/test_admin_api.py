@@ -420,6 +420,25 @@ class AdminApiTest(MicrosoftTestCase):
             self.wait_for(relay, lambda b: b["total"] == 1 and b["messages"][0]["status"] == "delivered",
                           "the next message in the log", q="ok@contoso")
 
+    def test_privacy_settings_show_in_the_api(self):
+        relay = self.relay(tracker={"masking": "partial", "store_subject": False})
+        with relay:
+            code, text = send_message(relay.port, SENDER, ["alice@example.com"],
+                                      message("Salary review", "pay@contoso.example"))
+            self.assertEqual(code, 250, text)
+            body = self.wait_for(relay, lambda b: b["total"] == 1 and b["messages"][0]["status"] == "delivered",
+                                 "the delivery")
+            m = body["messages"][0]
+            self.assertEqual(m["subject"], "***")
+            self.assertEqual(m["sender"], "s*****r@c*****o.example")
+            self.assertEqual(m["recipients"], ["a***e@e*****e.com"])
+            # Searching for the clear text finds nothing: it was never stored.
+            self.assertEqual(self.search(relay, q="alice")["total"], 0)
+            self.assertEqual(self.search(relay, q="Salary")["total"], 0)
+            out = self.cli(relay, "log", "show", m["id"])
+            self.assertNotIn("alice", out.stdout)
+            self.assertNotIn("Salary", out.stdout)
+
     def test_admin_off_and_tls(self):
         off = self.relay(admin={"address": "off"})
         with off:
