@@ -86,7 +86,7 @@ struct QueueConfig {
   std::size_t max_in_flight = 8;               // deliveries at once
   std::chrono::seconds max_lifetime{5 * 24 * 3600};  // then pending recipients fail 5.4.7
   std::size_t max_in_flight_per_mailbox = 4;   // per (route, sender); Graph allows 4
-  std::size_t max_per_minute_per_mailbox = 30; // started per 60 s window; 0 = unlimited
+  std::size_t max_per_minute_per_mailbox = 30; // started per 62 s window; 0 = unlimited
   std::size_t breaker_failures = 5;            // consecutive transient attempts; 0 = never open
   std::chrono::seconds breaker_cooldown{60};   // open time before a probe
   BounceTo bounce_to = BounceTo::Sender;       // who gets a DSN for a permanent failure

@@ -23,7 +23,7 @@ class StubProvider final : public Provider {
     queue::DeliveryResult result;
     result.provider = reported_;
     result.results.assign(job.recipients.size(), queue::RecipientResult{queue::Outcome::Delivered, 250, "2.0.0",
-                                                                        "", std::nullopt, ""});
+                                                                        "", std::nullopt, "", false});
     if (async_) {
       std::thread([done = std::move(done), result = std::move(result)]() mutable { done(std::move(result)); })
           .join();

@@ -23,6 +23,9 @@ struct RecipientResult {
   std::string summary;                 // for the SMTP client: a few fixed words chosen by
                                        // the provider ("sender not allowed to send as this
                                        // mailbox"), never remote text; may be empty
+  // The provider asked to slow down (HTTP 429): the service works, so this
+  // does not count towards the circuit breaker.
+  bool throttled = false;
 };
 
 /// One attempt: the envelope, the indexes of the recipients still pending

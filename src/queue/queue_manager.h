@@ -36,7 +36,7 @@ namespace mb::queue {
 /// Also: expiry (recipients still pending after max_lifetime fail with
 /// 554 5.4.7, RFC 3463 §3.5), pacing per (route, sender mailbox) — at most
 /// max_in_flight_per_mailbox attempts at once and max_per_minute_per_mailbox
-/// started in any 60 s window, as Graph's per-mailbox limits ask — and a
+/// started in any 62 s window (a minute and a margin), as Graph's per-mailbox limits ask — and a
 /// circuit breaker per route (closed → open after breaker_failures
 /// all-temporary attempts in a row → half-open probe after breaker_cooldown).
 /// A message held back by pacing or an open breaker simply stays queued: no

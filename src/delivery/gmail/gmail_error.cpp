@@ -178,6 +178,7 @@ queue::RecipientResult classify(const GmailError& error, std::optional<std::chro
              "cannot be sent through the Gmail API";
   } else if (isThrottling(error)) {
     r = make(Outcome::TemporaryFailure, 451, "4.7.0", "Gmail sending limit reached, try later");
+    r.throttled = true;
     if (reason == "dailyLimitExceeded" || reason == "quotaExceeded") {
       advice = "the Cloud project's Gmail API quota is used up; wait, or raise the quota (Cloud "
                "console > APIs & Services > Gmail API > Quotas)";

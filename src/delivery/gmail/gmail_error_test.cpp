@@ -156,6 +156,8 @@ TEST(GmailError, ClassifiesEachKind) {
     EXPECT_EQ(r.smtp_code, c.smtp) << c.name;
     EXPECT_EQ(r.enhanced, c.enhanced) << c.name;
     EXPECT_EQ(r.retry_after, c.retry_after) << c.name;
+    // Throttling, and only throttling, is marked so that the breaker ignores it.
+    EXPECT_EQ(r.throttled, std::string_view(c.enhanced) == "4.7.0" && c.status != 401) << c.name;
     EXPECT_FALSE(r.summary.empty()) << c.name;
     EXPECT_TRUE(e.message.empty() || r.summary.find(e.message) == std::string::npos) << c.name;
     for (const auto& part : c.detail) {

@@ -107,6 +107,7 @@ queue::RecipientResult classify(const GraphError& error, std::optional<std::chro
       advice = "the request was over Graph's 4 MB limit";
     } else if (error.status == 429) {
       r = make(Outcome::TemporaryFailure, 451, "4.7.0", "");
+      r.throttled = true;
       advice = "throttled by Microsoft Graph; the queue waits and paces this mailbox";
     } else if (error.code == "ErrorQuotaExceeded") {
       r = make(Outcome::TemporaryFailure, 452, "4.2.2", "");

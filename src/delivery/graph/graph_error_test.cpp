@@ -72,10 +72,12 @@ TEST(GraphError, TransientOnesKeepRetryAfter) {
   auto r = classify(parseGraphError(429, body("ApplicationThrottled", "over its MailboxConcurrency limit.")), 17s);
   EXPECT_EQ(r.outcome, Outcome::TemporaryFailure);
   EXPECT_EQ(r.retry_after, 17s);
+  EXPECT_TRUE(r.throttled);
   EXPECT_TRUE(r.summary.empty());
   r = classify(parseGraphError(503, "<html/>"), 5s);
   EXPECT_EQ(r.outcome, Outcome::TemporaryFailure);
   EXPECT_EQ(r.retry_after, 5s);
+  EXPECT_FALSE(r.throttled);  // an outage, for the breaker to count
   EXPECT_EQ(r.smtp_code, 451);
   r = classify(parseGraphError(500, body("ErrorQuotaExceeded", "full")), std::nullopt);
   EXPECT_EQ(r.outcome, Outcome::TemporaryFailure);
