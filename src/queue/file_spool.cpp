@@ -4,10 +4,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <latch>
 #include <optional>
 #include <set>
 #include <system_error>
 #include <utility>
+#include <vector>
 
 #include "base/durable_file.h"
 #include "base/log.h"
@@ -187,18 +189,13 @@ void FileSpool::commitBatch(std::deque<PendingCommit>& batch) {
     if (c.done) c.done(error);
   };
 
-  std::vector<PendingCommit*> written;
-  written.reserve(batch.size());
-  for (auto& c : batch) {
+  // Each message's own writes and fsyncs, in order: content, then envelope.
+  const auto prepare = [this](PendingCommit& c) -> Status {
     auto* msg = dynamic_cast<FileIncomingMessage*>(c.msg.get());
-    if (msg == nullptr) {
-      fail(c, Error{"commit of a message that was not created by this spool"}, false);
-      continue;
-    }
+    if (msg == nullptr) return Error{"commit of a message that was not created by this spool"};
     if (Status st = msg->finish(); !st) {
       spdlog::error("spool: {}: content not committed: {}", msg->id(), st.error().message);
-      fail(c, st.error(), false);
-      continue;
+      return st;
     }
     c.env.id = msg->id();
     c.env.size = msg->size();
@@ -206,10 +203,33 @@ void FileSpool::commitBatch(std::deque<PendingCommit>& batch) {
                                                  serialize(c.env));
         !st) {
       spdlog::error("spool: {}: envelope not written: {}", c.env.id, st.error().message);
-      fail(c, st.error(), false);
+      return st;
+    }
+    return {};
+  };
+  std::vector<Status> prepared(batch.size());
+  if (batch.size() == 1) {
+    prepared[0] = prepare(batch[0]);
+  } else {
+    std::latch all_done(static_cast<std::ptrdiff_t>(batch.size()));
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      auto task = [&, i] {
+        prepared[i] = prepare(batch[i]);
+        all_done.count_down();
+      };
+      if (!sync_pool_.submit(task)) task();  // the pool is stopping: do it here
+    }
+    all_done.wait();
+  }
+
+  std::vector<PendingCommit*> written;
+  written.reserve(batch.size());
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    if (!prepared[i]) {
+      fail(batch[i], prepared[i].error(), false);
       continue;
     }
-    written.push_back(&c);
+    written.push_back(&batch[i]);
   }
   if (written.empty()) return;
 

@@ -3,18 +3,23 @@
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
+#include <memory>
 #include <mutex>
 #include <thread>
 
+#include "base/worker_pool.h"
 #include "queue/spool.h"
 
 namespace mb::queue {
 
 /// FileSpool: the Spool on a local file system. Files live in
 /// `<state_dir>/queue/`; invalid ones are moved to `<state_dir>/corrupt/`.
-/// A committer thread takes every commit that is waiting, fsyncs each
-/// content file, writes and fsyncs each envelope, renames them, fsyncs the
-/// directory once for the batch and then runs the callbacks (on that thread).
+/// A committer thread takes every commit that is waiting; for each message,
+/// on one of kSyncThreads threads side by side, it fsyncs the content file
+/// and then writes, fsyncs and renames the envelope; then it fsyncs the
+/// directory once for the batch and runs the callbacks (on the committer).
+/// Side by side, because the file system merges concurrent fsyncs into
+/// shared journal commits, where one after the other each waits for its own.
 class FileSpool final : public Spool {
  public:
   explicit FileSpool(std::filesystem::path state_dir);
@@ -51,6 +56,8 @@ class FileSpool final : public Spool {
   std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<PendingCommit> pending_;
+  static constexpr std::size_t kSyncThreads = 8;  // they wait on the disk, not the CPU
+  WorkerPool sync_pool_{kSyncThreads};
   bool stopping_ = false;
   bool stopped_ = false;  // the committer has exited
   std::thread committer_;
