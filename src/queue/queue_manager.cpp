@@ -107,6 +107,7 @@ void QueueManager::start(const std::vector<Envelope>& recovered) {
 }
 
 void QueueManager::enqueue(const Envelope& env, FirstAttemptCallback on_first) {
+  bool startable = false;
   {
     std::lock_guard lock(mutex_);
     if (queued_.count(env.id) != 0) {
@@ -114,11 +115,20 @@ void QueueManager::enqueue(const Envelope& env, FirstAttemptCallback on_first) {
       return;
     }
     const std::int64_t now = nowSeconds();
-    queued_.emplace(env.id, Entry{now, asciiLower(env.sendingMailbox()), routeOf(env), false, env.arrival});
+    const auto [it, inserted] =
+        queued_.emplace(env.id, Entry{now, asciiLower(env.sendingMailbox()), routeOf(env), false, env.arrival});
     schedule_.emplace(now, env.id);
     if (on_first) waiters_.insert_or_assign(env.id, std::move(on_first));
+    // The loop scans every due message when it wakes. A message that pacing,
+    // an open breaker or a full max_in_flight holds back has nothing to
+    // start, so it does not wake the loop: under a burst into a held route
+    // that would be a scan of the whole backlog per message. The loop finds
+    // it when the hold ends (it wakes for that, and at least every second);
+    // only a loop asleep on an empty schedule must hear of it to set its
+    // timer.
+    startable = idle_wait_ || (in_flight_.size() < maxInFlight() && readyAtLocked(it->second, now) <= now);
   }
-  cv_.notify_all();
+  if (startable) cv_.notify_all();
 }
 
 void QueueManager::stop(std::chrono::milliseconds grace) {
@@ -226,8 +236,11 @@ void QueueManager::loop() {
     // the wait is for the first one that may really start.
     const std::int64_t wake = in_flight_.size() >= maxInFlight() ? kNever : nextWakeLocked();
     if (wake == kNever) {
-      // Woken by enqueue(), a finished attempt or stop().
+      // Woken by enqueue() (always, while the schedule is empty; else when
+      // its message may start), a finished attempt or stop().
+      idle_wait_ = schedule_.empty();
       cv_.wait(lock);
+      idle_wait_ = false;
       continue;
     }
     const Clock::WallTime due{std::chrono::seconds(wake)};

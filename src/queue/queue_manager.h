@@ -213,6 +213,7 @@ class QueueManager : public QueueControl {
   AttemptObserver on_attempt_;
   std::function<double()> random_;
   std::mt19937_64 rng_;
+  bool idle_wait_ = false;  // the loop sleeps without a deadline on an empty schedule
   bool stopping_ = false;
   bool started_ = false;
   std::thread thread_;
