@@ -1,0 +1,182 @@
+"""Scenario "memory": how much memory the relay needs.
+
+Three figures from /proc/<pid>/status of the relay: idle, its VmRSS a few
+seconds after "ready" with no client (outbox provider); connections, its
+VmRSS with N idle SMTP sessions open (each has had its greeting) minus the
+idle figure; large message, the peak (VmHWM, reset through
+/proc/<pid>/clear_refs after a warm-up message) while one message with an
+M MB attachment is received, stored and sent to a fake Microsoft Graph (in
+this process, over TLS) through a draft and an upload session.
+
+Targets (the benchmarks issue): idle <= 10 MB, <= 30 MB more for 1,000
+connections, peak <= 40 MB for a 100 MB message.
+
+run(binary, smoke) returns a dict of figures; it raises RuntimeError with the
+relay's log when something does not work.
+"""
+
+import base64
+import os
+import resource
+import socket
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MB = 1024 * 1024
+
+
+def _import_harness(binary):
+    os.environ["MAILBRIDGE_BIN"] = str(binary)
+    for sub in ("tests/e2e", "tests/fakes"):
+        path = str(ROOT / sub)
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    import harness  # noqa: E402
+    harness.BINARY = str(binary)
+    return harness
+
+
+def _status(pid):
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(value.split()[0]) * 1024
+    return out
+
+
+def _raise_fd_limit(need):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < need:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(need, soft), hard), hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def _read_line(sock, timeout=10):
+    sock.settimeout(timeout)
+    data = b""
+    while not data.endswith(b"\r\n"):
+        chunk = sock.recv(512)
+        if not chunk:
+            raise RuntimeError("connection closed before the greeting")
+        data += chunk
+    return data
+
+
+def idle_and_connections(harness, connections):
+    # The children inherit the limit: the relay needs a descriptor per session.
+    limit = _raise_fd_limit(connections * 2 + 256)
+    if limit < connections + 64:
+        raise RuntimeError("the open-file limit is %d; %d connections need more" % (limit, connections))
+    relay = harness.Relay(smtp={"max_connections": connections + 100, "max_connections_per_ip": connections + 100,
+                                "wait_for_delivery": "0s"},
+                          logging={"level": "warn", "format": "text"}, admin={"address": "off"})
+    # "ready" and the listening line are logged at info: keep them.
+    relay.config["logging"]["level"] = "info"
+    try:
+        relay.start()
+        time.sleep(2)
+        idle = _status(relay.proc.pid)["VmRSS"]
+        socks = []
+        try:
+            for _ in range(connections):
+                s = socket.create_connection(("127.0.0.1", relay.port), timeout=10)
+                socks.append(s)
+            for s in socks:
+                line = _read_line(s)
+                if not line.startswith(b"220"):
+                    raise RuntimeError("unexpected greeting: %r" % line)
+            time.sleep(1)
+            busy = _status(relay.proc.pid)["VmRSS"]
+        finally:
+            for s in socks:
+                s.close()
+        return {"idle_rss_mb": idle / MB, "connections": connections,
+                "connections_extra_mb": (busy - idle) / MB}
+    except Exception as e:
+        raise RuntimeError("%s\n--- relay log:\n%s" % (e, relay.log())) from e
+    finally:
+        relay.stop()
+        relay.cleanup()
+
+
+def _multipart(sender, data):
+    body = base64.encodebytes(data).replace(b"\n", b"\r\n")
+    return (b"From: Scanner <" + sender.encode() + b">\r\nTo: alice@example.com\r\nSubject: scan\r\n"
+            b"Message-ID: <bench-" + os.urandom(4).hex().encode() + b"@contoso.example>\r\n"
+            b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"=_b\"\r\n\r\n"
+            b"--=_b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nScanned pages attached.\r\n"
+            b"--=_b\r\nContent-Type: application/octet-stream; name=\"big.bin\"\r\n"
+            b"Content-Transfer-Encoding: base64\r\n"
+            b"Content-Disposition: attachment; filename=\"big.bin\"\r\n\r\n" + body + b"--=_b--\r\n")
+
+
+def large_message(harness, size_mb):
+    from fake_microsoft import FakeMicrosoft
+    from test_ca import TestCA
+
+    tenant, client, sender, secret = "contoso.example", "0a1b2c3d-1111-2222-3333-444455556666", \
+        "scanner@contoso.example", "bench-secret-value-0123"
+    ca = TestCA()
+    fake = FakeMicrosoft(ca=ca).start()
+    relay = None
+    try:
+        fake.add_tenant(tenant)
+        fake.add_user(tenant, sender)
+        fake.add_app(tenant, client, secret=secret, roles=("Mail.Send", "Mail.ReadWrite"))
+        fake.set_max_message_size(200 * MB)
+        provider = {"name": "m365", "type": "graph", "tenant_id": tenant, "client_id": client,
+                    "client_secret": secret, "login_endpoint": fake.base_url,
+                    "graph_endpoint": fake.base_url, "ca_file": fake.ca_file}
+        relay = harness.Relay(providers=[provider], smtp={"max_message_size": "160MB", "wait_for_delivery": "0s"},
+                              admin={"address": "off"}, logging={"level": "info", "format": "text"})
+        relay.start()
+        warm = _multipart(sender, os.urandom(4 * MB))
+        code, text = harness.send_message(relay.port, sender, ["alice@example.com"], warm,
+                                          ["SIZE=%d" % len(warm)], timeout=300)
+        if code != 250:
+            raise RuntimeError("warm-up message refused: %d %s" % (code, text))
+        fake.wait_sent(1, timeout=120)
+        relay.wait_queue_empty(timeout=60)
+        pid = relay.proc.pid
+        with open("/proc/%d/clear_refs" % pid, "w") as f:
+            f.write("5")  # VmHWM := VmRSS
+        before = _status(pid)["VmRSS"]
+        msg = _multipart(sender, os.urandom(size_mb * MB))
+        started = time.monotonic()
+        code, text = harness.send_message(relay.port, sender, ["alice@example.com"], msg,
+                                          ["SIZE=%d" % len(msg)], timeout=600)
+        del msg
+        if code != 250:
+            raise RuntimeError("the large message was refused: %d %s" % (code, text))
+        fake.wait_sent(2, timeout=600)
+        elapsed = time.monotonic() - started
+        peak = _status(pid)["VmHWM"]
+        return {"message_mb": size_mb, "large_seconds": elapsed, "large_rss_before_mb": before / MB,
+                "large_peak_mb": peak / MB, "large_growth_mb": (peak - before) / MB}
+    except Exception as e:
+        log = relay.log() if relay else ""
+        raise RuntimeError("%s\n--- relay log:\n%s" % (e, log)) from e
+    finally:
+        if relay:
+            relay.stop()
+            relay.cleanup()
+        fake.stop()
+        ca.cleanup()
+
+
+def run(binary, smoke=False):
+    harness = _import_harness(binary)
+    figures = {}
+    figures.update(idle_and_connections(harness, 50 if smoke else 1000))
+    figures.update(large_message(harness, 5 if smoke else 100))
+    return figures
+
+
+if __name__ == "__main__":
+    import json
+    binary = os.environ.get("MB_BIN") or str(ROOT / "build" / "release" / "src" / "cli" / "mailbridge")
+    print(json.dumps(run(binary, smoke="--smoke" in sys.argv), indent=2))
