@@ -23,19 +23,10 @@ import sys
 import time
 from pathlib import Path
 
+from fake_graph import SENDER, FakeGraph, import_harness
+
 ROOT = Path(__file__).resolve().parents[1]
 MB = 1024 * 1024
-
-
-def _import_harness(binary):
-    os.environ["MAILBRIDGE_BIN"] = str(binary)
-    for sub in ("tests/e2e", "tests/fakes"):
-        path = str(ROOT / sub)
-        if path not in sys.path:
-            sys.path.insert(0, path)
-    import harness  # noqa: E402
-    harness.BINARY = str(binary)
-    return harness
 
 
 def _status(pid):
@@ -115,22 +106,12 @@ def _multipart(sender, data):
 
 
 def large_message(harness, size_mb):
-    from fake_microsoft import FakeMicrosoft
-    from test_ca import TestCA
-
-    tenant, client, sender, secret = "contoso.example", "0a1b2c3d-1111-2222-3333-444455556666", \
-        "scanner@contoso.example", "bench-secret-value-0123"
-    ca = TestCA()
-    fake = FakeMicrosoft(ca=ca).start()
+    sender = SENDER
+    graph = FakeGraph(roles=("Mail.Send", "Mail.ReadWrite"))
+    fake, provider = graph.fake, graph.provider
     relay = None
     try:
-        fake.add_tenant(tenant)
-        fake.add_user(tenant, sender)
-        fake.add_app(tenant, client, secret=secret, roles=("Mail.Send", "Mail.ReadWrite"))
         fake.set_max_message_size(200 * MB)
-        provider = {"name": "m365", "type": "graph", "tenant_id": tenant, "client_id": client,
-                    "client_secret": secret, "login_endpoint": fake.base_url,
-                    "graph_endpoint": fake.base_url, "ca_file": fake.ca_file}
         relay = harness.Relay(providers=[provider], smtp={"max_message_size": "160MB", "wait_for_delivery": "0s"},
                               admin={"address": "off"}, logging={"level": "info", "format": "text"})
         relay.start()
@@ -164,12 +145,11 @@ def large_message(harness, size_mb):
         if relay:
             relay.stop()
             relay.cleanup()
-        fake.stop()
-        ca.cleanup()
+        graph.close()
 
 
 def run(binary, smoke=False):
-    harness = _import_harness(binary)
+    harness = import_harness(binary)
     figures = {}
     figures.update(idle_and_connections(harness, 50 if smoke else 1000))
     figures.update(large_message(harness, 5 if smoke else 100))

@@ -27,41 +27,22 @@ import sys
 import time
 from pathlib import Path
 
+from fake_graph import SENDER, FakeGraph, import_harness
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _import_harness(binary):
-    os.environ["MAILBRIDGE_BIN"] = str(binary)
-    for sub in ("tests/e2e", "tests/fakes"):
-        path = str(ROOT / sub)
-        if path not in sys.path:
-            sys.path.insert(0, path)
-    import harness  # noqa: E402
-    harness.BINARY = str(binary)
-    return harness
-
-
 def run(binary, smoke=False, count=None, per_minute=None):
-    harness = _import_harness(binary)
-    from fake_microsoft import FakeMicrosoft
-    from test_ca import TestCA
-
+    harness = import_harness(binary)
     count = count or (40 if smoke else 300)
     per_minute = per_minute or (600 if smoke else 30)
-    tenant, client, sender, secret = "contoso.example", "0a1b2c3d-1111-2222-3333-444455556666", \
-        "scanner@contoso.example", "bench-secret-value-0123"
-    ca = TestCA()
-    fake = FakeMicrosoft(ca=ca).start()
+    sender = SENDER
+    graph = FakeGraph()
+    fake, provider = graph.fake, graph.provider
     relay = None
     try:
-        fake.add_tenant(tenant)
-        fake.add_user(tenant, sender)
-        fake.add_app(tenant, client, secret=secret)
         fake.set_concurrency_limit(4)
         fake.set_rate_limit(per_minute)
-        provider = {"name": "m365", "type": "graph", "tenant_id": tenant, "client_id": client,
-                    "client_secret": secret, "login_endpoint": fake.base_url,
-                    "graph_endpoint": fake.base_url, "ca_file": fake.ca_file}
         relay = harness.Relay(providers=[provider], smtp={"wait_for_delivery": "0s"},
                               queue={"max_in_flight": 16, "max_in_flight_per_mailbox": 4,
                                      "max_per_minute_per_mailbox": per_minute,
@@ -92,8 +73,7 @@ def run(binary, smoke=False, count=None, per_minute=None):
         if relay:
             relay.stop()
             relay.cleanup()
-        fake.stop()
-        ca.cleanup()
+        graph.close()
 
 
 if __name__ == "__main__":
