@@ -492,6 +492,8 @@ EXTRAS = {
     "cpu": ("scenario_cpu", "instructions per message",
             [("messages", "messages (4 KB, outbox provider)", "{:.0f}"),
              ("instructions_per_message", "instructions per message", "{:,.0f}"),
+             ("instructions_per_message_tracker_off", "the same with the mail log off", "{:,.0f}"),
+             ("tracker_on_vs_off_instructions", "tracker on / off", "{:.3f}×"),
              ("baseline_instructions", "start and stop without mail (instructions)", "{:,.0f}")],
             lambda f: []),
 }

@@ -6,7 +6,8 @@ wait_for_delivery 0): once started and stopped without mail, once with N 4 KB
 messages sent one after another over one SMTP connection and delivered to the
 outbox. The difference, divided by N, is the relay's cost of one message from
 connection to delivery, in instructions: a figure that a noisy machine does
-not move, so that a regression shows between two runs of `make bench`.
+not move, so that a regression shows between two runs of `make bench`. The
+same twice more with the mail log off gives the tracker's own cost.
 
 Needs valgrind (Debian package valgrind). run(binary, smoke) returns a dict;
 raises RuntimeError with the relay's log when a run fails.
@@ -27,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LISTEN_RE = re.compile(r"listening on 127\.0\.0\.1:(\d+) ")
 
 
-def _config(state, outbox):
+def _config(state, outbox, tracker):
     return {
         "server": {"hostname": "bench.test", "state_dir": str(state)},
         "listeners": [{"name": "bench", "address": "127.0.0.1:0", "tls": "none", "auth": "none"}],
@@ -37,6 +38,7 @@ def _config(state, outbox):
         "queue": {"max_per_minute_per_mailbox": 0, "max_in_flight_per_mailbox": 100},
         "providers": [{"name": "outbox", "type": "outbox", "directory": str(outbox)}],
         "admin": {"address": "off"},
+        "tracker": {"retention_days": 30 if tracker else -1},
         "logging": {"level": "info", "format": "text"},
     }
 
@@ -46,12 +48,13 @@ def _message(i):
             (b"0123456789" * 7 + b"\r\n") * 56)  # about 4 KB
 
 
-def _instructions(binary, messages, workdir):
+def _instructions(binary, messages, workdir, tracker=True):
     import json
-    state, outbox = workdir / ("state%d" % messages), workdir / ("outbox%d" % messages)
-    config = workdir / ("c%d.yaml" % messages)
-    config.write_text(json.dumps(_config(state, outbox)))
-    out = workdir / ("callgrind.%d.out" % messages)
+    tag = "%d-%s" % (messages, "on" if tracker else "off")
+    state, outbox = workdir / ("state" + tag), workdir / ("outbox" + tag)
+    config = workdir / ("c%s.yaml" % tag)
+    config.write_text(json.dumps(_config(state, outbox, tracker)))
+    out = workdir / ("callgrind.%s.out" % tag)
     proc = subprocess.Popen(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + str(out),
                              "--cache-sim=no", "--branch-sim=no", binary, "serve", "--config", str(config)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace")
@@ -105,8 +108,13 @@ def run(binary, smoke=False):
     try:
         base = _instructions(binary, 0, workdir)
         loaded = _instructions(binary, messages, workdir)
+        base_off = _instructions(binary, 0, workdir, tracker=False)
+        loaded_off = _instructions(binary, messages, workdir, tracker=False)
+        per = (loaded - base) / messages
+        per_off = (loaded_off - base_off) / messages
         return {"messages": messages, "baseline_instructions": base, "loaded_instructions": loaded,
-                "instructions_per_message": (loaded - base) / messages}
+                "instructions_per_message": per, "instructions_per_message_tracker_off": per_off,
+                "tracker_on_vs_off_instructions": per / per_off if per_off > 0 else None}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
