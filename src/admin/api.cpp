@@ -4,33 +4,17 @@
 #include <chrono>
 #include <exception>
 #include <limits>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <utility>
 
 #include "admin/control_protocol.h"
+#include "admin/json_support.h"
 #include "base/text.h"
+#include "base/time_format.h"
 #include "queue/queue_control.h"
 
 namespace mb::admin {
 namespace {
-
-using Json = nlohmann::ordered_json;
-
-std::string dump(const Json& j) {
-  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
-}
-
-std::string okReply(Json fields) {
-  Json reply = Json::object();
-  reply["ok"] = true;
-  for (auto& [key, value] : fields.items()) reply[key] = std::move(value);
-  return dump(reply);
-}
-
-std::int64_t unixSeconds(Clock::WallTime t) {
-  return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
-}
 
 Json toJson(const tracker::Totals& t) {
   return Json{{"accepted", t.accepted},
@@ -97,10 +81,6 @@ Json toJson(const tracker::RejectedRow& r) {
               {"code", r.code},
               {"enhanced", r.enhanced},
               {"reason", r.reason}};
-}
-
-std::string inQuotes(std::string_view s) {
-  return "'" + printable(s, 64) + "'";
 }
 
 // The fields each command accepts besides "command".

@@ -8,36 +8,14 @@
 #include <exception>
 #include <initializer_list>
 #include <limits>
-#include <nlohmann/json.hpp>
 #include <utility>
 
+#include "admin/json_support.h"
 #include "base/text.h"
 #include "queue/envelope.h"
 
 namespace mb::admin {
 namespace {
-
-// ordered_json keeps the fields in the order written, so `--json` shows an
-// item as id, sender, recipients ... rather than alphabetically.
-using Json = nlohmann::ordered_json;
-
-// Text from a queue (addresses, provider errors) may hold bytes that are not
-// UTF-8; dump() would throw on them, so they are replaced instead.
-std::string dump(const Json& j, int indent = -1) {
-  return j.dump(indent, ' ', false, Json::error_handler_t::replace);
-}
-
-std::string okReply(Json fields) {
-  Json reply = Json::object();
-  reply["ok"] = true;
-  for (auto& [key, value] : fields.items()) reply[key] = std::move(value);
-  return dump(reply);
-}
-
-// Limits what a request can make us echo into a reply (and a terminal).
-std::string inQuotes(std::string_view text) {
-  return "'" + printable(text, 64) + "'";
-}
 
 // ---- QueueItem <-> JSON -----------------------------------------------------
 
@@ -328,29 +306,29 @@ std::string handleRequest(std::string_view line, queue::QueueControl& queue) {
 }
 
 std::string errorReply(std::string_view message) {
-  return dump(Json{{"ok", false}, {"error", std::string(message)}});
+  return dumpJson(Json{{"ok", false}, {"error", std::string(message)}});
 }
 
 std::string makeRequest(Command command, std::string_view id) {
   switch (command) {
     case Command::List:
-      return dump(Json{{"command", "list"}});
+      return dumpJson(Json{{"command", "list"}});
     case Command::Show:
-      return dump(Json{{"command", "show"}, {"id", std::string(id)}});
+      return dumpJson(Json{{"command", "show"}, {"id", std::string(id)}});
     case Command::Retry:
-      return dump(Json{{"command", "retry"}, {"id", std::string(id)}});
+      return dumpJson(Json{{"command", "retry"}, {"id", std::string(id)}});
     case Command::RetryAll:
-      return dump(Json{{"command", "retry"}, {"all", true}});
+      return dumpJson(Json{{"command", "retry"}, {"all", true}});
     case Command::Flush:
-      return dump(Json{{"command", "flush"}});
+      return dumpJson(Json{{"command", "flush"}});
     case Command::Hold:
-      return dump(Json{{"command", "hold"}, {"id", std::string(id)}});
+      return dumpJson(Json{{"command", "hold"}, {"id", std::string(id)}});
     case Command::Release:
-      return dump(Json{{"command", "release"}, {"id", std::string(id)}});
+      return dumpJson(Json{{"command", "release"}, {"id", std::string(id)}});
     case Command::Delete:
-      return dump(Json{{"command", "delete"}, {"id", std::string(id)}});
+      return dumpJson(Json{{"command", "delete"}, {"id", std::string(id)}});
   }
-  return dump(Json{{"command", "list"}});
+  return dumpJson(Json{{"command", "list"}});
 }
 
 Result<Reply> parseReply(std::string_view line) {
@@ -391,7 +369,7 @@ Result<Reply> parseReply(std::string_view line) {
 Result<std::string> prettyJson(std::string_view line) {
   const Json j = Json::parse(line, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return Error{"reply is not valid JSON"};
-  return dump(j, 2);
+  return dumpJson(j, 2);
 }
 
 std::string rfc3339(std::int64_t unix_seconds) {

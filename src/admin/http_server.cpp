@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <boost/beast/http.hpp>
 #include <charconv>
-#include <nlohmann/json.hpp>
 #include <set>
 #include <string_view>
 #include <thread>
@@ -15,6 +14,7 @@
 #include "admin/api.h"
 #include "admin/control_protocol.h"
 #include "admin/http_auth.h"
+#include "admin/json_support.h"
 #include "base/log.h"
 #include "base/text.h"
 #include "net/asio.h"
@@ -29,8 +29,6 @@ namespace {
 namespace asio = net::asio;
 namespace http = boost::beast::http;
 using boost::system::error_code;
-using Json = nlohmann::ordered_json;
-
 constexpr auto kIdleTimeout = std::chrono::seconds(30);  // per request, and between requests
 constexpr std::size_t kMaxConnections = 64;
 constexpr std::size_t kMaxRequestsPerConnection = 1000;
@@ -41,10 +39,6 @@ constexpr std::chrono::seconds kSessionMaxAge{12 * 3600};
 // The "user" that failed logins and tokens are counted under in the guard.
 constexpr std::string_view kGuardUser = "admin";
 
-std::string dump(const Json& j) {
-  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
-}
-
 struct Response {
   unsigned status = 200;
   std::string content_type = "application/json";
@@ -53,7 +47,7 @@ struct Response {
 };
 
 Response json(unsigned status, const Json& body) {
-  return Response{status, "application/json", dump(body) + "\n", {}};
+  return Response{status, "application/json", dumpJson(body) + "\n", {}};
 }
 
 Response problem(unsigned status, std::string_view message) {
@@ -551,7 +545,7 @@ Response HttpServer::Impl::api(const http::request<http::string_body>& req, std:
     r.headers.emplace_back("Allow", allow);
     return r;
   };
-  auto call = [this](const Json& request) { return apiReply(api_.handle(dump(request))); };
+  auto call = [this](const Json& request) { return apiReply(api_.handle(dumpJson(request))); };
   const auto params = parseQuery(query);
   if (!params) return problem(400, "malformed query string");
 
@@ -572,7 +566,7 @@ Response HttpServer::Impl::api(const http::request<http::string_body>& req, std:
   }
   if ((what == "status" || what == "providers") && seg.size() == 2) {
     if (method != http::verb::get) return notAllowed("GET");
-    const std::string line = api_.handle(dump(Json{{"command", "status"}}));
+    const std::string line = api_.handle(dumpJson(Json{{"command", "status"}}));
     if (what == "status") return apiReply(line);
     const Json reply = Json::parse(line, nullptr, false);
     if (reply.is_discarded() || !reply.value("ok", false)) return apiReply(line);

@@ -4,20 +4,14 @@
 
 #include <charconv>
 #include <cstdio>
-#include <nlohmann/json.hpp>
 
 #include "admin/control_protocol.h"
+#include "admin/json_support.h"
 #include "base/text.h"
 #include "base/units.h"
 
 namespace mb::admin {
 namespace {
-
-using Json = nlohmann::ordered_json;
-
-std::string dump(const Json& j) {
-  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
-}
 
 Result<Json> parse(std::string_view line) {
   Json j = Json::parse(line, nullptr, false);
@@ -89,7 +83,7 @@ std::string duration(std::int64_t s) {
 }  // namespace
 
 std::string makeStatusRequest() {
-  return dump(Json{{"command", "status"}});
+  return dumpJson(Json{{"command", "status"}});
 }
 
 std::string makeLogSearchRequest(const LogSearch& s) {
@@ -103,17 +97,17 @@ std::string makeLogSearchRequest(const LogSearch& s) {
   if (!s.text.empty()) j["text"] = s.text;
   if (s.limit) j["limit"] = *s.limit;
   if (s.offset) j["offset"] = *s.offset;
-  return dump(j);
+  return dumpJson(j);
 }
 
 std::string makeLogShowRequest(std::string_view id) {
-  return dump(Json{{"command", "log.show"}, {"id", std::string(id)}});
+  return dumpJson(Json{{"command", "log.show"}, {"id", std::string(id)}});
 }
 
 std::string makeLogRejectedRequest(std::optional<std::size_t> limit) {
   Json j{{"command", "log.rejected"}};
   if (limit) j["limit"] = *limit;
-  return dump(j);
+  return dumpJson(j);
 }
 
 Result<std::optional<std::string>> replyError(std::string_view line) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "admin/api.h"
+#include "base/time_format.h"
 
 namespace mb::admin {
 namespace {
@@ -97,10 +98,6 @@ class Writer {
  private:
   std::string out_;
 };
-
-std::int64_t unixSeconds(Clock::WallTime t) {
-  return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
-}
 
 }  // namespace
 

@@ -18,6 +18,7 @@
 #include "admin/http_server.h"
 #include "base/durable_file.h"
 #include "base/log.h"
+#include "base/time_format.h"
 #include "base/units.h"
 #include "config/loader.h"
 #include "delivery/gmail/gmail_provider.h"
@@ -110,9 +111,7 @@ Result<std::vector<std::unique_ptr<delivery::Provider>>> makeProviders(const con
         if (!credentials) return credentials.error();
         if (credentials->certificate) {
           spdlog::info("provider {}: certificate {}", p.name, credentials->certificate->describe());
-          support.certificate_expires[p.name] =
-              std::chrono::duration_cast<std::chrono::seconds>(credentials->certificate->notAfter().time_since_epoch())
-                  .count();
+          support.certificate_expires[p.name] = unixSeconds(credentials->certificate->notAfter());
         }
         std::unique_ptr<oauth::TokenFetcher> fetcher = std::move(credentials->fetcher);
         auto tokens = std::make_shared<oauth::CachedTokenSource>(cache, std::move(fetcher));
@@ -553,8 +552,7 @@ int App::run() {
         state.token = t.failing > 0 ? "failing" : t.with_token > 0 ? "ok" : "not yet";
         state.token_error = t.last_failure;
         if (t.soonest_expiry) {
-          state.token_expires =
-              std::chrono::duration_cast<std::chrono::seconds>(t.soonest_expiry->time_since_epoch()).count();
+          state.token_expires = unixSeconds(*t.soonest_expiry);
         }
       }
       state.secret_expires = p.client_secret_expires;

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 
@@ -10,5 +11,10 @@ namespace mb {
 /// "Mon, 23 Nov 2026 16:19:00 +0000". Times outside 0001..9999 are clamped,
 /// since the format has four digits for the year. Thread-safe.
 std::string rfc5322Date(std::int64_t unix_seconds);
+
+/// Whole seconds since the epoch of a system-clock time (towards zero).
+inline std::int64_t unixSeconds(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
+}
 
 }  // namespace mb

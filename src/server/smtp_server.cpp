@@ -74,10 +74,6 @@ policy::NetworkList networksOrEmpty(const std::vector<std::string>& cidrs, const
   return std::move(list).value();
 }
 
-std::int64_t unixSeconds(Clock::WallTime t) {
-  return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
-}
-
 const char* problemText(smtp::DataProblem why) {
   switch (why) {
     case smtp::DataProblem::TooBig: return "message too big";
