@@ -494,7 +494,7 @@ int App::run() {
     stats.accepted();
     accept_times.add(env.id, clock_.wallNow());
     if (log != nullptr) log->accepted(acceptedEvent(env, std::move(header), clock_));
-  });
+  }, /*with_header=*/mail_log != nullptr);  // the statistics need no header
   server.setRefusalObserver([log = mail_log.get(), &stats, this](server::SmtpServer::Refusal r) {
     stats.rejected(r.reason);
     if (log == nullptr) return;

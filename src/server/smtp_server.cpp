@@ -152,6 +152,7 @@ class SmtpServer::Impl : public std::enable_shared_from_this<SmtpServer::Impl> {
   CommittedCallback on_committed_;
   HeaderFromParser header_from_;
   SmtpServer::AcceptedObserver on_accepted_;
+  bool accepted_with_header_ = false;
   SmtpServer::RefusalObserver on_refused_;
   PasswordVerifier password_verifier_;
   Clock& clock_;
@@ -554,7 +555,9 @@ std::optional<smtp::Reply> Connection::onDataStart(const smtp::Transaction& txn)
 
 void Connection::onDataChunk(std::string_view bytes) {
   if (!message_ || write_failed_) return;
-  if (!header_complete_ && (settings_->senders.useFromHeader() || server_->on_accepted_)) captureHeader(bytes);
+  if (!header_complete_ && (settings_->senders.useFromHeader() || server_->accepted_with_header_)) {
+    captureHeader(bytes);
+  }
   if (Status st = message_->write(bytes); !st) {
     // Keep reading to the end of the content, then answer 451: the client
     // must not think a truncated message was accepted.
@@ -924,7 +927,10 @@ void SmtpServer::reconfigure(const config::Config& config) { impl_->reconfigure(
 
 void SmtpServer::setHeaderFromParser(HeaderFromParser parser) { impl_->header_from_ = std::move(parser); }
 
-void SmtpServer::setAcceptedObserver(AcceptedObserver observer) { impl_->on_accepted_ = std::move(observer); }
+void SmtpServer::setAcceptedObserver(AcceptedObserver observer, bool with_header) {
+  impl_->accepted_with_header_ = observer && with_header;
+  impl_->on_accepted_ = std::move(observer);
+}
 
 void SmtpServer::setRefusalObserver(RefusalObserver observer) { impl_->on_refused_ = std::move(observer); }
 

@@ -94,11 +94,13 @@ class SmtpServer {
   void setHeaderFromParser(HeaderFromParser parser);
 
   /// Told of every message once it is committed to the spool (for the
-  /// tracker): its envelope and the start of its header section (up to
-  /// 64 KB, as much as arrived). Runs on the spool's committer thread before
-  /// the client hears 250: it must only hand the data on, never block.
+  /// statistics and the tracker): its envelope and, with `with_header`, the
+  /// start of its header section (up to 64 KB, as much as arrived; else
+  /// empty, and no session keeps a copy of it for the observer). Runs on the
+  /// spool's committer thread before the client hears 250: it must only
+  /// hand the data on, never block.
   using AcceptedObserver = std::function<void(const queue::Envelope& env, std::string header)>;
-  void setAcceptedObserver(AcceptedObserver observer);
+  void setAcceptedObserver(AcceptedObserver observer, bool with_header = true);
 
   /// A client refused before anything was queued: its address, listener,
   /// what it had said so far, and the reply with a few fixed words of why
