@@ -159,9 +159,11 @@ struct Health {
 /// says.
 ///
 /// It can never slow down or block acceptance: accepted(), outcome() and
-/// rejected() only queue the event (at most max_pending; beyond, events are
-/// dropped and counted), and a writer thread writes what has queued up in
-/// one transaction. A database that cannot be written loses those events,
+/// rejected() only queue the event (at most max_pending events and
+/// max_pending_bytes; beyond, events are dropped and counted), and a writer
+/// thread writes what has queued up in one transaction. The writer runs at a
+/// lower CPU priority (nice +10), so that on a busy machine the log lags
+/// behind the mail instead of slowing it. A database that cannot be written loses those events,
 /// logs why and says so in health(); mail flows on. The writer also purges
 /// rows older than retention_days, at start and then daily, in batches of
 /// kPurgeBatch rows so that it never holds the database for long.
@@ -183,6 +185,7 @@ class Tracker {
     HeaderParser header_parser;
     config::TrackerConfig config;
     std::size_t max_pending = 100'000;
+    std::size_t max_pending_bytes = 64 * 1024 * 1024;  // headers mostly: each may be up to 64 KB
     std::chrono::milliseconds batch_delay{100};  // gathers events before writing
   };
   static constexpr std::size_t kPurgeBatch = 500;
@@ -217,8 +220,10 @@ class Tracker {
 
  private:
   using Event = std::variant<Accepted, Outcome, Rejected>;
+  struct WriterStatements;
   Tracker(Options options, const Clock& clock, sqlite3* writer, sqlite3* reader);
 
+  static std::size_t eventBytes(const Event& event);
   void enqueue(Event event);
   void run();
   mb::Status writeBatch(std::vector<Event>& batch);
@@ -231,11 +236,13 @@ class Tracker {
   sqlite3* reader_;
   mutable std::mutex reader_mutex_;
   std::mutex writer_db_mutex_;          // the writer connection: the thread, and purge()
+  std::unique_ptr<WriterStatements> statements_;  // under writer_db_mutex_; prepared at the first batch
 
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::condition_variable written_;
   std::deque<Event> pending_;
+  std::size_t pending_bytes_ = 0;       // eventBytes() of pending_
   std::uint64_t enqueued_ = 0;          // events ever queued (or dropped at the door)
   std::uint64_t done_ = 0;              // of which written or dropped
   Health health_;

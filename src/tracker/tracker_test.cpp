@@ -26,7 +26,8 @@ class TrackerTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
-  Tracker& open(config::TrackerConfig config = {}, std::size_t max_pending = 100'000) {
+  Tracker& open(config::TrackerConfig config = {}, std::size_t max_pending = 100'000,
+               std::size_t max_pending_bytes = 64 * 1024 * 1024) {
     tracker_.reset();
     Tracker::Options options;
     options.header_parser = [](std::string_view header, Accepted& a) {
@@ -35,6 +36,7 @@ class TrackerTest : public ::testing::Test {
     options.database = dir_ / "tracker.db";
     options.config = config;
     options.max_pending = max_pending;
+    options.max_pending_bytes = max_pending_bytes;
     options.batch_delay = 5ms;
     auto t = Tracker::open(options, clock_);
     EXPECT_TRUE(t) << (t ? "" : t.error().message);
@@ -333,6 +335,50 @@ TEST_F(TrackerTest, EventsOfABurstAreWrittenTogetherAndAFullQueueDropsNotBlocks)
   const Health h = small.health();
   EXPECT_EQ(h.written + h.dropped, 1000u);
   EXPECT_GT(h.dropped, 0u);
+
+  // Big headers fill the byte budget long before the count.
+  Tracker& bytes = open({}, 100'000, 256 * 1024);
+  for (int i = 0; i < 1000; ++i) {
+    Accepted a = accepted("H" + std::to_string(i), {"a@example.com"});
+    a.header = std::string(60 * 1024, 'x');
+    bytes.accepted(std::move(a));
+  }
+  bytes.flush();
+  const Health hb = bytes.health();
+  EXPECT_EQ(hb.written + hb.dropped, 1000u);
+  EXPECT_GT(hb.dropped, 0u);
+}
+
+TEST_F(TrackerTest, ABatchThatCannotBeWrittenIsReportedAndTheNextOneIsWritten) {
+  Tracker& t = open();
+  t.accepted(accepted("BEFORE"));
+  t.flush();
+  ASSERT_TRUE(t.health().writable);
+
+  // Another process holds the database for longer than the writer waits.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ / "tracker.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
+  t.accepted(accepted("LOST"));
+  t.flush();
+  Health h = t.health();
+  EXPECT_FALSE(h.writable);
+  EXPECT_EQ(h.dropped, 1u);
+  EXPECT_NE(h.last_error.find("locked"), std::string::npos) << h.last_error;
+  ASSERT_EQ(sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+
+  // The statements kept from earlier batches work again.
+  t.accepted(accepted("AFTER"));
+  t.outcome(outcome("AFTER", 0, "alice@example.com", Status::Delivered, 250));
+  t.flush();
+  h = t.health();
+  EXPECT_TRUE(h.writable);
+  EXPECT_TRUE(h.last_error.empty());
+  EXPECT_EQ(t.search(Query{})->total, 2u);
+  auto after = t.history("AFTER");
+  ASSERT_TRUE(after && after->has_value());
+  EXPECT_EQ((*after)->recipients.at(0).status, Status::Delivered);
 }
 
 TEST_F(TrackerTest, ReopensItsOwnDatabaseAndRefusesAnotherSchema) {
