@@ -34,6 +34,7 @@ RecipientResult transportFailure(const http::TransportError& err, const std::str
 CallOutcome BearerCaller::call(http::Request request, const char* what) {
   request.timeout = timeout_;
   const auto headers = request.headers;
+  bool resent = false;
   for (int round = 0; round < 2; ++round) {
     auto token = tokens_.token();
     if (!token) {
@@ -55,6 +56,16 @@ CallOutcome BearerCaller::call(http::Request request, const char* what) {
     request.headers.emplace_back("client-request-id", client_request_id);
     spdlog::debug("{}: {} {} (client-request-id {})", id_, service_, what, client_request_id);
     http::Outcome out = http_.perform(request);
+    if (const auto* err = std::get_if<http::TransportError>(&out); err != nullptr && err->connection_lost && !resent) {
+      // HTTP/2 servers close connections when they like (GOAWAY), and
+      // libcurl then fails the requests in flight on them. Sent once more
+      // at once, on a new connection: the queue's retry would send it again
+      // anyway (with the same small risk of a duplicate), only a minute later.
+      spdlog::info("{}: {} {}: the connection broke ({}); sending once more", id_, service_, what, err->message);
+      resent = true;
+      --round;
+      continue;
+    }
     if (const auto* err = std::get_if<http::TransportError>(&out)) return transportFailure(*err, id_, service_, what);
     auto& resp = std::get<http::Response>(out);
     if (resp.status == 401 && round == 0) {

@@ -100,6 +100,10 @@ class CurlClient::Impl {
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t.error);
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_2TLS));
+    // Wait for a connection that is being set up to multiplex on it rather
+    // than open one more per request of a burst: one HTTP/2 connection
+    // carries all of them.
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https,http");
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(r.timeout.count()));
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options_.connect_timeout.count()));
@@ -217,6 +221,8 @@ class CurlClient::Impl {
     }
     TransportError err;
     err.timeout = code == CURLE_OPERATION_TIMEDOUT;
+    err.connection_lost = code == CURLE_HTTP2 || code == CURLE_HTTP2_STREAM || code == CURLE_SEND_ERROR ||
+                          code == CURLE_RECV_ERROR || code == CURLE_GOT_NOTHING;
     if (t->body_too_big) {
       err.message = "response body larger than " + std::to_string(t->max_body) + " bytes";
     } else {

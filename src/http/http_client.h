@@ -69,6 +69,9 @@ struct Response {
 struct TransportError {
   std::string message;
   bool timeout = false;
+  // The connection broke under the request (reset, closed, an HTTP/2
+  // framing error or GOAWAY): a new connection may well succeed at once.
+  bool connection_lost = false;
 };
 
 using Outcome = std::variant<Response, TransportError>;

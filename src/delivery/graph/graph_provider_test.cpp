@@ -162,6 +162,24 @@ TEST_F(GraphProviderTest, TransportErrorsAreTemporary) {
   EXPECT_EQ(result.results[0].enhanced, "4.4.1");
 }
 
+TEST_F(GraphProviderTest, ABrokenConnectionIsTriedOnceMoreAtOnce) {
+  http::TransportError lost{"Error in the HTTP2 framing layer", false, true};
+  http_.push(lost);
+  http_.push(http::Response{202, {{"request-id", "rid-2"}}, ""});
+  auto result = run(job(kMessage, {"alice@example.com"}));
+  EXPECT_EQ(result.results[0].outcome, Outcome::Delivered);
+  EXPECT_EQ(http_.requestCount(), 2u);
+
+  // Only once: a connection that breaks again leaves it to the queue.
+  http_.push(lost);
+  http_.push(lost);
+  http_.push(http::Response{202, {{"request-id", "rid-3"}}, ""});
+  result = run(job(kMessage, {"alice@example.com"}));
+  EXPECT_EQ(result.results[0].outcome, Outcome::TemporaryFailure);
+  EXPECT_EQ(result.results[0].enhanced, "4.4.1");
+  EXPECT_EQ(http_.requestCount(), 4u);
+}
+
 TEST_F(GraphProviderTest, NoTokenMeansTheMailWaits) {
   oauth::TokenFailure f;
   f.retryable = false;
