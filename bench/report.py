@@ -165,6 +165,15 @@ def render_markdown(result, for_docs=False):
                     f"{ratio_text(r.get('mailbridge_vs_postfix_cpu'))}; tracker on / off "
                     f"messages/s {ratio_text(r.get('tracker_on_vs_off_rate'))}, CPU per message "
                     f"{ratio_text(r.get('tracker_on_vs_off_cpu'))}.", ""]
+            tp = var.get("tracker_pairs")
+            if tp and tp.get("pairs"):
+                cells = ", ".join(
+                    f"{p['on_rate']:.0f}/{p['off_rate']:.0f} = {p['ratio']:.2f}" if "ratio" in p else "failed"
+                    for p in tp["pairs"])
+                out += [f"Tracker pairs (tracker on and off back to back, load only, order alternating; "
+                        f"messages/s on/off = ratio): {cells}. Median ratio "
+                        f"{ratio_text(tp.get('median_ratio'))} (min {ratio_text(tp.get('min_ratio'))}, "
+                        f"max {ratio_text(tp.get('max_ratio'))}).", ""]
         out += ["### Targets", "", "| target | variant | value | result |", "|---|---|---:|---|"]
         for vkey, var in sc["variants"].items():
             for t in var["targets"]:
