@@ -112,11 +112,9 @@ class Statement {
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) error_ = sqliteError(db_, "step");
     return rc;
   }
-  /// Ready to be bound and stepped again.
-  void reset() {
-    sqlite3_reset(stmt_);
-    sqlite3_clear_bindings(stmt_);
-  }
+  /// Ready to be stepped again. Bindings stay: every use binds all of
+  /// its parameters anew.
+  void reset() { sqlite3_reset(stmt_); }
   /// Runs to completion; false on error.
   bool run() {
     const int rc = step();
