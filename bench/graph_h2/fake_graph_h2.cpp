@@ -22,8 +22,6 @@
 #include <time.h>
 
 #include <array>
-#include <boost/asio.hpp>
-#include <boost/asio/ssl.hpp>
 #include <charconv>
 #include <chrono>
 #include <cstdint>
@@ -38,6 +36,10 @@
 #include <string_view>
 #include <utility>  // before Asio (Boost 1.74 with g++ 12)
 #include <vector>
+
+// After <utility>: Boost 1.74's Asio needs it first.
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 
 namespace {
 
