@@ -86,6 +86,7 @@ bool Bouncer::send(const Envelope& env, const std::vector<std::size_t>& failed,
   }
   Envelope dsn;
   dsn.id = message->id();
+  dsn.size = message->size();  // as the spool records it: the queue may start from this copy
   dsn.sender = "";  // null sender: a bounce never bounces
   RecipientEntry rcpt;
   rcpt.address = to;

@@ -118,6 +118,7 @@ void QueueManager::enqueue(const Envelope& env, FirstAttemptCallback on_first) {
     const auto [it, inserted] =
         queued_.emplace(env.id, Entry{now, asciiLower(env.sendingMailbox()), routeOf(env), false, env.arrival});
     schedule_.emplace(now, env.id);
+    if (fresh_.size() < kMaxFresh) fresh_.emplace(env.id, env);
     if (on_first) waiters_.insert_or_assign(env.id, std::move(on_first));
     // The loop scans every due message when it wakes. A message that pacing,
     // an open breaker or a full max_in_flight holds back has nothing to
@@ -255,6 +256,7 @@ void QueueManager::forgetLocked(const std::string& id) {
   in_flight_.erase(id);
   queued_.erase(id);
   unsaved_.erase(id);
+  fresh_.erase(id);
   waiters_.erase(id);
   cv_.notify_all();
   idle_cv_.notify_all();
@@ -393,7 +395,12 @@ void QueueManager::startAttemptLocked(const std::string& id, Attempt attempt,
                                       std::unique_lock<std::mutex>& lock) {
   in_flight_.insert_or_assign(id, std::move(attempt));
   std::optional<Envelope> cached;
-  if (const auto it = unsaved_.find(id); it != unsaved_.end()) cached = it->second;
+  if (const auto it = unsaved_.find(id); it != unsaved_.end()) {
+    cached = it->second;
+  } else if (auto node = fresh_.extract(id)) {
+    cached = std::move(node.mapped());  // only the first attempt: later ones follow the file
+  }
+  fresh_.erase(id);
   lock.unlock();
 
   Result<Envelope> loaded = cached ? Result<Envelope>(std::move(*cached)) : spool_.load(id);
@@ -705,6 +712,7 @@ void QueueManager::unscheduleLocked(const std::string& id, const Entry& entry) {
 
 Result<Envelope> QueueManager::currentEnvelopeLocked(const std::string& id) {
   if (const auto it = unsaved_.find(id); it != unsaved_.end()) return it->second;
+  if (const auto it = fresh_.find(id); it != fresh_.end()) return it->second;
   return spool_.load(id);
 }
 
@@ -821,6 +829,7 @@ Status QueueManager::hold(const std::string& id) {
       env->held = true;
       if (Status st = spool_.update(*env); !st) return Error{"cannot hold " + id + ": " + st.error().message};
       unsaved_.erase(id);
+      fresh_.erase(id);
       unscheduleLocked(id, e);
     }
     e.held = true;
@@ -844,6 +853,7 @@ Status QueueManager::release(const std::string& id) {
         return Error{"cannot release " + id + ": " + st.error().message};
       }
       unsaved_.erase(id);
+      fresh_.erase(id);
       e.due = nowSeconds();
       schedule_.emplace(e.due, id);
     }

@@ -220,6 +220,11 @@ class QueueManager : public QueueControl {
   // Envelopes whose spool.update() failed: the next attempt starts from these
   // rather than from the stale file, so a delivered recipient is not sent again.
   std::map<std::string, Envelope> unsaved_;
+  // Envelopes just enqueued, the same as their files: the first attempt
+  // starts from these instead of reading the file back. Bounded; a message
+  // without one is read from the spool.
+  std::map<std::string, Envelope> fresh_;
+  static constexpr std::size_t kMaxFresh = 1024;
   // Sessions waiting for a message's first attempt (smtp.wait_for_delivery).
   std::map<std::string, FirstAttemptCallback> waiters_;
   std::shared_ptr<LifeGuard> guard_;

@@ -184,6 +184,31 @@ TEST_F(QueueManagerTest, DeliveredMessageIsRemoved) {
   EXPECT_EQ(qm.runDue(), 0u);
 }
 
+TEST_F(QueueManagerTest, FirstAttemptStartsFromTheEnqueuedEnvelope) {
+  QueueManager qm(config_, spool_, agent_, clock_);
+  const Envelope env = commit({"a@example.org"});
+  qm.enqueue(env);
+  // The file is not read back for the first attempt: spoiling it changes nothing.
+  ASSERT_TRUE(fs::writeFileAtomic(spool_.queueDir() / (env.id + ".env"), "garbage").ok());
+  EXPECT_EQ(qm.runDue(), 1u);
+  ASSERT_EQ(agent_.jobs().size(), 1u);
+  EXPECT_EQ(agent_.jobs()[0].envelope.recipients.size(), 1u);
+  EXPECT_EQ(agent_.jobs()[0].envelope.sender, env.sender);
+  EXPECT_FALSE(inSpool(env.id));
+}
+
+TEST_F(QueueManagerTest, HoldAndReleaseDropTheEnqueuedCopy) {
+  QueueManager qm(config_, spool_, agent_, clock_);
+  const Envelope env = commit({"a@example.org"});
+  qm.enqueue(env);
+  ASSERT_TRUE(qm.hold(env.id).ok());
+  ASSERT_TRUE(qm.release(env.id).ok());
+  // The file is the truth now: a spoiled one cannot be attempted.
+  ASSERT_TRUE(fs::writeFileAtomic(spool_.queueDir() / (env.id + ".env"), "garbage").ok());
+  qm.runDue();
+  EXPECT_TRUE(agent_.jobs().empty());
+}
+
 TEST_F(QueueManagerTest, TemporaryFailureBacksOffExponentiallyToTheCap) {
   agent_.setFallback([](const DeliveryJob& job) { return allWith(job, temporary()); });
   QueueManager qm(config_, spool_, agent_, clock_);
@@ -443,11 +468,16 @@ TEST_F(QueueManagerTest, ThreadedModeDeliversPromptly) {
 
 TEST_F(QueueManagerTest, UnloadableMessageIsDropped) {
   QueueManager qm(config_, spool_, agent_, clock_);
+  qm.setRandom([] { return 0.5; });  // jitter factor 1.0
   const Envelope env = commit();
-  ASSERT_TRUE(fs::writeFileAtomic(spool_.queueDir() / (env.id + ".env"), "garbage").ok());
+  agent_.push([](const DeliveryJob& job) { return allWith(job, temporary()); });
   qm.enqueue(env);
+  ASSERT_EQ(qm.runDue(), 1u);  // the first attempt starts from the enqueued envelope
+  // A retry reads the file.
+  ASSERT_TRUE(fs::writeFileAtomic(spool_.queueDir() / (env.id + ".env"), "garbage").ok());
+  clock_.advance(std::chrono::seconds(60));
   EXPECT_EQ(qm.runDue(), 1u);
-  EXPECT_TRUE(agent_.jobs().empty());
+  EXPECT_EQ(agent_.jobs().size(), 1u);
   EXPECT_EQ(qm.queuedCount(), 0u);
   EXPECT_EQ(qm.inFlightCount(), 0u);
 }

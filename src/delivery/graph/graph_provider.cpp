@@ -2,8 +2,11 @@
 
 
 #include <filesystem>
+#include <optional>
+#include <string>
 #include <system_error>
 
+#include "base/durable_file.h"
 #include "base/log.h"
 #include "base/text.h"
 #include "delivery/graph/draft_send.h"
@@ -48,7 +51,27 @@ DeliveryResult GraphProvider::attempt(const queue::DeliveryJob& job) {
   std::vector<std::string> recipients;
   for (std::size_t i : job.recipients) recipients.push_back(job.envelope.recipients.at(i).address);
 
-  auto rewrite = mime::rewriteRecipients(job.content, recipients);
+  std::error_code ec;
+  const std::uint64_t file_size = std::filesystem::file_size(job.content, ec);
+  if (ec) return sameForAll(job, config_.name, temporaryFailure("cannot read the stored message: " + ec.message()));
+  // A message that sendMail takes is read once, whole; a larger one goes
+  // through an upload session, which streams it from the file.
+  std::optional<std::string> whole;
+  if (file_size <= kMaxSendMailBytes && config_.save_to_sent) {
+    auto read = fs::readFile(job.content);
+    if (!read) {
+      return sameForAll(job, config_.name,
+                        temporaryFailure("cannot read the stored message: " + read.error().message));
+    }
+    whole = std::move(read).value();
+  }
+  Result<mime::RecipientRewrite> rewrite = Error{};
+  if (whole) {
+    auto block = mime::headerBlockOf(*whole);
+    rewrite = block ? mime::rewriteRecipients(*block, recipients) : Result<mime::RecipientRewrite>(block.error());
+  } else {
+    rewrite = mime::rewriteRecipients(job.content, recipients);
+  }
   if (!rewrite) {
     spdlog::error("{}: cannot read the message header for Graph: {}", id, rewrite.error().message);
     return sameForAll(job, config_.name, temporaryFailure("cannot read the stored message: " + rewrite.error().message));
@@ -70,9 +93,6 @@ DeliveryResult GraphProvider::attempt(const queue::DeliveryJob& job) {
                                        "neither MAIL FROM nor a From header names a mailbox to send as"));
   }
 
-  std::error_code ec;
-  const std::uint64_t file_size = std::filesystem::file_size(job.content, ec);
-  if (ec) return sameForAll(job, config_.name, temporaryFailure("cannot read the stored message: " + ec.message()));
   const std::uint64_t size = rewrite->headers.size() + (file_size - rewrite->body_offset);
   const std::shared_ptr<oauth::TokenSource> tokens = tokens_(job.envelope);
   if (!tokens) {
@@ -100,7 +120,15 @@ DeliveryResult GraphProvider::attempt(const queue::DeliveryJob& job) {
     return result;
   }
 
-  auto mime = mime::rewrittenMessage(job.content, *rewrite);
+  Result<std::string> mime = Error{};
+  if (whole && rewrite->body_offset <= whole->size()) {
+    std::string message = std::move(rewrite->headers);
+    message.append(*whole, rewrite->body_offset);
+    whole.reset();
+    mime = std::move(message);
+  } else {
+    mime = mime::rewrittenMessage(job.content, *rewrite);
+  }
   if (!mime) return sameForAll(job, config_.name, temporaryFailure(mime.error().message));
 
   http::Request req;
