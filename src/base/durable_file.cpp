@@ -52,8 +52,8 @@ Status syncDirectory(const std::filesystem::path& dir) {
   return st;
 }
 
-Status writeFileAtomicNoDirSync(const std::filesystem::path& path, std::string_view data,
-                                unsigned mode) {
+Result<std::filesystem::path> writeSyncedTemporary(const std::filesystem::path& path, std::string_view data,
+                                                   unsigned mode) {
   std::filesystem::path tmp = path;
   tmp += tempSuffix();
   auto writer = FileWriter::create(tmp, mode);
@@ -61,9 +61,19 @@ Status writeFileAtomicNoDirSync(const std::filesystem::path& path, std::string_v
   Status st = writer->write(data);
   if (st) st = writer->sync();
   if (st) st = writer->close();
-  if (st) st = renameFile(tmp, path);
   if (!st) {
     ::unlink(tmp.c_str());
+    return st.error();
+  }
+  return tmp;
+}
+
+Status writeFileAtomicNoDirSync(const std::filesystem::path& path, std::string_view data,
+                                unsigned mode) {
+  auto tmp = writeSyncedTemporary(path, data, mode);
+  if (!tmp) return tmp.error();
+  if (Status st = renameFile(*tmp, path); !st) {
+    ::unlink(tmp->c_str());
     return st;
   }
   return {};

@@ -27,6 +27,13 @@ Status writeFileAtomic(const std::filesystem::path& path, std::string_view data,
 Status writeFileAtomicNoDirSync(const std::filesystem::path& path, std::string_view data,
                                 unsigned mode = 0640);
 
+/// The first half of writeFileAtomicNoDirSync: writes `data` to a new
+/// temporary beside `path` (`<path>.tmp.<random>`) and fsyncs it. Returns the
+/// temporary's path; the caller renames it into place or unlinks it. On
+/// failure nothing is left behind.
+Result<std::filesystem::path> writeSyncedTemporary(const std::filesystem::path& path, std::string_view data,
+                                                   unsigned mode = 0640);
+
 /// Reads a whole (small) file.
 Result<std::string> readFile(const std::filesystem::path& path);
 

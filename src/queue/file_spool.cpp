@@ -1,9 +1,12 @@
 #include "queue/file_spool.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <functional>
 #include <latch>
 #include <optional>
 #include <set>
@@ -112,7 +115,10 @@ FileSpool::FileSpool(stdfs::path state_dir)
       corrupt_dir_(state_dir / "corrupt"),
       committer_([this] { committerLoop(); }) {}
 
-FileSpool::~FileSpool() { stop(); }
+FileSpool::~FileSpool() {
+  stop();
+  if (dir_fd_.load() >= 0) ::close(dir_fd_.load());
+}
 
 void FileSpool::stop() {
   {
@@ -125,7 +131,22 @@ void FileSpool::stop() {
 
 Status FileSpool::open() {
   if (Status st = fs::makeDirectories(queue_dir_); !st) return st;
-  return fs::makeDirectories(corrupt_dir_);
+  if (Status st = fs::makeDirectories(corrupt_dir_); !st) return st;
+  std::lock_guard lock(mutex_);
+  if (dir_fd_.load() < 0) {
+    const int fd = ::open(queue_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return Error::fromErrno("open directory " + queue_dir_.string(), errno);
+    dir_fd_.store(fd);
+  }
+  return {};
+}
+
+std::size_t FileSpool::directorySyncs() const { return dir_syncs_.load(); }
+
+Status FileSpool::syncQueueDirectory() {
+  dir_syncs_.fetch_add(1);
+  if (const int fd = dir_fd_.load(); fd >= 0) return fs::syncFd(fd, queue_dir_.string());
+  return fs::syncDirectory(queue_dir_);
 }
 
 Result<std::unique_ptr<IncomingMessage>> FileSpool::create() {
@@ -162,20 +183,39 @@ void FileSpool::commit(std::unique_ptr<IncomingMessage> msg, Envelope env, Commi
 void FileSpool::committerLoop() {
   std::unique_lock lock(mutex_);
   for (;;) {
-    cv_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
-    if (pending_.empty()) {  // stopping, and nothing left to finish
-      stopped_ = true;
-      return;
+    cv_.wait(lock, [this] { return stopping_ || !pending_.empty() || removals_unsynced_; });
+    // Cleared before the fsync that covers them: a removal after this point
+    // sets it again and gets a later fsync.
+    const bool removals = std::exchange(removals_unsynced_, false);
+    if (!pending_.empty()) {
+      std::deque<PendingCommit> batch;
+      batch.swap(pending_);
+      lock.unlock();
+      const bool synced = commitBatch(batch);  // its directory fsync covers the removals too
+      if (removals && !synced) syncRemovals();
+      lock.lock();
+      continue;
     }
-    std::deque<PendingCommit> batch;
-    batch.swap(pending_);
-    lock.unlock();
-    commitBatch(batch);
-    lock.lock();
+    if (removals) {
+      lock.unlock();
+      syncRemovals();
+      lock.lock();
+      continue;
+    }
+    stopped_ = true;  // stopping, and nothing left to finish
+    return;
   }
 }
 
-void FileSpool::commitBatch(std::deque<PendingCommit>& batch) {
+void FileSpool::syncRemovals() {
+  if (Status st = syncQueueDirectory(); !st) {
+    // The files are gone; only their removal may not survive a crash, and
+    // then the message is delivered once more.
+    spdlog::error("spool: directory fsync after removals failed: {}", st.error().message);
+  }
+}
+
+bool FileSpool::commitBatch(std::deque<PendingCommit>& batch) {
   // Callbacks run only after the files they report on are settled, and never
   // under mutex_, so a callback may commit again.
   const auto discard = [this](PendingCommit& c, bool envelope_written) {
@@ -189,68 +229,98 @@ void FileSpool::commitBatch(std::deque<PendingCommit>& batch) {
     if (c.done) c.done(error);
   };
 
-  // Each message's own writes and fsyncs, in order: content, then envelope.
-  const auto prepare = [this](PendingCommit& c) -> Status {
-    auto* msg = dynamic_cast<FileIncomingMessage*>(c.msg.get());
-    if (msg == nullptr) return Error{"commit of a message that was not created by this spool"};
-    if (Status st = msg->finish(); !st) {
-      spdlog::error("spool: {}: content not committed: {}", msg->id(), st.error().message);
-      return st;
-    }
-    c.env.id = msg->id();
-    c.env.size = msg->size();
-    if (Status st = fs::writeFileAtomicNoDirSync(queue_dir_ / (c.env.id + std::string(kEnvelopeExt)),
-                                                 serialize(c.env));
-        !st) {
-      spdlog::error("spool: {}: envelope not written: {}", c.env.id, st.error().message);
-      return st;
-    }
-    return {};
+  // Each message's content fsync and its envelope's (written to a temporary)
+  // run side by side, all of them on the sync threads; the envelope's rename,
+  // the commit point, follows once both are on disk.
+  struct Work {
+    FileIncomingMessage* msg = nullptr;
+    Status content;
+    Result<stdfs::path> envelope_tmp = Error{"not written"};
+    std::string envelope_text;
   };
-  std::vector<Status> prepared(batch.size());
-  if (batch.size() == 1) {
-    prepared[0] = prepare(batch[0]);
-  } else {
-    std::latch all_done(static_cast<std::ptrdiff_t>(batch.size()));
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      auto task = [&, i] {
-        prepared[i] = prepare(batch[i]);
+  std::vector<Work> work(batch.size());
+  std::vector<std::function<void()>> tasks;
+  tasks.reserve(batch.size() * 2);
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    PendingCommit& c = batch[i];
+    Work& w = work[i];
+    w.msg = dynamic_cast<FileIncomingMessage*>(c.msg.get());
+    if (w.msg == nullptr) {
+      w.content = Error{"commit of a message that was not created by this spool"};
+      continue;
+    }
+    if (w.msg->stickyError()) {
+      w.content = *w.msg->stickyError();
+      continue;
+    }
+    c.env.id = w.msg->id();
+    c.env.size = w.msg->size();  // here, before finish() flushes on another thread
+    w.envelope_text = serialize(c.env);
+    tasks.emplace_back([this, &w] {
+      w.content = w.msg->finish();
+      if (!w.content) spdlog::error("spool: {}: content not committed: {}", w.msg->id(), w.content.error().message);
+    });
+    tasks.emplace_back([this, &w] {
+      w.envelope_tmp =
+          fs::writeSyncedTemporary(queue_dir_ / (w.msg->id() + std::string(kEnvelopeExt)), w.envelope_text);
+      if (!w.envelope_tmp) {
+        spdlog::error("spool: {}: envelope not written: {}", w.msg->id(), w.envelope_tmp.error().message);
+      }
+    });
+  }
+  if (!tasks.empty()) {
+    std::latch all_done(static_cast<std::ptrdiff_t>(tasks.size()));
+    // The last one on this thread, which would only wait otherwise.
+    for (std::size_t t = 0; t + 1 < tasks.size(); ++t) {
+      auto task = [&tasks, &all_done, t] {
+        tasks[t]();
         all_done.count_down();
       };
       if (!sync_pool_.submit(task)) task();  // the pool is stopping: do it here
     }
+    tasks.back()();
+    all_done.count_down();
     all_done.wait();
   }
 
   std::vector<PendingCommit*> written;
   written.reserve(batch.size());
   for (std::size_t i = 0; i < batch.size(); ++i) {
-    if (!prepared[i]) {
-      fail(batch[i], prepared[i].error(), false);
+    Work& w = work[i];
+    Status st = w.content;
+    if (st && !w.envelope_tmp) st = w.envelope_tmp.error();
+    if (st) {
+      st = fs::renameFile(*w.envelope_tmp, queue_dir_ / (batch[i].env.id + std::string(kEnvelopeExt)));
+      if (!st) spdlog::error("spool: {}: envelope not renamed: {}", batch[i].env.id, st.error().message);
+    }
+    if (!st) {
+      if (w.envelope_tmp) (void)fs::removeFile(*w.envelope_tmp);
+      fail(batch[i], st.error(), false);
       continue;
     }
     written.push_back(&batch[i]);
   }
-  if (written.empty()) return;
+  if (written.empty()) return false;
 
   // The one directory fsync that makes every rename of the batch durable.
-  if (Status st = fs::syncDirectory(queue_dir_); !st) {
+  if (Status st = syncQueueDirectory(); !st) {
     spdlog::error("spool: directory fsync failed, {} message(s) not committed: {}", written.size(),
                   st.error().message);
     for (auto* c : written) discard(*c, true);
     // Best effort to make the removals durable before the client hears of the
     // failure: a message it was told failed should not come back after a crash.
-    (void)fs::syncDirectory(queue_dir_);
+    (void)syncQueueDirectory();
     for (auto* c : written) {
       if (c->done) c->done(st.error());
     }
-    return;
+    return true;
   }
   for (auto* c : written) {
     static_cast<FileIncomingMessage*>(c->msg.get())->markCommitted();
     c->msg.reset();
     if (c->done) c->done(Status{});
   }
+  return true;
 }
 
 Result<Envelope> FileSpool::load(const std::string& id) {
@@ -280,7 +350,17 @@ Status FileSpool::remove(const std::string& id) {
   // envelope, which recover() deletes, never an envelope without content.
   if (Status st = fs::removeFile(queue_dir_ / (id + std::string(kEnvelopeExt))); !st) return st;
   if (Status st = fs::removeFile(contentPath(id)); !st) return st;
-  return fs::syncDirectory(queue_dir_);
+  // The committer makes the removal durable, together with others: a crash
+  // before that brings the message back, to be delivered again, never lost.
+  {
+    std::lock_guard lock(mutex_);
+    if (!stopped_) {
+      removals_unsynced_ = true;
+      cv_.notify_one();
+      return {};
+    }
+  }
+  return syncQueueDirectory();
 }
 
 stdfs::path FileSpool::contentPath(const std::string& id) const {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
@@ -20,6 +21,9 @@ namespace mb::queue {
 /// directory once for the batch and runs the callbacks (on the committer).
 /// Side by side, because the file system merges concurrent fsyncs into
 /// shared journal commits, where one after the other each waits for its own.
+/// remove() unlinks at once and leaves the directory fsync to the committer,
+/// which makes every removal since its last one durable with one fsync (the
+/// fsync of a commit batch counts).
 class FileSpool final : public Spool {
  public:
   explicit FileSpool(std::filesystem::path state_dir);
@@ -46,10 +50,16 @@ class FileSpool final : public Spool {
   const std::filesystem::path& queueDir() const { return queue_dir_; }
   const std::filesystem::path& corruptDir() const { return corrupt_dir_; }
 
+  /// Directory fsyncs so far (tests: removals share them).
+  std::size_t directorySyncs() const;
+
  private:
   struct PendingCommit;
   void committerLoop();
-  void commitBatch(std::deque<PendingCommit>& batch);
+  /// False when no message of the batch reached the directory fsync.
+  bool commitBatch(std::deque<PendingCommit>& batch);
+  Status syncQueueDirectory();
+  void syncRemovals();  // logs a failure
 
   std::filesystem::path queue_dir_;
   std::filesystem::path corrupt_dir_;
@@ -60,6 +70,9 @@ class FileSpool final : public Spool {
   WorkerPool sync_pool_{kSyncThreads};
   bool stopping_ = false;
   bool stopped_ = false;  // the committer has exited
+  bool removals_unsynced_ = false;  // a remove() since the last directory fsync began
+  std::atomic<int> dir_fd_{-1};     // the queue directory, for its fsyncs (set by open())
+  std::atomic<std::size_t> dir_syncs_{0};
   std::thread committer_;
 };
 

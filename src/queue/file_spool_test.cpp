@@ -317,6 +317,27 @@ TEST_F(FileSpoolTest, UpdateLoadRemove) {
   EXPECT_TRUE(spool_.remove(id).ok());     // already gone is fine
 }
 
+TEST_F(FileSpoolTest, RemovalsAreMadeDurableByTheCommitterBeforeItStops) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 20; ++i) ids.push_back(commitOne("content " + std::to_string(i)));
+  const std::size_t before = spool_.directorySyncs();
+  for (const auto& id : ids) ASSERT_TRUE(spool_.remove(id).ok());
+  EXPECT_TRUE(listDir(spool_.queueDir()).empty());  // unlinked at once
+  spool_.stop();                                     // the pending directory fsync runs first
+  const std::size_t syncs = spool_.directorySyncs() - before;
+  EXPECT_GE(syncs, 1u);
+  EXPECT_LE(syncs, ids.size());  // shared, never more than one per removal
+}
+
+TEST_F(FileSpoolTest, RemoveAfterStopSyncsTheDirectoryItself) {
+  const std::string id = commitOne("content");
+  spool_.stop();
+  const std::size_t before = spool_.directorySyncs();
+  ASSERT_TRUE(spool_.remove(id).ok());
+  EXPECT_EQ(spool_.directorySyncs(), before + 1);
+  EXPECT_TRUE(listDir(spool_.queueDir()).empty());
+}
+
 TEST_F(FileSpoolTest, RejectsBadIds) {
   EXPECT_FALSE(spool_.load("../../etc/passwd").ok());
   EXPECT_FALSE(spool_.remove("../x").ok());

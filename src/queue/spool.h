@@ -56,7 +56,9 @@ class Spool {
   /// after some recipients were delivered.
   virtual Status update(const Envelope& env) = 0;
 
-  /// Removes a message (envelope first, then content).
+  /// Removes a message (envelope first, then content). The removal may
+  /// become durable a moment later, shared with others: after a crash in
+  /// between the message is back and is delivered again, never lost.
   virtual Status remove(const std::string& id) = 0;
 
   /// Where the content of a committed message can be read.

@@ -224,8 +224,10 @@ class DiskFaultTest(unittest.TestCase):
         content_sync = first(lambda c: c.op == "fsync" and c.path == content, what="content fsync")
         self.assertGreater(content_sync, writes[-1], "content written after its fsync\n" + log)
 
+        # The envelope's temporary is written and fsynced beside the content's
+        # fsync; its rename, the commit point, waits for both.
         env_write = first(lambda c: c.op == "write" and c.path.startswith(envelope + ".tmp."),
-                          content_sync, "envelope written to a temporary after the content fsync")
+                          created, "envelope written to a temporary")
         temp = before[env_write].path
         env_sync = first(lambda c: c.op == "fsync" and c.path == temp, env_write,
                          "envelope temporary fsynced")
@@ -233,7 +235,7 @@ class DiskFaultTest(unittest.TestCase):
             max(i for i, c in enumerate(before) if c.op == "write" and c.path == temp), env_write,
             "envelope temporary written in one call, before its fsync\n" + log)
         renamed = first(lambda c: c.op.startswith("rename") and c.path == temp and c.to == envelope,
-                        env_sync, "envelope renamed into place after its fsync")
+                        max(env_sync, content_sync), "envelope renamed into place after both fsyncs")
         # Delivery may already be removing the message on another thread and
         # fsync the directory too; the commit's own fsync is the committer's.
         committer = before[renamed].tid
