@@ -162,6 +162,14 @@ def wait_count(inst, expected, timeout):
     return n
 
 
+REMOVE_AT_END = []  # run directories that main() deletes when everything ran
+
+
+def remove_run_directories():
+    while REMOVE_AT_END:
+        shutil.rmtree(REMOVE_AT_END.pop(), ignore_errors=True)
+
+
 def run_one(args, key, variant, run_no, load, tmpbase, probe=True):
     """One system, one variant, one run: a dict of figures, with "error"
     set when something failed (the instance's log excerpt included).
@@ -239,7 +247,13 @@ def run_one(args, key, variant, run_no, load, tmpbase, probe=True):
         if args.keep or (rec["error"] and args.keep_failed):
             rec["workdir"] = workdir
         else:
-            shutil.rmtree(workdir, ignore_errors=True)
+            # Removed when the whole benchmark ends, not now: on ext4 without
+            # a journal (as on the machine of docs/benchmarks.md), creating a
+            # file skips every inode freed in the last one to five minutes,
+            # so after a run's 20,000 files were deleted the next runs, and
+            # the graph scenario after them, created files several times
+            # slower and order decided the ratios.
+            REMOVE_AT_END.append(workdir)
     return rec
 
 
@@ -430,6 +444,10 @@ def run_ingest(args, load, postfix_skip, versions):
         "Latency is timed by bench/smtpload.py (Python asyncio) on the same machine as the server"
         + ("." if postfix_skip else "; the 'probe floor' row is the same client against "
            "smtp-sink, which answers at once and stores nothing."))
+    sc["notes"].append(
+        "Each run's directory (its queue) is deleted only when the whole benchmark has run: on ext4 "
+        "without a journal, creating a file skips the inodes freed in the last one to five minutes, "
+        "so deleting a run's 20,000 files slowed the runs after it, whichever system they measured.")
     systems = [k for k in SYSTEMS if not (k == "postfix" and postfix_skip)]
     for variant in args.variants:
         var = {"title": VARIANTS[variant]["title"], "systems": {}}
@@ -593,9 +611,8 @@ def run_extra(args, name):
         entry["skipped"] = "a sanitizer build cannot run under valgrind; use the release build"
         log(f"bench: scenario {name} skipped: {entry['skipped']}")
         return entry
-    # The ingest scenario leaves the file system busy (its queues were
-    # deleted just now): settle it, so that the next scenario's fsyncs do
-    # not pay for the previous one's clean-up.
+    # Let the writes of the scenario before settle, so that this one's
+    # fsyncs do not pay for them.
     os.sync()
     time.sleep(3)
     log(f"bench: scenario {name} ...")
@@ -615,10 +632,9 @@ def run_extra(args, name):
 
 def run_scenario_process(module, args):
     """Runs a scenario module in a Python process of its own (its __main__
-    prints the figures as JSON) and returns the figures. Its own process:
-    threads and state that earlier scenarios left in this one (the ingest
-    scenario's clients and pumps) must not slow its load generator, which
-    in this process halved the end-to-end rate."""
+    prints the figures as JSON) and returns the figures. Its own process, so
+    that nothing an earlier scenario left in this one (threads, open files)
+    can touch its load generator."""
     cmd = [sys.executable, module.__file__] + (["--smoke"] if args.smoke else [])
     env = dict(os.environ, MB_BIN=str(args.binary))
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
@@ -682,6 +698,7 @@ def main(argv):
         result["scenarios"]["ingest"] = run_ingest(args, load, postfix_skip, versions)
     result["extras"] = {name: run_extra(args, name) for name in ("graph", "memory", "throttled", "cpu")
                         if name in args.scenarios}
+    remove_run_directories()
 
     failed = [f"{s}/{v}/{k} run {r['run']}"
               for s, sc in result["scenarios"].items() for v, var in sc["variants"].items()
@@ -743,4 +760,5 @@ if __name__ == "__main__":
                 inst.stop()
             except Exception as e:   # keep stopping the others
                 log(f"bench: while stopping {type(inst).__name__}: {e}")
+        remove_run_directories()
     sys.exit(code)

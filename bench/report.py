@@ -1,6 +1,7 @@
 """Machine facts, summaries and the Markdown report of a benchmark run."""
 
 import os
+from pathlib import Path
 import platform
 import statistics
 import subprocess
@@ -44,9 +45,25 @@ def filesystem_of(path):
     return best
 
 
+def ext4_journal(mnt):
+    """' without a journal' when the ext4 file system mounted at `mnt` has
+    none (its options in /proc/fs/ext4 then name no data= mode), else ''."""
+    try:
+        with open("/proc/mounts") as f:
+            dev = next((line.split()[0] for line in f if line.split()[1:2] == [mnt]), None)
+        if dev is None:
+            return ""
+        options = Path("/proc/fs/ext4") / os.path.basename(dev) / "options"
+        return "" if "data=" in options.read_text() else " without a journal"
+    except (OSError, IndexError):
+        return ""
+
+
 def machine_info(tmpdir):
     mem = _first_line("/proc/meminfo", "MemTotal")
     fstype, mnt = filesystem_of(tmpdir)
+    if fstype == "ext4":
+        fstype += ext4_journal(mnt)
     try:
         nproc = len(os.sched_getaffinity(0))
     except AttributeError:
