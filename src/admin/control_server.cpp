@@ -14,6 +14,7 @@
 
 #include "admin/control_protocol.h"
 #include "base/log.h"
+#include "base/worker_pool.h"
 #include "net/asio.h"
 
 namespace mb::admin {
@@ -158,7 +159,10 @@ Status ControlServer::Impl::start() {
   bound_ = true;
 
   asio::co_spawn(io_, acceptLoop(), asio::detached);
-  thread_ = std::thread([this] { io_.run(); });
+  thread_ = std::thread([this] {
+    nameThisThread("mb-control");
+    io_.run();
+  });
   spdlog::info("control socket listening on {}", path);
   return {};
 }

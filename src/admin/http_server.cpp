@@ -17,6 +17,7 @@
 #include "admin/json_support.h"
 #include "base/log.h"
 #include "base/text.h"
+#include "base/worker_pool.h"
 #include "net/asio.h"
 #include "net/stream.h"
 #include "net/tcp_listener.h"
@@ -206,7 +207,10 @@ class HttpServer::Impl {
     if (options_.tls && !options_.tls->current())
       return Error{"admin: TLS is on but no certificate is loaded"};
     asio::co_spawn(io_, acceptLoop(), asio::detached);
-    thread_ = std::thread([this] { io_.run(); });
+    thread_ = std::thread([this] {
+      nameThisThread("mb-admin-http");
+      io_.run();
+    });
     spdlog::info("admin: listening on {} (admin, {})", listener_.address(),
                  options_.tls ? "https" : "http");
     if (options_.password_hash.empty() && options_.api_token.empty()) {

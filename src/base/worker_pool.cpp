@@ -1,5 +1,6 @@
 #include "base/worker_pool.h"
 
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <exception>
@@ -7,10 +8,21 @@
 
 namespace mb {
 
-WorkerPool::WorkerPool(std::size_t threads, std::size_t max_queued)
-    : thread_count_(threads == 0 ? 1 : threads), max_queued_(max_queued) {
+void nameThisThread(std::string_view name) {
+  char buf[16] = {};  // the kernel's limit, with the terminating zero
+  name.copy(buf, sizeof buf - 1);
+  (void)::pthread_setname_np(::pthread_self(), buf);
+}
+
+WorkerPool::WorkerPool(std::size_t threads, std::size_t max_queued, std::string name)
+    : thread_count_(threads == 0 ? 1 : threads), max_queued_(max_queued), name_(std::move(name)) {
   threads_.reserve(thread_count_);
-  for (std::size_t i = 0; i < thread_count_; ++i) threads_.emplace_back([this] { work(); });
+  for (std::size_t i = 0; i < thread_count_; ++i) {
+    threads_.emplace_back([this] {
+      nameThisThread(name_);
+      work();
+    });
+  }
 }
 
 WorkerPool::~WorkerPool() {

@@ -6,10 +6,17 @@
 #include <functional>
 #include <limits>
 #include <mutex>
+#include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 namespace mb {
+
+/// Names the calling thread for ps -L, top -H and /proc/<pid>/task/*/comm
+/// (at most 15 bytes are kept), so an operator can tell which part of the
+/// relay uses the CPU.
+void nameThisThread(std::string_view name);
 
 /// WorkerPool: a fixed number of threads that run submitted tasks in the
 /// order they were submitted. It exists to take blocking, expensive work off
@@ -29,9 +36,11 @@ class WorkerPool {
  public:
   static constexpr std::size_t kUnbounded = std::numeric_limits<std::size_t>::max();
 
-  /// Starts `threads` workers (at least one). `max_queued` is how many
-  /// tasks may wait for a free worker before submit() refuses more.
-  explicit WorkerPool(std::size_t threads, std::size_t max_queued = kUnbounded);
+  /// Starts `threads` workers (at least one), each named `name` (see
+  /// nameThisThread). `max_queued` is how many tasks may wait for a free
+  /// worker before submit() refuses more.
+  explicit WorkerPool(std::size_t threads, std::size_t max_queued = kUnbounded,
+                      std::string name = "mb-worker");
   ~WorkerPool();  // stop()
 
   WorkerPool(const WorkerPool&) = delete;
@@ -57,6 +66,7 @@ class WorkerPool {
 
   const std::size_t thread_count_;
   const std::size_t max_queued_;
+  const std::string name_;
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<std::function<void()>> tasks_;

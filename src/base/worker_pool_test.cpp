@@ -1,12 +1,15 @@
 #include "base/worker_pool.h"
 
 #include <gtest/gtest.h>
+#include <pthread.h>
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <future>
 #include <mutex>
 #include <stdexcept>
+#include <string>
 #include <thread>
 
 namespace mb {
@@ -112,6 +115,19 @@ TEST(WorkerPool, QueueBound) {
 TEST(WorkerPool, EmptyTaskIsRefused) {
   WorkerPool pool(1);
   EXPECT_FALSE(pool.submit(std::function<void()>()));
+}
+
+std::string threadName() {
+  char buf[16] = {};
+  pthread_getname_np(pthread_self(), buf, sizeof buf);
+  return buf;
+}
+
+TEST(WorkerPool, WorkersCarryThePoolsName) {
+  WorkerPool pool(1, WorkerPool::kUnbounded, "mb-test-pool-with-a-long-name");
+  std::promise<std::string> name;
+  ASSERT_TRUE(pool.submit([&name] { name.set_value(threadName()); }));
+  EXPECT_EQ(name.get_future().get(), "mb-test-pool-wi");  // the kernel keeps 15 bytes
 }
 
 TEST(WorkerPool, ZeroThreadsMeansOne) {

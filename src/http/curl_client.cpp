@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "base/text.h"
+#include "base/worker_pool.h"
 
 namespace mb::http {
 namespace {
@@ -60,7 +61,10 @@ class CurlClient::Impl {
     curl_multi_setopt(multi_, CURLMOPT_MAX_HOST_CONNECTIONS,
                       static_cast<long>(std::max<std::size_t>(1, options_.max_connections_per_host)));
     curl_multi_setopt(multi_, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
-    thread_ = std::thread([this] { loop(); });
+    thread_ = std::thread([this] {
+      nameThisThread("mb-http");
+      loop();
+    });
   }
 
   ~Impl() {

@@ -10,6 +10,7 @@
 
 #include "base/log.h"
 #include "base/text.h"
+#include "base/worker_pool.h"
 
 namespace mb::queue {
 namespace {
@@ -101,7 +102,10 @@ void QueueManager::start(const std::vector<Envelope>& recovered) {
   if (held > 0) spdlog::info("queue: {} message(s) on hold; `mailbridge queue release` sends them", held);
   if (!started_ && !stopping_) {
     started_ = true;
-    thread_ = std::thread([this] { loop(); });
+    thread_ = std::thread([this] {
+      nameThisThread("mb-queue");
+      loop();
+    });
   }
   cv_.notify_all();
 }

@@ -132,7 +132,8 @@ class SmtpServer::Impl : public std::enable_shared_from_this<SmtpServer::Impl> {
                                          config.auth.failure_window, config.auth.lockout},
                clock),
         per_ip_(config.smtp.max_connections_per_ip),
-        verifiers_(std::max<std::size_t>(1, config.auth.max_parallel_verifications)) {}
+        verifiers_(std::max<std::size_t>(1, config.auth.max_parallel_verifications), WorkerPool::kUnbounded,
+                   "mb-auth-verify") {}
 
   ~Impl() { verifiers_.stop(); }
 
@@ -646,7 +647,7 @@ void Connection::onDataEnd(const smtp::Transaction& txn) {
   server_->spool_.commit(std::move(message_), env,
                          [self, env, on_first = std::move(on_first), header = std::move(header),
                           wait = delivery_answered_](Status st) mutable {
-    // On the spool's committer thread: hand the message to the queue before
+    // On the spool's own thread: hand the message to the queue before
     // the client can hear 250, then answer on the session's own thread.
     if (st && self->server_->on_accepted_) self->server_->on_accepted_(env, std::move(header));
     if (st) self->server_->on_committed_(env, on_first);

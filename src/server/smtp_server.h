@@ -44,7 +44,7 @@ namespace mb::server {
 /// posted to it).
 class SmtpServer {
  public:
-  /// Called on the spool's committer thread for every committed message,
+  /// Called on the spool's own thread for every committed message,
   /// before the client is told 250 (the queue manager's enqueue). With
   /// smtp.wait_for_delivery, the second argument wants the first attempt's
   /// verdict; otherwise it is empty.
@@ -97,7 +97,7 @@ class SmtpServer {
   /// statistics and the tracker): its envelope and, with `with_header`, the
   /// start of its header section (up to 64 KB, as much as arrived; else
   /// empty, and no session keeps a copy of it for the observer). Runs on the
-  /// spool's committer thread before the client hears 250: it must only
+  /// spool's own thread before the client hears 250: it must only
   /// hand the data on, never block.
   using AcceptedObserver = std::function<void(const queue::Envelope& env, std::string header)>;
   void setAcceptedObserver(AcceptedObserver observer, bool with_header = true);

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "base/log.h"
+#include "base/worker_pool.h"
 
 namespace mb::tracker {
 namespace {
@@ -340,7 +341,10 @@ Result<std::unique_ptr<Tracker>> Tracker::open(Options options, const Clock& clo
 
 Tracker::Tracker(Options options, const Clock& clock, sqlite3* writer, sqlite3* reader)
     : options_(std::move(options)), privacy_(options_.config), clock_(clock), writer_(writer), reader_(reader) {
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    nameThisThread("mb-tracker");
+    run();
+  });
 }
 
 Tracker::~Tracker() {

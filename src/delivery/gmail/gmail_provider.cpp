@@ -55,7 +55,7 @@ GmailProvider::GmailProvider(config::ProviderConfig config, http::HttpClient& ht
       tokens_(std::move(tokens)),
       scratch_dir_(std::move(scratch_dir)),
       clock_(clock),
-      pool_(threads) {}
+      pool_(threads, WorkerPool::kUnbounded, "mb-gmail") {}
 
 GmailProvider::~GmailProvider() { pool_.stop(); }
 

@@ -38,7 +38,7 @@ GraphProvider::GraphProvider(config::ProviderConfig config, http::HttpClient& ht
       http_(http),
       tokens_(std::move(tokens)),
       scratch_dir_(std::move(scratch_dir)),
-      pool_(threads) {}
+      pool_(threads, WorkerPool::kUnbounded, "mb-graph") {}
 
 GraphProvider::~GraphProvider() { pool_.stop(); }
 

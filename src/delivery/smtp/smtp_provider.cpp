@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "base/log.h"
+#include "base/worker_pool.h"
 #include "delivery/results.h"
 #include "mime/header_block.h"
 #include "mime/recipient_rewrite.h"
@@ -177,8 +178,11 @@ SmtpProvider::SmtpProvider(config::ProviderConfig config, std::string helo_name,
       helo_name_(config_.helo_name.empty() ? std::move(helo_name) : config_.helo_name),
       tokens_(std::move(tokens)),
       tls_{config_.host, config_.ca_file},
-      pool_(std::max<std::size_t>(1, config_.max_connections)) {
-  reaper_ = std::thread([this] { reap(); });
+      pool_(std::max<std::size_t>(1, config_.max_connections), WorkerPool::kUnbounded, "mb-smtp-out") {
+  reaper_ = std::thread([this] {
+    nameThisThread("mb-smtp-idle");
+    reap();
+  });
 }
 
 SmtpProvider::~SmtpProvider() {
