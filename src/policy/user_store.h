@@ -22,7 +22,8 @@ namespace mb::policy {
 /// the I/O thread. Brute-force counting is AuthGuard's job (auth_guard.h).
 /// For a user that does not exist, verify() checks the password against a
 /// dummy hash made at construction with the same cost, so that the time
-/// taken does not tell which user names exist.
+/// taken does not tell which user names exist. A store without users makes
+/// none (no name exists to be told apart) and answers false at once.
 ///
 /// Immutable after construction: find() and verify() are safe from any
 /// thread at once. Construction (which hashes once) is for start-up and
