@@ -224,29 +224,33 @@ std::vector<std::size_t> Envelope::pendingRecipients() const {
 }
 
 std::string serialize(const Envelope& env) {
-  json recipients = json::array();
+  // Built member by member: a json initializer list copies every element
+  // (and every nested one) once more, which made this the costliest step of
+  // a commit after the fsyncs. The keys come out sorted either way.
+  json obj = json::object();
+  obj["version"] = Envelope::kVersion;
+  obj["id"] = env.id;
+  obj["sender"] = env.sender;
+  json& recipients = obj["recipients"] = json::array();
   for (const auto& r : env.recipients) {
-    recipients.push_back(json{{"address", r.address},
-                              {"state", stateName(r.state)},
-                              {"smtp_code", r.smtp_code},
-                              {"enhanced", r.enhanced},
-                              {"last_error", r.last_error}});
+    json& entry = recipients.emplace_back(json::object());
+    entry["address"] = r.address;
+    entry["state"] = stateName(r.state);
+    entry["smtp_code"] = r.smtp_code;
+    entry["enhanced"] = r.enhanced;
+    entry["last_error"] = r.last_error;
   }
-  json obj{{"version", Envelope::kVersion},
-                 {"id", env.id},
-                 {"sender", env.sender},
-                 {"recipients", std::move(recipients)},
-                 {"client_address", env.client_address},
-                 {"helo", env.helo},
-                 {"auth_user", env.auth_user},
-                 {"listener", env.listener},
-                 {"arrival", env.arrival},
-                 {"size", env.size},
-                 {"attempts", env.attempts},
-                 {"next_attempt", env.next_attempt},
-                 {"last_error", env.last_error},
-                 {"route", env.route},
-                 {"held", env.held}};
+  obj["client_address"] = env.client_address;
+  obj["helo"] = env.helo;
+  obj["auth_user"] = env.auth_user;
+  obj["listener"] = env.listener;
+  obj["arrival"] = env.arrival;
+  obj["size"] = env.size;
+  obj["attempts"] = env.attempts;
+  obj["next_attempt"] = env.next_attempt;
+  obj["last_error"] = env.last_error;
+  obj["route"] = env.route;
+  obj["held"] = env.held;
   if (!env.mailbox.empty()) obj["mailbox"] = env.mailbox;
   // Client-supplied text (HELO, addresses) may not be valid UTF-8; the
   // default handler would throw, so invalid sequences become U+FFFD instead.

@@ -83,6 +83,21 @@ TEST(EnvelopeTest, RoundTrip) {
   EXPECT_EQ(serialize(*parsed), text);
 }
 
+// The bytes on disk, pinned: relays of other versions read these files.
+TEST(EnvelopeTest, SerializedBytesAreTheFormatsOwn) {
+  const std::string line =
+      R"({"arrival":1800000123,"attempts":3,"auth_user":"printer","client_address":"192.0.2.7",)"
+      R"("held":true,"helo":"printer \"lobby\"\r\n","id":"4Kc9bQ2mXfZ7LpT1aB0d","last_error":"451 4.3.0 try later",)"
+      R"("listener":"submission","next_attempt":1800000999,"recipients":[{"address":"alice@example.org",)"
+      R"("enhanced":"","last_error":"","smtp_code":0,"state":"pending"},{"address":"bob@example.org",)"
+      R"("enhanced":"2.0.0","last_error":"","smtp_code":250,"state":"delivered"},{"address":"carol@example.org",)"
+      R"("enhanced":"5.1.1","last_error":"no such user","smtp_code":550,"state":"failed"}],"route":"outbox",)"
+      R"("sender":"scanner@example.com","size":123456789012,"version":1})";
+  Envelope env = sampleEnvelope();
+  env.id = "4Kc9bQ2mXfZ7LpT1aB0d";
+  EXPECT_EQ(serialize(env), sealed(line));
+}
+
 TEST(EnvelopeTest, FormatIsJsonThenEndLine) {
   const std::string text = serialize(sampleEnvelope());
   const auto nl = text.find('\n');
