@@ -66,7 +66,7 @@ class FileSpool final : public Spool {
   std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<PendingCommit> pending_;
-  static constexpr std::size_t kSyncThreads = 8;  // they wait on the disk, not the CPU
+  static constexpr std::size_t kSyncThreads = 32;  // they wait on the disk, not the CPU
   WorkerPool sync_pool_{kSyncThreads};
   bool stopping_ = false;
   bool stopped_ = false;  // the committer has exited
