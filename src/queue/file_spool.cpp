@@ -256,9 +256,11 @@ bool FileSpool::commitBatch(std::deque<PendingCommit>& batch) {
     c.env.id = w.msg->id();
     c.env.size = w.msg->size();  // here, before finish() flushes on another thread
     w.envelope_text = serialize(c.env);
-    tasks.emplace_back([this, &w] {
+    tasks.emplace_back([&w] {
       w.content = w.msg->finish();
-      if (!w.content) spdlog::error("spool: {}: content not committed: {}", w.msg->id(), w.content.error().message);
+      if (!w.content) {
+        spdlog::error("spool: {}: content not committed: {}", w.msg->id(), w.content.error().message);
+      }
     });
     tasks.emplace_back([this, &w] {
       w.envelope_tmp =

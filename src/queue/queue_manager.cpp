@@ -398,13 +398,14 @@ void QueueManager::releaseLocked(const std::string& id, const std::string& provi
 void QueueManager::startAttemptLocked(const std::string& id, Attempt attempt,
                                       std::unique_lock<std::mutex>& lock) {
   in_flight_.insert_or_assign(id, std::move(attempt));
+  // The enqueued copy serves the first attempt only: later ones follow the file.
+  auto fresh = fresh_.extract(id);
   std::optional<Envelope> cached;
   if (const auto it = unsaved_.find(id); it != unsaved_.end()) {
     cached = it->second;
-  } else if (auto node = fresh_.extract(id)) {
-    cached = std::move(node.mapped());  // only the first attempt: later ones follow the file
+  } else if (fresh) {
+    cached = std::move(fresh.mapped());
   }
-  fresh_.erase(id);
   lock.unlock();
 
   Result<Envelope> loaded = cached ? Result<Envelope>(std::move(*cached)) : spool_.load(id);
