@@ -6,6 +6,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <random>
 #include <utility>
@@ -102,6 +103,45 @@ Result<std::string> readFile(const std::filesystem::path& path) {
     out.append(buf, static_cast<std::size_t>(n));
   }
   ::close(fd);
+  return out;
+}
+
+Status streamFileRange(const std::filesystem::path& path, std::uint64_t offset, std::uint64_t length,
+                       const std::function<Status(std::string_view)>& sink) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Error::fromErrno("open " + path.string(), errno);
+  std::string buf(static_cast<std::size_t>(std::min<std::uint64_t>(length, 64 * 1024)), '\0');
+  std::uint64_t done = 0;
+  Status st;
+  while (done < length) {
+    const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), length - done));
+    const ssize_t n = ::pread(fd, buf.data(), want, static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      st = Error::fromErrno("read " + path.string(), errno);
+      break;
+    }
+    if (n == 0) {
+      st = Error{path.string() + " ends at byte " + std::to_string(offset + done) + ", before the " +
+                     std::to_string(offset + length) + " bytes expected",
+                 0};
+      break;
+    }
+    done += static_cast<std::uint64_t>(n);
+    st = sink(std::string_view(buf.data(), static_cast<std::size_t>(n)));
+    if (!st) break;
+  }
+  ::close(fd);
+  return st;
+}
+
+Result<std::string> readFilePrefix(const std::filesystem::path& path, std::uint64_t size) {
+  std::string out;
+  Status st = streamFileRange(path, 0, size, [&out](std::string_view piece) {
+    out.append(piece);
+    return Status{};
+  });
+  if (!st) return st.error();
   return out;
 }
 

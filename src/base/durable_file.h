@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -36,6 +37,18 @@ Result<std::filesystem::path> writeSyncedTemporary(const std::filesystem::path& 
 
 /// Reads a whole (small) file.
 Result<std::string> readFile(const std::filesystem::path& path);
+
+/// Reads the first `size` bytes of `path` and never a byte past them: a
+/// spooled content file may hold more after the message (the envelope as a
+/// trailer). A file shorter than `size` is an error.
+Result<std::string> readFilePrefix(const std::filesystem::path& path, std::uint64_t size);
+
+/// Hands bytes [offset, offset + length) of `path` to `sink` in pieces of at
+/// most 64 KiB, in order, reading nothing outside that range (pread). Fails
+/// when the file ends before the range does (sys_errno 0), on a read error,
+/// or with the first error `sink` returns (then reads no further).
+Status streamFileRange(const std::filesystem::path& path, std::uint64_t offset, std::uint64_t length,
+                       const std::function<Status(std::string_view)>& sink);
 
 /// rename(2), reported as a Status.
 Status renameFile(const std::filesystem::path& from, const std::filesystem::path& to);

@@ -92,6 +92,67 @@ TEST_F(DurableFileTest, ReadMissingFileCarriesErrnoAndPath) {
   EXPECT_NE(r.error().message.find("No such file"), std::string::npos);
 }
 
+TEST_F(DurableFileTest, ReadFilePrefixStopsAtTheSize) {
+  const std::string message = pattern(200'000);  // several 64 KiB reads
+  const std::string trailer = "\n{\"trailer\":\"MUST-NOT-LEAK\"}\nMBENV";
+  const auto p = dir_ / "with-trailer";
+  ASSERT_TRUE(writeFileAtomic(p, message + trailer).ok());
+  auto r = readFilePrefix(p, message.size());
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_TRUE(*r == message);
+  EXPECT_EQ(*readFilePrefix(p, 0), "");
+  EXPECT_EQ(*readFilePrefix(p, message.size() + trailer.size()), message + trailer);
+}
+
+TEST_F(DurableFileTest, ReadFilePrefixOfAShorterFileFails) {
+  const auto p = dir_ / "short";
+  ASSERT_TRUE(writeFileAtomic(p, "12345").ok());
+  auto r = readFilePrefix(p, 6);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().sys_errno, 0);
+  EXPECT_NE(r.error().message.find(p.string()), std::string::npos) << r.error().message;
+  auto missing = readFilePrefix(dir_ / "nope", 1);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().sys_errno, ENOENT);
+}
+
+TEST_F(DurableFileTest, StreamFileRangeHandsOverExactlyTheRange) {
+  const std::string data = pattern(300'000);
+  const auto p = dir_ / "data";
+  ASSERT_TRUE(writeFileAtomic(p, data).ok());
+  std::string got;
+  std::size_t pieces = 0;
+  Status st = streamFileRange(p, 1000, 200'000, [&](std::string_view piece) {
+    EXPECT_LE(piece.size(), 64u * 1024);
+    got.append(piece);
+    ++pieces;
+    return Status{};
+  });
+  ASSERT_TRUE(st.ok()) << st.error().message;
+  EXPECT_TRUE(got == data.substr(1000, 200'000));
+  EXPECT_GE(pieces, 4u);
+
+  // The sink's error stops the reading and comes back as it is.
+  pieces = 0;
+  st = streamFileRange(p, 0, data.size(), [&](std::string_view) {
+    ++pieces;
+    return Status(Error{"sink full", ENOSPC});
+  });
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().message, "sink full");
+  EXPECT_EQ(pieces, 1u);
+
+  // A range past the end of the file is an error, after what was there.
+  got.clear();
+  st = streamFileRange(p, data.size() - 10, 20, [&](std::string_view piece) {
+    got.append(piece);
+    return Status{};
+  });
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(got, data.substr(data.size() - 10));
+  EXPECT_TRUE(streamFileRange(p, 5, 0, [](std::string_view) { return Status(Error{"never called"}); }).ok());
+}
+
 TEST_F(DurableFileTest, ReadDirectoryFails) {
   auto r = readFile(dir_);
   ASSERT_FALSE(r.ok());

@@ -217,6 +217,7 @@ int ProviderCommands::testSend() {
   job.envelope.recipients.push_back(rcpt);
   job.recipients = {0};
   job.content = file;
+  job.envelope.size = message.size();  // providers read only this many bytes: the whole file written above
   if (setup->smtp) {
     std::cout << "request: SMTP to " << setup->provider.host << ":" << setup->provider.port << '\n';
     return printResult(setup->smtp->attempt(job));

@@ -1,8 +1,10 @@
 #include "mime/header_block.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 namespace mb::mime {
@@ -45,6 +47,12 @@ class Fd {
  private:
   int fd_;
 };
+
+Error shortFile(const ContentFile& content, std::int64_t have) {
+  return Error{content.path.string() + " holds " + std::to_string(have) + " bytes, less than the message's " +
+                   std::to_string(content.size),
+               0};
+}
 
 Error tooLarge(std::size_t max_bytes) {
   return Error{"header section larger than " + std::to_string(max_bytes) + " bytes", 0};
@@ -106,26 +114,36 @@ std::vector<HeaderField> HeaderBlock::fields() const {
   return out;
 }
 
-Result<HeaderBlock> readHeaderBlock(const std::filesystem::path& content, std::size_t max_bytes) {
-  Fd fd(::open(content.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) return Error::fromErrno("open " + content.string(), errno);
+Result<HeaderBlock> readHeaderBlock(const ContentFile& content, std::size_t max_bytes) {
+  const std::filesystem::path& path = content.path;
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return Error::fromErrno("open " + path.string(), errno);
+  struct stat info {};
+  if (::fstat(fd.get(), &info) != 0) return Error::fromErrno("stat " + path.string(), errno);
+  if (S_ISREG(info.st_mode) && static_cast<std::uint64_t>(info.st_size) < content.size) {
+    return shortFile(content, info.st_size);
+  }
 
+  // Reads stop at content.size: what follows it in the file is not the message.
   std::string seen;
   HeaderScanner scanner;
-  bool at_end = false;
   while (true) {
     const std::size_t old_size = seen.size();
-    seen.resize(old_size + kReadChunk);
-    const ssize_t n = ::read(fd.get(), seen.data() + old_size, kReadChunk);
-    if (n < 0) {
-      if (errno == EINTR) {
+    const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(kReadChunk, content.size - old_size));
+    ssize_t n = 0;
+    if (want > 0) {
+      seen.resize(old_size + want);
+      n = ::read(fd.get(), seen.data() + old_size, want);
+      if (n < 0) {
+        const int err = errno;
         seen.resize(old_size);
-        continue;
+        if (err == EINTR) continue;
+        return Error::fromErrno("read " + path.string(), err);
       }
-      return Error::fromErrno("read " + content.string(), errno);
+      seen.resize(old_size + static_cast<std::size_t>(n));
+      if (n == 0) return shortFile(content, static_cast<std::int64_t>(old_size));  // shrank, or not a file
     }
-    seen.resize(old_size + static_cast<std::size_t>(n));
-    at_end = n == 0;
+    const bool at_end = seen.size() == content.size;
     if (scanner.scan(seen, at_end)) break;
     if (seen.size() > max_bytes) return tooLarge(max_bytes);
   }

@@ -70,12 +70,21 @@ class HeaderScanner {
   HeaderEnd end_ = HeaderEnd::EndOfInput;
 };
 
-/// Reads the header section of the message stored at `content`, stopping
+/// A stored message: the message is the first `size` bytes of the file at
+/// `path` (the envelope's size). The spool may keep more after them (the
+/// serialized envelope as a trailer); readers never read a byte past `size`.
+/// `size` is authoritative: 0 is an empty message, whatever the file holds.
+struct ContentFile {
+  std::filesystem::path path;
+  std::uint64_t size = 0;
+};
+
+/// Reads the header section of the message stored in `content`, stopping
 /// once its end is found: a 150 MB message costs one small read, not 150 MB.
-/// Fails when the file cannot be read or when more than `max_bytes` are
-/// needed to find the end. Blocking file I/O; safe from any thread.
-Result<HeaderBlock> readHeaderBlock(const std::filesystem::path& content,
-                                    std::size_t max_bytes = kMaxHeaderBlock);
+/// Fails when the file cannot be read, is shorter than `content.size`, or
+/// when more than `max_bytes` are needed to find the end. Blocking file I/O;
+/// safe from any thread.
+Result<HeaderBlock> readHeaderBlock(const ContentFile& content, std::size_t max_bytes = kMaxHeaderBlock);
 
 /// Same for a message held in memory (tests, fuzzing).
 Result<HeaderBlock> headerBlockOf(std::string_view message, std::size_t max_bytes = kMaxHeaderBlock);

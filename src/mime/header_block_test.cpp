@@ -161,7 +161,7 @@ TEST(HeaderBlockFileTest, ReadsOnlyTheHeader) {
     ASSERT_TRUE(out.good());
   }
   ASSERT_GT(stdfs::file_size(path), 20u * 1000 * 1000);
-  auto block = readHeaderBlock(path);
+  auto block = readHeaderBlock({path, stdfs::file_size(path)});
   ASSERT_TRUE(block.ok()) << block.error().message;
   EXPECT_EQ(block->body_offset, head.size());
   EXPECT_EQ(block->bytes, head);
@@ -185,7 +185,7 @@ TEST(HeaderBlockFileTest, StopsReadingAtTheBlankLine) {
     if (done.wait_for(std::chrono::seconds(10)) != std::future_status::ready) writer_gave_up = true;
     ::close(fd);
   });
-  auto block = readHeaderBlock(path);
+  auto block = readHeaderBlock({path, data.size()});
   const bool gave_up = writer_gave_up.load();
   reader_done.set_value();
   writer.join();
@@ -201,7 +201,7 @@ TEST(HeaderBlockFileTest, TooLargeIsAnError) {
   while (msg.size() <= kMaxHeaderBlock) msg += "X-Filler: " + std::string(900, 'f') + "\r\n";
   msg += "\r\nbody\r\n";
   writeFile(path, msg);
-  auto block = readHeaderBlock(path);
+  auto block = readHeaderBlock({path, msg.size()});
   ASSERT_FALSE(block.ok());
   EXPECT_NE(block.error().message.find("header section larger"), std::string::npos);
 }
@@ -209,15 +209,69 @@ TEST(HeaderBlockFileTest, TooLargeIsAnError) {
 TEST(HeaderBlockFileTest, TooLargeWithoutAnyLineEnd) {
   mb::testing::TempDir dir;
   const auto path = dir.path() / "one-line.eml";
-  writeFile(path, "Subject: " + std::string(kMaxHeaderBlock + 10, 'x'));
-  EXPECT_FALSE(readHeaderBlock(path).ok());
+  const std::string msg = "Subject: " + std::string(kMaxHeaderBlock + 10, 'x');
+  writeFile(path, msg);
+  EXPECT_FALSE(readHeaderBlock({path, msg.size()}).ok());
 }
 
 TEST(HeaderBlockFileTest, MissingFileReportsErrno) {
   mb::testing::TempDir dir;
-  auto block = readHeaderBlock(dir.path() / "missing");
+  auto block = readHeaderBlock({dir.path() / "missing", 10});
   ASSERT_FALSE(block.ok());
   EXPECT_EQ(block.error().sys_errno, ENOENT);
+}
+
+// The spool keeps the serialized envelope after the message in the same
+// file; only the first `size` bytes are the message.
+const std::string kTrailer = "X-Leak: {\"trailer\":\"MUST-NOT-LEAK\"}\r\n\r\nMBENV";
+
+TEST(HeaderBlockFileTest, ReadsNothingPastTheMessageSize) {
+  mb::testing::TempDir dir;
+  const auto path = dir.path() / "with-trailer.msg";
+  // All header, no blank line: unbounded, the trailer would read as a field.
+  const std::string msg = "From: a@example.com\r\nSubject: hi\r\n";
+  writeFile(path, msg + kTrailer);
+  auto block = readHeaderBlock({path, msg.size()});
+  ASSERT_TRUE(block.ok()) << block.error().message;
+  EXPECT_EQ(block->bytes, msg);
+  EXPECT_EQ(block->body_offset, msg.size());
+  EXPECT_EQ(block->end, HeaderEnd::EndOfInput);
+  EXPECT_EQ(names(*block), (std::vector<std::string>{"From", "Subject"}));
+  auto expected = headerBlockOf(msg);
+  ASSERT_TRUE(expected.ok());
+  EXPECT_EQ(block->bytes, expected->bytes);
+  EXPECT_EQ(block->fields_size, expected->fields_size);
+}
+
+TEST(HeaderBlockFileTest, AFieldCutAtTheSizeEndsThere) {
+  mb::testing::TempDir dir;
+  const auto path = dir.path() / "cut.msg";
+  const std::string msg = "From: a@example.com\r\nSubject: no line end";
+  writeFile(path, msg + kTrailer);
+  auto block = readHeaderBlock({path, msg.size()});
+  ASSERT_TRUE(block.ok()) << block.error().message;
+  EXPECT_EQ(block->bytes, msg);
+  EXPECT_EQ(block->bytes.find("MUST-NOT-LEAK"), std::string::npos);
+}
+
+TEST(HeaderBlockFileTest, SizeZeroIsAnEmptyMessage) {
+  mb::testing::TempDir dir;
+  const auto path = dir.path() / "empty.msg";
+  writeFile(path, kTrailer);
+  auto block = readHeaderBlock({path, 0});
+  ASSERT_TRUE(block.ok()) << block.error().message;
+  EXPECT_EQ(block->bytes, "");
+  EXPECT_EQ(block->body_offset, 0u);
+}
+
+TEST(HeaderBlockFileTest, AFileShorterThanTheSizeIsAnError) {
+  mb::testing::TempDir dir;
+  const auto path = dir.path() / "short.msg";
+  const std::string msg = "From: a@example.com\r\n\r\nbody\r\n";
+  writeFile(path, msg);
+  auto block = readHeaderBlock({path, msg.size() + 1});
+  ASSERT_FALSE(block.ok());
+  EXPECT_NE(block.error().message.find("less than"), std::string::npos) << block.error().message;
 }
 
 }  // namespace

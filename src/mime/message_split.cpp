@@ -1,6 +1,8 @@
 #include "mime/message_split.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -27,17 +29,32 @@ struct Parsed {
   GObjectPtr<GMimeMessage> message;
 };
 
-Result<Parsed> parse(const std::filesystem::path& content) {
+Result<Parsed> parse(const ContentFile& content) {
   detail::ensureGMime();
-  const int fd = ::open(content.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Error::fromErrno("open " + content.string(), errno);
+  const std::filesystem::path& path = content.path;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Error::fromErrno("open " + path.string(), errno);
+  struct stat info {};
+  if (::fstat(fd, &info) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return Error::fromErrno("stat " + path.string(), err);
+  }
+  if (static_cast<std::uint64_t>(info.st_size) < content.size) {
+    ::close(fd);
+    return Error{path.string() + " holds " + std::to_string(info.st_size) + " bytes, less than the message's " +
+                     std::to_string(content.size),
+                 0};
+  }
   Parsed parsed;
-  parsed.stream.reset(g_mime_stream_fs_new(fd));  // owns fd from here on
+  // Bounded at the message's size: GMime never reads what follows it in the
+  // file, and the parts' windows (persist-stream substreams) stay inside it.
+  parsed.stream.reset(g_mime_stream_fs_new_with_bounds(fd, 0, static_cast<gint64>(content.size)));  // owns fd
   GObjectPtr<GMimeParser> parser(g_mime_parser_new_with_stream(parsed.stream.get()));
   g_mime_parser_set_persist_stream(parser.get(), TRUE);
   parsed.message.reset(g_mime_parser_construct_message(parser.get(), nullptr));
   if (!parsed.message || g_mime_message_get_mime_part(parsed.message.get()) == nullptr) {
-    return Error{"not a MIME message: " + content.string(), 0};
+    return Error{"not a MIME message: " + path.string(), 0};
   }
   return parsed;
 }
@@ -216,7 +233,7 @@ Result<std::string> writeSkeleton(GMimeMessage* message, const std::vector<Candi
 
 }  // namespace
 
-Result<SplitPlan> splitMessage(const std::filesystem::path& content, std::uint64_t min_attachment) {
+Result<SplitPlan> splitMessage(const ContentFile& content, std::uint64_t min_attachment) {
   auto parsed = parse(content);
   if (!parsed) return parsed.error();
   if (Status st = wrapSinglePart(parsed->message.get(), min_attachment); !st) return st.error();
@@ -230,7 +247,7 @@ Result<SplitPlan> splitMessage(const std::filesystem::path& content, std::uint64
   return plan;
 }
 
-Status writeAttachment(const std::filesystem::path& content, std::size_t index, std::uint64_t min_attachment,
+Status writeAttachment(const ContentFile& content, std::size_t index, std::uint64_t min_attachment,
                        const std::filesystem::path& out) {
   auto parsed = parse(content);
   if (!parsed) return parsed.error();
@@ -239,7 +256,7 @@ Status writeAttachment(const std::filesystem::path& content, std::size_t index, 
   auto taken = largeParts(parsed->message.get(), min_attachment, index);
   if (!taken) return taken.error();
   if (index >= taken->parts.size()) {
-    return Error{"no attachment " + std::to_string(index) + " in " + content.string(), 0};
+    return Error{"no attachment " + std::to_string(index) + " in " + content.path.string(), 0};
   }
   const int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return Error::fromErrno("open " + out.string(), errno);

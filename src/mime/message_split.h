@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "mime/header_block.h"
 
 namespace mb::mime {
 
@@ -34,7 +35,8 @@ struct SplitPlan {
   std::vector<AttachmentPart> attachments;  // the parts taken out, in message order
 };
 
-/// Splits the message stored at `content` into a skeleton and the parts
+/// Splits the message stored in `content` (its first `content.size` bytes;
+/// nothing after them is read) into a skeleton and the parts
 /// whose decoded size is at least `min_attachment`. Memory stays bounded by
 /// the skeleton: GMime 3 parses a file-backed stream with the persist-stream
 /// option, so part contents stay in the file, and sizes are measured by
@@ -58,9 +60,10 @@ struct SplitPlan {
 ///
 /// The skeleton keeps every other part and every header as stored (GMime
 /// writes unchanged parts from their raw bytes), line ends made CRLF.
-/// Fails when the file cannot be read or is not a MIME message. Blocking
-/// file I/O; safe to call from several threads at once.
-Result<SplitPlan> splitMessage(const std::filesystem::path& content, std::uint64_t min_attachment);
+/// Fails when the file cannot be read, is shorter than `content.size`, or is
+/// not a MIME message. Blocking file I/O; safe to call from several threads
+/// at once.
+Result<SplitPlan> splitMessage(const ContentFile& content, std::uint64_t min_attachment);
 
 /// Writes the decoded bytes of attachment `index` of the plan that
 /// splitMessage(content, min_attachment) makes to `out` (created or
@@ -68,7 +71,7 @@ Result<SplitPlan> splitMessage(const std::filesystem::path& content, std::uint64
 /// Fails when `index` is out of range or a file cannot be read or written;
 /// `out` may then hold part of the bytes. `out` is a scratch file for the
 /// upload, not a durable copy. Safe from any thread.
-Status writeAttachment(const std::filesystem::path& content, std::size_t index, std::uint64_t min_attachment,
+Status writeAttachment(const ContentFile& content, std::size_t index, std::uint64_t min_attachment,
                        const std::filesystem::path& out);
 
 }  // namespace mb::mime

@@ -117,27 +117,36 @@ std::string pdfPart(std::string_view data, std::string_view filename = "scan.pdf
               base64(data));
 }
 
+// What the spool keeps after the message in the same file (the envelope);
+// only the first `size` bytes are the message.
+const std::string kTrailer = "\n{\"trailer\":\"MUST-NOT-LEAK\"}\nMBENV";
+
 class MessageSplitTest : public ::testing::Test {
  protected:
-  std::filesystem::path store(std::string_view message) {
+  // Stores `message` followed by `trailer`, as the spool does.
+  ContentFile store(std::string_view message, std::string_view trailer = kTrailer) {
     const auto path = dir_.path() / ("msg-" + std::to_string(++count_) + ".eml");
     std::ofstream out(path, std::ios::binary);
     out.write(message.data(), static_cast<std::streamsize>(message.size()));
-    return path;
+    out.write(trailer.data(), static_cast<std::streamsize>(trailer.size()));
+    return {path, message.size()};
   }
 
-  SplitPlan ok(const std::filesystem::path& path, std::uint64_t min = kMin) {
-    auto r = splitMessage(path, min);
+  SplitPlan ok(const ContentFile& content, std::uint64_t min = kMin) {
+    auto r = splitMessage(content, min);
     EXPECT_TRUE(r.ok()) << r.error().message;
     if (!r) return {};
+    EXPECT_EQ(r->skeleton.find("MUST-NOT-LEAK"), std::string::npos);
     return std::move(r).value();
   }
 
-  std::string attachment(const std::filesystem::path& path, std::size_t index, std::uint64_t min = kMin) {
+  std::string attachment(const ContentFile& content, std::size_t index, std::uint64_t min = kMin) {
     const auto out = dir_.path() / ("out-" + std::to_string(++count_));
-    Status st = writeAttachment(path, index, min, out);
+    Status st = writeAttachment(content, index, min, out);
     EXPECT_TRUE(st.ok()) << st.error().message;
-    return readFile(out);
+    std::string bytes = readFile(out);
+    EXPECT_EQ(bytes.find("MUST-NOT-LEAK"), std::string::npos);
+    return bytes;
   }
 
   mb::testing::TempDir dir_;
@@ -352,8 +361,48 @@ TEST_F(MessageSplitTest, DecodedSizeDecidesNotStoredSize) {
   EXPECT_TRUE(plan.attachments.empty());
 }
 
+TEST_F(MessageSplitTest, NothingPastTheSizeIsPartOfTheMessage) {
+  // The closing boundary, then the trailer: read, it would be the epilogue.
+  const std::string pdf = pattern(20000);
+  const std::string closed = kHead + multipart("mixed", "b", {kText, pdfPart(pdf)});
+  const SplitPlan with = ok(store(closed), 1000);
+  const SplitPlan without = ok(store(closed, ""), 1000);
+  EXPECT_EQ(with.skeleton, without.skeleton);
+  ASSERT_EQ(with.attachments.size(), 1u);
+  EXPECT_EQ(with.attachments[0].size, pdf.size());
+  EXPECT_EQ(attachment(store(closed), 0, 1000), pdf);
+
+  // No closing boundary: the last part runs to the end of the message.
+  const std::string log = std::string(5000, 'l') + "\r\nlast line";
+  const std::string open = kHead + "Content-Type: multipart/mixed; boundary=\"o\"\r\n\r\n--o\r\n" + kText +
+                           "\r\n--o\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; "
+                           "filename=\"log.txt\"\r\n\r\n" + log;
+  const ContentFile open_file = store(open);
+  const SplitPlan open_plan = ok(open_file, 1000);
+  ASSERT_EQ(open_plan.attachments.size(), 1u);
+  EXPECT_EQ(open_plan.attachments[0].size, log.size());
+  EXPECT_EQ(attachment(open_file, 0, 1000), log);
+  EXPECT_EQ(ok(store(open, ""), 1000).skeleton, open_plan.skeleton);
+
+  // A single part kept whole, and one taken out.
+  const std::string single = kHead + "Content-Type: text/plain\r\n\r\nshort text, no final line end";
+  EXPECT_EQ(ok(store(single), 100000).skeleton, single);
+  const ContentFile single_file = store(single);
+  ASSERT_EQ(ok(single_file, 10).attachments.size(), 1u);
+  EXPECT_EQ(attachment(single_file, 0, 10), "short text, no final line end");
+}
+
+TEST_F(MessageSplitTest, AFileShorterThanTheSizeIsAnError) {
+  ContentFile content = store(kHead + multipart("mixed", "b", {kText, pdfPart(pattern(20000))}), "");
+  content.size += 1;
+  auto plan = splitMessage(content, 1000);
+  ASSERT_FALSE(plan.ok());
+  EXPECT_NE(plan.error().message.find("less than"), std::string::npos) << plan.error().message;
+  EXPECT_FALSE(writeAttachment(content, 0, 1000, dir_.path() / "out").ok());
+}
+
 TEST_F(MessageSplitTest, Errors) {
-  EXPECT_FALSE(splitMessage(dir_.path() / "missing.eml", kMin).ok());
+  EXPECT_FALSE(splitMessage({dir_.path() / "missing.eml", 100}, kMin).ok());
   const auto path = store(kHead + multipart("mixed", "b", {kText, pdfPart(pattern(20000))}));
   EXPECT_FALSE(writeAttachment(path, 1, 10000, dir_.path() / "out").ok());
   EXPECT_FALSE(writeAttachment(path, 0, 10000, dir_.path() / "no-such-dir" / "out").ok());
@@ -408,14 +457,15 @@ TEST_F(MessageSplitTest, FortyMegabyteMessageIsStreamed) {
     }
     out << "\r\n--big--\r\n";
   }
+  const ContentFile content{path, std::filesystem::file_size(path)};
   const bool peak_known = resetPeakRss();
   const long before = currentRssKb();
-  const SplitPlan plan = ok(path);
+  const SplitPlan plan = ok(content);
   ASSERT_EQ(plan.attachments.size(), 1u);
   EXPECT_EQ(plan.attachments[0].size, kSize);
   EXPECT_LT(plan.skeleton.size(), 2048u);
   const auto out = dir_.path() / "big.pdf";
-  ASSERT_TRUE(writeAttachment(path, 0, kMin, out).ok());
+  ASSERT_TRUE(writeAttachment(content, 0, kMin, out).ok());
   // Neither call held the part: the peak grew by far less than its size.
   if (peak_known && before > 0) {
     EXPECT_LT(peakRssKb() - before, 16 * 1024);

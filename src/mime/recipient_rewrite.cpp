@@ -1,7 +1,5 @@
 #include "mime/recipient_rewrite.h"
 
-#include <fstream>
-
 #include <algorithm>
 #include <cstddef>
 #include <optional>
@@ -10,6 +8,7 @@
 #include <unordered_set>
 #include <utility>
 
+#include "base/durable_file.h"
 #include "base/text.h"
 #include "mime/gmime_support.h"
 
@@ -426,26 +425,26 @@ Result<RecipientRewrite> rewriteRecipients(const HeaderBlock& block,
   return out;
 }
 
-Result<RecipientRewrite> rewriteRecipients(const std::filesystem::path& content,
+Result<RecipientRewrite> rewriteRecipients(const ContentFile& content,
                                            const std::vector<std::string>& envelope_recipients) {
   auto block = readHeaderBlock(content);
   if (!block) return block.error();
   return rewriteRecipients(*block, envelope_recipients);
 }
 
-Result<std::string> rewrittenMessage(const std::filesystem::path& content, const RecipientRewrite& rewrite) {
-  std::ifstream in(content, std::ios::binary);
-  if (!in) return Error{"cannot open " + content.string()};
-  in.seekg(0, std::ios::end);
-  const auto end = static_cast<std::uint64_t>(in.tellg());
-  if (end < rewrite.body_offset) return Error{"short read of " + content.string()};
-  const std::uint64_t body = end - rewrite.body_offset;
+Result<std::string> rewrittenMessage(const ContentFile& content, const RecipientRewrite& rewrite) {
+  if (content.size < rewrite.body_offset) {
+    return Error{"the header of " + content.path.string() + " ends past the message's " +
+                 std::to_string(content.size) + " bytes"};
+  }
   std::string out = rewrite.headers;
-  const std::size_t start = out.size();
-  out.resize(start + body);
-  in.seekg(static_cast<std::streamoff>(rewrite.body_offset));
-  in.read(out.data() + start, static_cast<std::streamsize>(body));
-  if (static_cast<std::uint64_t>(in.gcount()) != body) return Error{"short read of " + content.string()};
+  out.reserve(out.size() + (content.size - rewrite.body_offset));
+  Status st = fs::streamFileRange(content.path, rewrite.body_offset, content.size - rewrite.body_offset,
+                                  [&out](std::string_view piece) {
+                                    out.append(piece);
+                                    return Status{};
+                                  });
+  if (!st) return st.error();
   return out;
 }
 

@@ -13,7 +13,8 @@ namespace mb::mime {
 /// What a provider that takes its recipients from the header (Graph, Gmail)
 /// must send in place of a stored message's header section: the same
 /// header, with To/Cc/Bcc made to agree with the SMTP envelope. The provider
-/// sends `headers`, then the content file from `body_offset` on.
+/// sends `headers`, then the stored message from `body_offset` up to its
+/// size (never the rest of the file).
 struct RecipientRewrite {
   std::string headers;                 // the header block to send; see `changed`
   std::uint64_t body_offset = 0;       // where the original body starts in the content file
@@ -55,10 +56,11 @@ struct RecipientRewrite {
 /// RFC 2047-encoded and folded by GMime, lines well under 998 octets (§2.1.1).
 ///
 /// Reads only the header section (see readHeaderBlock). Fails when the file
-/// cannot be read, the section is over kMaxHeaderBlock, or an envelope
+/// cannot be read or is shorter than `content.size`, the section is over
+/// kMaxHeaderBlock, or an envelope
 /// recipient cannot be written as a single mailbox. Safe to call from
 /// several threads at once; each call uses its own GMime objects.
-Result<RecipientRewrite> rewriteRecipients(const std::filesystem::path& content,
+Result<RecipientRewrite> rewriteRecipients(const ContentFile& content,
                                            const std::vector<std::string>& envelope_recipients);
 
 /// Same, for a header section already read.
@@ -66,9 +68,10 @@ Result<RecipientRewrite> rewriteRecipients(const HeaderBlock& block,
                                            const std::vector<std::string>& envelope_recipients);
 
 /// The message as a provider sends it: `rewrite.headers`, then the stored
-/// body of `content` from `rewrite.body_offset` on. For messages small
-/// enough to send in one request (the caller checks the size).
-Result<std::string> rewrittenMessage(const std::filesystem::path& content, const RecipientRewrite& rewrite);
+/// body of `content`, bytes [rewrite.body_offset, content.size). For
+/// messages small enough to send in one request (the caller checks the
+/// size). Fails when the file is shorter than `content.size`.
+Result<std::string> rewrittenMessage(const ContentFile& content, const RecipientRewrite& rewrite);
 
 /// The address of the first mailbox in the first From field of `header`
 /// (the start of a message: its header section, or as much of it as has

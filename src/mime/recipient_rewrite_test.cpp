@@ -81,14 +81,25 @@ void expectWellFormed(const std::string& headers) {
   }
 }
 
+// What the spool keeps after the message in the same file (the envelope);
+// only the first `size` bytes are the message. A To line in it would change
+// the rewrite if it were ever read.
+const std::string kTrailer = "\nTo: leak@trailer.example\n{\"trailer\":\"MUST-NOT-LEAK\"}\nMBENV";
+
 class RecipientRewriteTest : public ::testing::Test {
  protected:
-  Result<RecipientRewrite> rewrite(std::string_view message, const Envelope& envelope) {
+  // Stores `message` followed by kTrailer, as the spool does.
+  ContentFile store(std::string_view message, std::string_view trailer = kTrailer) {
     const auto path = dir_.path() / ("msg-" + std::to_string(++count_) + ".eml");
     std::ofstream out(path, std::ios::binary);
     out.write(message.data(), static_cast<std::streamsize>(message.size()));
+    out.write(trailer.data(), static_cast<std::streamsize>(trailer.size()));
     out.close();
-    return rewriteRecipients(path, envelope);
+    return {path, message.size()};
+  }
+
+  Result<RecipientRewrite> rewrite(std::string_view message, const Envelope& envelope) {
+    return rewriteRecipients(store(message), envelope);
   }
 
   // For the cases that must succeed.
@@ -97,6 +108,8 @@ class RecipientRewriteTest : public ::testing::Test {
     EXPECT_TRUE(r.ok()) << r.error().message;
     if (!r) return {};
     if (r->changed) expectWellFormed(r->headers);
+    EXPECT_EQ(r->headers.find("trailer"), std::string::npos) << r->headers;
+    EXPECT_LE(r->body_offset, message.size());
     return std::move(r).value();
   }
 
@@ -439,7 +452,8 @@ TEST_F(RecipientRewriteTest, HugeBodyIsNotRead) {
     const std::string line(76, 'Q');
     for (int i = 0; i < 270'000; ++i) out << line << "\r\n";  // about 21 MB
   }
-  auto r = rewriteRecipients(path, {"alice@example.com", "bob@example.com"});
+  const ContentFile content{path, std::filesystem::file_size(path)};
+  auto r = rewriteRecipients(content, {"alice@example.com", "bob@example.com"});
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_EQ(r->body_offset, head.size());
   EXPECT_EQ(r->headers, kFrom + "To: alice@example.com\r\n" + kSubject + "Bcc: bob@example.com\r\n\r\n");
@@ -454,9 +468,62 @@ TEST_F(RecipientRewriteTest, HeaderTooBigIsAnError) {
 }
 
 TEST_F(RecipientRewriteTest, MissingFileIsAnError) {
-  auto r = rewriteRecipients(dir_.path() / "nope.eml", {"alice@example.com"});
+  auto r = rewriteRecipients(ContentFile{dir_.path() / "nope.eml", 10}, {"alice@example.com"});
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().sys_errno, ENOENT);
+}
+
+TEST_F(RecipientRewriteTest, AllHeaderMessageEndsAtItsSize) {
+  // No blank line and no final line end: read past its size, the trailer's
+  // To line would join the header.
+  auto r = ok(kFrom + "To: a@example.com", {"a@example.com"});
+  EXPECT_FALSE(r.changed);
+  EXPECT_EQ(r.headers, kFrom + "To: a@example.com");
+  auto added = ok(kFrom + kSubject, {"a@example.com"});
+  EXPECT_EQ(added.headers, kFrom + kSubject + "Bcc: a@example.com\r\n\r\n");
+  EXPECT_TRUE(added.removed.empty());
+}
+
+TEST_F(RecipientRewriteTest, ShortFileIsAnError) {
+  const std::string msg = kFrom + "To: a@example.com\r\n\r\nbody\r\n";
+  ContentFile content = store(msg, "");
+  content.size += 1;
+  EXPECT_FALSE(rewriteRecipients(content, {"a@example.com"}).ok());
+  auto block = headerBlockOf(msg);
+  ASSERT_TRUE(block.ok());
+  auto rw = rewriteRecipients(*block, {"a@example.com"});
+  ASSERT_TRUE(rw.ok());
+  EXPECT_FALSE(rewrittenMessage(content, *rw).ok()) << "a file shorter than the message's size";
+}
+
+TEST_F(RecipientRewriteTest, RewrittenMessageStopsAtTheSize) {
+  const std::string msg = kFrom + "To: a@example.com, m@evil.example\r\n" + kSubject + "\r\nbody line\r\nend";
+  const ContentFile with_trailer = store(msg);
+  const ContentFile without = store(msg, "");
+  auto rw = rewriteRecipients(with_trailer, {"a@example.com"});
+  ASSERT_TRUE(rw.ok()) << rw.error().message;
+  ASSERT_TRUE(rw->changed);
+  auto sent = rewrittenMessage(with_trailer, *rw);
+  ASSERT_TRUE(sent.ok()) << sent.error().message;
+  EXPECT_EQ(*sent, rw->headers + "body line\r\nend");
+  EXPECT_EQ(sent->find("MUST-NOT-LEAK"), std::string::npos);
+  EXPECT_EQ(sent->find("MBENV"), std::string::npos);
+  auto plain_rw = rewriteRecipients(without, {"a@example.com"});
+  ASSERT_TRUE(plain_rw.ok());
+  auto plain = rewrittenMessage(without, *plain_rw);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(*sent, *plain) << "the trailer changes nothing";
+
+  // Unchanged header, and a message that is nothing but its header.
+  auto same = rewriteRecipients(with_trailer, {"a@example.com", "m@evil.example"});
+  ASSERT_TRUE(same.ok());
+  EXPECT_FALSE(same->changed);
+  EXPECT_EQ(*rewrittenMessage(with_trailer, *same), msg);
+  const std::string head_only = kFrom + "To: a@example.com";
+  const ContentFile bare = store(head_only);
+  auto bare_rw = rewriteRecipients(bare, {"a@example.com"});
+  ASSERT_TRUE(bare_rw.ok());
+  EXPECT_EQ(*rewrittenMessage(bare, *bare_rw), head_only);
 }
 
 TEST_F(RecipientRewriteTest, FromAddress) {

@@ -65,6 +65,7 @@ bool Bouncer::send(const Envelope& env, const std::vector<std::size_t>& failed,
   in.reporting_host = hostname;
   in.now = now;
   in.original_content = spool_.contentPath(env.id);
+  in.original_size = env.size;  // the message is the file's first env.size bytes
   in.from_address = from;
   in.to_address = to;
   auto text = buildDsn(in);

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <future>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,13 +20,18 @@ class BouncerTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_TRUE(spool_.open().ok()); }
 
-  // A committed original with one delivered and one failed recipient.
-  Envelope original(const std::string& sender) {
+  // A committed original with one delivered and one failed recipient. Its
+  // envelope's size is the message's: only `size` bytes of `content` when
+  // given (the rest stands for what the spool may keep after the message).
+  Envelope original(const std::string& sender,
+                    const std::string& content = "Subject: the original\r\nFrom: a@example.com\r\n\r\nbody\r\n",
+                    std::optional<std::uint64_t> size = std::nullopt) {
     auto msg = spool_.create();
     EXPECT_TRUE(msg.ok());
-    EXPECT_TRUE((*msg)->write("Subject: the original\r\nFrom: a@example.com\r\n\r\nbody\r\n").ok());
+    EXPECT_TRUE((*msg)->write(content).ok());
     Envelope env;
     env.id = (*msg)->id();
+    env.size = size.value_or(content.size());
     env.sender = sender;
     RecipientEntry ok;
     ok.address = "fine@example.com";
@@ -76,6 +82,21 @@ TEST_F(BouncerTest, QueuesADsnToTheSenderWithTheNullSender) {
   EXPECT_NE(text->find("Subject: the original"), std::string::npos) << "original headers quoted";
   EXPECT_EQ(text->find("body\r\n"), std::string::npos) << "original body must not be returned";
   EXPECT_EQ(text->find("fine@example.com\r\nAction"), std::string::npos);
+}
+
+TEST_F(BouncerTest, QuotesOnlyTheOriginalsSizeOfItsFile) {
+  // All header, no blank line: read past the size, the next bytes would be
+  // taken for header fields.
+  const std::string message = "Subject: the original\r\nFrom: a@example.com\r\n";
+  const Envelope env =
+      original("device@example.com", message + "X-Envelope: {\"trailer\":\"MUST-NOT-LEAK\"}\r\n", message.size());
+  bouncer(config::BounceTo::Sender).onBounce(env, {1});
+  ASSERT_EQ(queued_.size(), 1u);
+  auto text = fs::readFile(spool_.contentPath(queued_[0].id));
+  ASSERT_TRUE(text.ok());
+  EXPECT_NE(text->find("Subject: the original"), std::string::npos) << *text;
+  EXPECT_EQ(text->find("MUST-NOT-LEAK"), std::string::npos) << *text;
+  EXPECT_EQ(text->find("X-Envelope"), std::string::npos) << *text;
 }
 
 TEST_F(BouncerTest, ABounceNeverBounces) {

@@ -248,17 +248,19 @@ struct OriginalHeaders {
 };
 
 // Reads no more than a header section can use, so a 25 MB message costs
-// 64 KiB here; every emitted line is at least as long as its source line.
-OriginalHeaders readOriginalHeaders(const std::filesystem::path& path) {
+// 64 KiB here, and never past the message's `size` bytes (the spool keeps
+// the envelope after them); every emitted line is at least as long as its
+// source line.
+OriginalHeaders readOriginalHeaders(const std::filesystem::path& path, std::uint64_t size) {
   OriginalHeaders result;
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     result.error = std::generic_category().message(errno);
     return result;
   }
-  std::string raw(kMaxHeaderCopy + 2, '\0');
+  const auto limit = static_cast<std::size_t>(std::min<std::uint64_t>(size, kMaxHeaderCopy + 2));
+  std::string raw(limit, '\0');
   std::size_t have = 0;
-  bool eof = false;
   while (have < raw.size()) {
     const ssize_t n = ::read(fd, raw.data() + have, raw.size() - have);
     if (n < 0 && errno == EINTR) continue;
@@ -268,20 +270,14 @@ OriginalHeaders readOriginalHeaders(const std::filesystem::path& path) {
       return result;
     }
     if (n == 0) {
-      eof = true;
-      break;
+      result.error = "the file is shorter than the message";
+      ::close(fd);
+      return result;
     }
     have += static_cast<std::size_t>(n);
   }
-  if (!eof) {
-    char extra = 0;
-    ssize_t n = 0;
-    do {
-      n = ::read(fd, &extra, 1);
-    } while (n < 0 && errno == EINTR);
-    eof = n == 0;
-  }
   ::close(fd);
+  const bool eof = have == size;  // the whole message was read
   raw.resize(have);
   result.readable = true;
 
@@ -436,7 +432,7 @@ Result<std::string> buildDsn(const DsnInput& in) {
     }
   }
 
-  const OriginalHeaders original = readOriginalHeaders(in.original_content);
+  const OriginalHeaders original = readOriginalHeaders(in.original_content, in.original_size);
   const bool have_headers = original.readable && !original.text.empty();
 
   // Part 1: for people.

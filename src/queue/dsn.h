@@ -20,6 +20,8 @@ struct DsnInput {
   std::string reporting_host;               // our hostname (Reporting-MTA, Message-ID)
   std::int64_t now = 0;                     // unix seconds (Date:, Last-Attempt-Date:)
   std::filesystem::path original_content;   // the spooled content, for its header section
+  std::uint64_t original_size = 0;          // its message bytes (the envelope's size); the file may hold
+                                            // more after them, never read. 0: an empty message
   std::string from_address;                 // e.g. "MAILER-DAEMON@relay.example.com"
   std::string to_address;                   // the envelope sender, or an admin address
 };
@@ -44,7 +46,8 @@ struct DsnInput {
 /// the output, and no line is longer than 998 octets (RFC 5322 §2.1.1).
 /// The header carries Auto-Submitted: auto-replied (RFC 3834).
 ///
-/// Reads only `in.original_content` (its first 64 KiB or so); otherwise a
+/// Reads only `in.original_content` (its first 64 KiB or so, and never past
+/// `in.original_size`; a file shorter than that counts as unreadable); otherwise a
 /// pure function, safe from any thread. Fails only on unusable input: no
 /// envelope, no failed recipient, an index out of range, no To address.
 Result<std::string> buildDsn(const DsnInput& in);

@@ -129,8 +129,19 @@ void writeFile(const std::filesystem::path& path, const std::string& data) {
   f << data;
 }
 
+// What the spool keeps after the message in the same file (the envelope);
+// only the first `original_size` bytes are the message. Its first line looks
+// like a header field, so a header section read too far would take it in.
+const std::string kTrailer = "X-Envelope: {\"trailer\":\"MUST-NOT-LEAK\"}\r\nMBENV";
+
 class Fixture {
  public:
+  // Stores `message` followed by `trailer`, as the spool does.
+  void store(const std::string& message, const std::string& trailer = kTrailer) {
+    writeFile(input.original_content, message + trailer);
+    input.original_size = message.size();
+  }
+
   Fixture() {
     env.id = "0ABCdefGHIjkl0123456";
     env.sender = "scanner@example.com";
@@ -162,7 +173,7 @@ const std::string kOriginalHeaders =
 
 TEST(Dsn, TwoRecipientsOneFailedParsesBack) {
   Fixture fx;
-  writeFile(fx.input.original_content, kOriginalHeaders + "\r\nSECRET-BODY-LINE\r\n");
+  fx.store(kOriginalHeaders + "\r\nSECRET-BODY-LINE\r\n");
   auto dsn = buildDsn(fx.input);
   ASSERT_TRUE(dsn.ok()) << dsn.error().message;
   expectWellFormed(*dsn);
@@ -217,7 +228,7 @@ TEST(Dsn, EveryFailedRecipientGetsAGroupAndOthersAreMentioned) {
   fx.env.recipients.push_back({"carol@example.org", RecipientState::Failed, 0, "", ""});
   fx.env.recipients.push_back({"dave@example.org", RecipientState::Pending, 451, "4.3.0", "try later"});
   fx.input.failed = {0, 2, 0};  // a repeated index counts once
-  writeFile(fx.input.original_content, kOriginalHeaders + "\r\nbody\r\n");
+  fx.store(kOriginalHeaders + "\r\nbody\r\n");
   auto dsn = buildDsn(fx.input);
   ASSERT_TRUE(dsn.ok()) << dsn.error().message;
   const ParsedDsn p = parseDsn(*dsn);
@@ -242,7 +253,7 @@ TEST(Dsn, NullSenderNeverBounces) {
 TEST(Dsn, NonAsciiRecipientUsesUtf8AddressType) {
   Fixture fx;
   fx.env.recipients[0].address = "j\xc3\xb6rg+x@ex\xc3\xa4mple.org";  // jörg+x@exämple.org
-  writeFile(fx.input.original_content, kOriginalHeaders + "\r\n");
+  fx.store(kOriginalHeaders + "\r\n");
   auto dsn = buildDsn(fx.input);
   ASSERT_TRUE(dsn.ok()) << dsn.error().message;
   expectWellFormed(*dsn);
@@ -270,7 +281,7 @@ TEST(Dsn, HostileErrorTextCannotInjectOrOverflow) {
   fx.env.recipients[0].enhanced = "5.1.1\r\nX-Status: 2.0.0";
   fx.input.to_address = "scanner@example.com>\r\nBcc: other@example.net";
   fx.input.reporting_host = "relay.example.com\r\nX-Host: 1";
-  writeFile(fx.input.original_content, kOriginalHeaders + "\r\n");
+  fx.store(kOriginalHeaders + "\r\n");
 
   auto dsn = buildDsn(fx.input);
   ASSERT_TRUE(dsn.ok()) << dsn.error().message;
@@ -300,7 +311,7 @@ TEST(Dsn, HostileErrorTextCannotInjectOrOverflow) {
 
 TEST(Dsn, BareLineEndsInOriginalHeadersBecomeCrlf) {
   Fixture fx;
-  writeFile(fx.input.original_content, "A: 1\nB: 2\rC: 3\r\n\nbody\r\n");
+  fx.store("A: 1\nB: 2\rC: 3\r\n\nbody\r\n");
   auto dsn = buildDsn(fx.input);
   ASSERT_TRUE(dsn.ok()) << dsn.error().message;
   expectWellFormed(*dsn);
@@ -316,7 +327,7 @@ TEST(Dsn, HeaderSectionOver64KiBIsCut) {
     original += "X-Filler-" + std::to_string(k) + ": " + std::string(60, 'f') + "\r\n";
   }
   original += "\r\nbody\r\n";
-  writeFile(fx.input.original_content, original);
+  fx.store(original);
 
   auto dsn = buildDsn(fx.input);
   ASSERT_TRUE(dsn.ok()) << dsn.error().message;
@@ -336,7 +347,7 @@ TEST(Dsn, HeaderSectionOver64KiBIsCut) {
 
 TEST(Dsn, OverlongOriginalHeaderLineIsFolded) {
   Fixture fx;
-  writeFile(fx.input.original_content, "Subject: " + std::string(3000, 's') + "\r\nFrom: a@b\r\n\r\n");
+  fx.store("Subject: " + std::string(3000, 's') + "\r\nFrom: a@b\r\n\r\n");
   auto dsn = buildDsn(fx.input);
   ASSERT_TRUE(dsn.ok()) << dsn.error().message;
   expectWellFormed(*dsn);
@@ -361,7 +372,7 @@ TEST(Dsn, BoundaryDoesNotCollide) {
   std::string original = kOriginalHeaders;
   original += "X-Trap: --=_mb_" + fx.env.id + "_\r\n";
   original += "X-Trap2: =_mb_" + fx.env.id + "_00000000000000000000000000000000--\r\n\r\n";
-  writeFile(fx.input.original_content, original);
+  fx.store(original);
   auto first = buildDsn(fx.input);
   auto second = buildDsn(fx.input);
   ASSERT_TRUE(first.ok() && second.ok());
@@ -374,6 +385,58 @@ TEST(Dsn, BoundaryDoesNotCollide) {
     EXPECT_EQ(part.body.find(a.boundary), std::string::npos);
   }
   EXPECT_NE(a.parts[2].body.find("X-Trap2"), std::string::npos);
+}
+
+TEST(Dsn, OriginalHeadersStopAtTheMessageSize) {
+  // All header, no blank line: the section ends where the message does.
+  Fixture fx;
+  fx.store(kOriginalHeaders);
+  auto dsn = buildDsn(fx.input);
+  ASSERT_TRUE(dsn.ok()) << dsn.error().message;
+  expectWellFormed(*dsn);
+  EXPECT_EQ(dsn->find("MUST-NOT-LEAK"), std::string::npos);
+  EXPECT_EQ(dsn->find("MBENV"), std::string::npos);
+  const ParsedDsn p = parseDsn(*dsn);
+  ASSERT_EQ(p.parts.size(), 3u);
+  EXPECT_EQ(p.parts[2].body + "\r\n", kOriginalHeaders);
+  EXPECT_NE(p.parts[0].body.find("The headers of your message are attached; its body"), std::string::npos);
+
+  Fixture plain;
+  plain.store(kOriginalHeaders, "");
+  auto expected = buildDsn(plain.input);
+  ASSERT_TRUE(expected.ok());
+  EXPECT_EQ(parseDsn(*expected).parts.at(2).body, p.parts[2].body);
+
+  // A last line without its line end, cut by the size.
+  Fixture cut;
+  cut.store("From: a@example.com\r\nSubject: no line end");
+  const ParsedDsn c = parseDsn(*buildDsn(cut.input));
+  ASSERT_EQ(c.parts.size(), 3u);
+  EXPECT_EQ(c.parts[2].body, "From: a@example.com\r\nSubject: no line end");
+}
+
+TEST(Dsn, EmptyMessageHasNoHeadersToAttach) {
+  Fixture fx;
+  fx.store("");  // size 0: nothing of the file is the message
+  auto dsn = buildDsn(fx.input);
+  ASSERT_TRUE(dsn.ok()) << dsn.error().message;
+  EXPECT_EQ(dsn->find("MUST-NOT-LEAK"), std::string::npos);
+  const ParsedDsn p = parseDsn(*dsn);
+  EXPECT_EQ(p.parts.size(), 2u);
+  EXPECT_NE(p.parts[0].body.find("no header section"), std::string::npos);
+}
+
+TEST(Dsn, OriginalShorterThanItsSizeIsUnreadable) {
+  Fixture fx;
+  fx.store(kOriginalHeaders + "\r\nbody\r\n", "");
+  fx.input.original_size += 10;
+  auto dsn = buildDsn(fx.input);
+  ASSERT_TRUE(dsn.ok()) << dsn.error().message;
+  expectWellFormed(*dsn);
+  const ParsedDsn p = parseDsn(*dsn);
+  EXPECT_EQ(p.parts.size(), 2u);
+  EXPECT_NE(p.parts[0].body.find("could not be read"), std::string::npos);
+  EXPECT_NE(p.parts[0].body.find("shorter"), std::string::npos);
 }
 
 TEST(Dsn, RejectsUnusableInput) {

@@ -1,10 +1,10 @@
 #include "delivery/gmail/gmail_provider.h"
 
-#include <array>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <system_error>
 
+#include "base/durable_file.h"
 #include "base/log.h"
 #include "base/text.h"
 #include "delivery/bearer_call.h"
@@ -22,18 +22,15 @@ using queue::Outcome;
 using queue::RecipientResult;
 using json = nlohmann::json;
 
-// Copies `length` bytes of `in` from `offset` to `out`, in small pieces.
-bool copyRange(std::ifstream& in, std::uint64_t offset, std::uint64_t length, std::ostream& out) {
-  in.seekg(static_cast<std::streamoff>(offset));
-  std::array<char, 64 * 1024> buf{};
-  while (length > 0 && in) {
-    const auto n = static_cast<std::streamsize>(std::min<std::uint64_t>(buf.size(), length));
-    in.read(buf.data(), n);
-    if (in.gcount() != n) return false;
-    out.write(buf.data(), n);
-    length -= static_cast<std::uint64_t>(n);
-  }
-  return length == 0 && static_cast<bool>(out);
+// Copies bytes [offset, offset + length) of `from` to `out`, in small
+// pieces, reading nothing outside them.
+bool copyRange(const std::filesystem::path& from, std::uint64_t offset, std::uint64_t length, std::ostream& out) {
+  Status st = fs::streamFileRange(from, offset, length, [&out](std::string_view piece) -> Status {
+    out.write(piece.data(), static_cast<std::streamsize>(piece.size()));
+    if (!out) return Error{"write failed"};
+    return {};
+  });
+  return st.ok() && static_cast<bool>(out);
 }
 
 // Removes a scratch file when the attempt ends.
@@ -68,7 +65,10 @@ DeliveryResult GmailProvider::attempt(const queue::DeliveryJob& job) {
   std::vector<std::string> recipients;
   for (std::size_t i : job.recipients) recipients.push_back(job.envelope.recipients.at(i).address);
 
-  auto rewrite = mime::rewriteRecipients(job.content, recipients);
+  // The message is the first envelope.size bytes of the content file; the
+  // spool may keep more after them, which must never be sent.
+  const mime::ContentFile content{job.content, job.envelope.size};
+  auto rewrite = mime::rewriteRecipients(content, recipients);
   if (!rewrite) {
     spdlog::error("{}: cannot read the message header for Gmail: {}", id, rewrite.error().message);
     return sameForAll(job, config_.name, temporaryFailure("cannot read the stored message: " + rewrite.error().message));
@@ -86,10 +86,7 @@ DeliveryResult GmailProvider::attempt(const queue::DeliveryJob& job) {
                               "neither MAIL FROM nor a From header names a user to send as"));
   }
 
-  std::error_code ec;
-  const std::uint64_t file_size = std::filesystem::file_size(job.content, ec);
-  if (ec) return sameForAll(job, config_.name, temporaryFailure("cannot read the stored message: " + ec.message()));
-  const std::uint64_t body = file_size - rewrite->body_offset;
+  const std::uint64_t body = content.size - rewrite->body_offset;
   const std::uint64_t size = rewrite->headers.size() + body;
   if (size > kMaxMessageBytes) {
     spdlog::error("{}: {} bytes is over the {} bytes the Gmail API sends", id, size, kMaxMessageBytes);
@@ -108,10 +105,8 @@ DeliveryResult GmailProvider::attempt(const queue::DeliveryJob& job) {
   http::Request req;
   req.method = "POST";
   ScratchFile scratch;
-  std::ifstream in(job.content, std::ios::binary);
-  if (!in) return sameForAll(job, config_.name, temporaryFailure("cannot open the stored message"));
   if (size <= kMaxRawBytes) {
-    auto mime = mime::rewrittenMessage(job.content, *rewrite);
+    auto mime = mime::rewrittenMessage(content, *rewrite);
     if (!mime) return sameForAll(job, config_.name, temporaryFailure(mime.error().message));
     req.url = config_.api_endpoint + user_path;
     req.headers = {{"Content-Type", "application/json"}};
@@ -125,14 +120,16 @@ DeliveryResult GmailProvider::attempt(const queue::DeliveryJob& job) {
       scratch.path = scratch_dir_ / (id + "-gmail.eml");
       std::ofstream out(scratch.path, std::ios::binary | std::ios::trunc);
       out.write(rewrite->headers.data(), static_cast<std::streamsize>(rewrite->headers.size()));
-      if (!copyRange(in, rewrite->body_offset, body, out) || !out.flush()) {
+      if (!copyRange(content.path, rewrite->body_offset, body, out) || !out.flush()) {
         return sameForAll(job, config_.name, temporaryFailure("cannot write a scratch copy of the message"));
       }
       req.body_file = scratch.path;
       req.body_length = size;
     } else {
-      req.body_file = job.content;
-      req.body_length = file_size;
+      // The HTTP client sends body_length bytes and stops there.
+      req.body_file = content.path;
+      req.body_offset = 0;
+      req.body_length = content.size;
     }
   }
 

@@ -37,7 +37,7 @@ struct Plan {
   std::uint64_t threshold = 0;
 };
 
-Result<Plan> planSplit(const std::filesystem::path& content, std::uint64_t budget) {
+Result<Plan> planSplit(const mime::ContentFile& content, std::uint64_t budget) {
   // Everything that can come out, out: the smallest possible skeleton, and
   // the size of every part.
   auto all = mime::splitMessage(content, 0);
@@ -116,9 +116,7 @@ class DraftSender {
   using Failure = std::optional<RecipientResult>;
 
   Failure createDraft() {
-    std::error_code ec;
-    const std::uint64_t size = std::filesystem::file_size(s_.content, ec);
-    if (ec) return temporaryFailure("cannot read the stored message: " + ec.message());
+    const std::uint64_t size = s_.content.size;
     if (size > kMaxGraphMessageBytes) {
       spdlog::error("{}: {} bytes is over the {} bytes Graph sends", id_, size, kMaxGraphMessageBytes);
       return permanentFailure(552, "5.3.4", "message too big for the mail service",
@@ -127,7 +125,7 @@ class DraftSender {
     }
     std::string skeleton;
     if (size <= kMaxMimeRequestBytes) {
-      auto whole = fs::readFile(s_.content);
+      auto whole = fs::readFilePrefix(s_.content.path, size);
       if (!whole) return temporaryFailure("cannot read the stored message: " + whole.error().message);
       skeleton = std::move(whole).value();
     } else {

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "mime/header_block.h"
 #include "queue/delivery_agent.h"
 
 namespace mb::delivery {
@@ -27,7 +28,8 @@ inline constexpr std::uint64_t kUploadChunkBytes = 12ull * 320 * 1024;
 
 /// What sendThroughDraft needs to know about one attempt.
 struct DraftSend {
-  std::filesystem::path content;          // the stored message
+  mime::ContentFile content;              // the stored message: its file and size (the envelope's);
+                                          // nothing past the size is read
   std::vector<std::string> recipients;    // the envelope recipients of this attempt
   std::string sender;                     // the mailbox to send as
   std::string graph_endpoint;             // "https://graph.microsoft.com"

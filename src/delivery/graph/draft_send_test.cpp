@@ -8,6 +8,7 @@
 #include "base/testing/temp_dir.h"
 #include "delivery/graph/draft_send.h"
 #include "delivery/graph/graph_provider.h"
+#include "delivery/testing/slurping_client.h"
 #include "delivery/testing/stored_job.h"
 #include "http/testing/fake_http_client.h"
 #include "oauth/token_source.h"
@@ -19,34 +20,8 @@ using namespace std::chrono_literals;
 using json = nlohmann::json;
 using queue::Outcome;
 
-class Tokens final : public oauth::TokenSource {
- public:
-  oauth::TokenResult token() override {
-    return oauth::AccessToken{"tok", std::chrono::system_clock::now() + 1h};
-  }
-  void invalidate(const std::string&) override {}
-};
-
-// Reads the file slice of a streamed request into its body before the fake
-// records it: the provider deletes its scratch files once an attempt ends.
-class SlurpingClient final : public http::HttpClient {
- public:
-  explicit SlurpingClient(http::HttpClient& next) : next_(next) {}
-  http::Outcome perform(const http::Request& request) override {
-    http::Request copy = request;
-    if (!copy.body_file.empty()) {
-      std::ifstream in(copy.body_file, std::ios::binary);
-      in.seekg(static_cast<std::streamoff>(copy.body_offset));
-      copy.body.resize(copy.body_length);
-      in.read(copy.body.data(), static_cast<std::streamsize>(copy.body_length));
-      if (static_cast<std::uint64_t>(in.gcount()) != copy.body_length) copy.body = "SHORT READ";
-    }
-    return next_.perform(copy);
-  }
-
- private:
-  http::HttpClient& next_;
-};
+using mb::delivery::testing::SlurpingClient;
+using Tokens = mb::delivery::testing::FixedTokens;
 
 std::string base64Lines(const std::string& data) {
   std::string out;
@@ -112,6 +87,8 @@ std::string header(const http::Request& r, const std::string& name) {
   return "";
 }
 
+const std::string kTrailer = "\n{\"trailer\":\"MUST-NOT-LEAK\"}\nMBENV";
+
 class DraftSendTest : public ::testing::Test {
  protected:
   DraftSendTest() {
@@ -120,8 +97,11 @@ class DraftSendTest : public ::testing::Test {
     config_.graph_endpoint = "https://graph.test";
   }
 
-  queue::DeliveryJob job(const std::string& content, std::vector<std::string> rcpts) {
-    return delivery::testing::storedJob(dir_.path(), ++n_, content, rcpts, "scanner@example.com");
+  // Stored as the spool does it: the message, then a trailer (the
+  // envelope) that must never be sent.
+  queue::DeliveryJob job(const std::string& content, std::vector<std::string> rcpts,
+                         const std::string& trailer = kTrailer) {
+    return delivery::testing::storedJob(dir_.path(), ++n_, content, rcpts, "scanner@example.com", trailer);
   }
 
   queue::DeliveryResult run(const queue::DeliveryJob& j) {
@@ -210,6 +190,37 @@ TEST_F(DraftSendTest, ALargeAttachmentGoesThroughAnUploadSessionInChunks) {
   EXPECT_EQ(reqs[4].url, "https://graph.test/v1.0/users/scanner%40example.com/messages/AAMk%2Fx%3D/send");
   EXPECT_EQ(reqs[4].method, "POST");
   EXPECT_TRUE(reqs[4].body.empty());
+  EXPECT_TRUE(scratchEmpty());
+}
+
+TEST_F(DraftSendTest, NothingPastTheMessageSizeIsUploaded) {
+  // One large text part without a final line end or boundary: it runs to
+  // the end of the message, and goes out as the attachment message.txt.
+  std::string log;
+  while (log.size() < 3 * 1024 * 1024 + 500 * 1024) log += std::string(76, 'l') + "\r\n";
+  log += "last line";
+  const std::string msg = "From: scanner@example.com\r\nTo: alice@example.com\r\nSubject: log\r\n"
+                          "MIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n" + log;
+  ASSERT_GT(msg.size(), kMaxMimeRequestBytes);
+  ASSERT_LT(log.size(), kUploadChunkBytes);
+  draftCreated("d5");
+  sessionCreated();
+  http_.pushResponse(201, "");
+  http_.pushResponse(202, "");
+  const auto result = run(job(msg, {"alice@example.com"}));
+  EXPECT_EQ(result.results.at(0).outcome, Outcome::Delivered) << result.results.at(0).detail;
+  const auto reqs = http_.requests();
+  ASSERT_EQ(reqs.size(), 4u);
+  const std::string skeleton = decode(reqs[0].body);
+  EXPECT_EQ(skeleton.find("MUST-NOT-LEAK"), std::string::npos);
+  const json item = json::parse(reqs[1].body).at("AttachmentItem");
+  EXPECT_EQ(item.at("name"), "message.txt");
+  EXPECT_EQ(item.at("size"), log.size());
+  EXPECT_EQ(reqs[2].method, "PUT");
+  EXPECT_EQ(header(reqs[2], "Content-Range"),
+            "bytes 0-" + std::to_string(log.size() - 1) + "/" + std::to_string(log.size()));
+  EXPECT_TRUE(reqs[2].body == log) << "the part ends where the message does";
+  EXPECT_EQ(reqs[2].body.find("MUST-NOT-LEAK"), std::string::npos);
   EXPECT_TRUE(scratchEmpty());
 }
 
@@ -327,8 +338,9 @@ TEST_F(DraftSendTest, MissingMailReadWriteIsExplained) {
 }
 
 TEST_F(DraftSendTest, OverGraphsLimitFailsBeforeAnyRequest) {
-  const auto j = job("From: scanner@example.com\r\nTo: alice@example.com\r\n\r\n", {"alice@example.com"});
+  auto j = job("From: scanner@example.com\r\nTo: alice@example.com\r\n\r\n", {"alice@example.com"});
   std::filesystem::resize_file(j.content, kMaxGraphMessageBytes + 1);  // sparse
+  j.envelope.size = kMaxGraphMessageBytes + 1;
   const auto result = run(j);
   EXPECT_EQ(result.results[0].outcome, Outcome::PermanentFailure);
   EXPECT_EQ(result.results[0].smtp_code, 552);

@@ -51,14 +51,14 @@ DeliveryResult GraphProvider::attempt(const queue::DeliveryJob& job) {
   std::vector<std::string> recipients;
   for (std::size_t i : job.recipients) recipients.push_back(job.envelope.recipients.at(i).address);
 
-  std::error_code ec;
-  const std::uint64_t file_size = std::filesystem::file_size(job.content, ec);
-  if (ec) return sameForAll(job, config_.name, temporaryFailure("cannot read the stored message: " + ec.message()));
+  // The message is the first envelope.size bytes of the content file; the
+  // spool may keep more after them, which must never be sent.
+  const mime::ContentFile content{job.content, job.envelope.size};
   // A message that sendMail takes is read once, whole; a larger one goes
   // through an upload session, which streams it from the file.
   std::optional<std::string> whole;
-  if (file_size <= kMaxSendMailBytes && config_.save_to_sent) {
-    auto read = fs::readFile(job.content);
+  if (content.size <= kMaxSendMailBytes && config_.save_to_sent) {
+    auto read = fs::readFilePrefix(content.path, content.size);
     if (!read) {
       return sameForAll(job, config_.name,
                         temporaryFailure("cannot read the stored message: " + read.error().message));
@@ -70,7 +70,7 @@ DeliveryResult GraphProvider::attempt(const queue::DeliveryJob& job) {
     auto block = mime::headerBlockOf(*whole);
     rewrite = block ? mime::rewriteRecipients(*block, recipients) : Result<mime::RecipientRewrite>(block.error());
   } else {
-    rewrite = mime::rewriteRecipients(job.content, recipients);
+    rewrite = mime::rewriteRecipients(content, recipients);
   }
   if (!rewrite) {
     spdlog::error("{}: cannot read the message header for Graph: {}", id, rewrite.error().message);
@@ -93,7 +93,7 @@ DeliveryResult GraphProvider::attempt(const queue::DeliveryJob& job) {
                                        "neither MAIL FROM nor a From header names a mailbox to send as"));
   }
 
-  const std::uint64_t size = rewrite->headers.size() + (file_size - rewrite->body_offset);
+  const std::uint64_t size = rewrite->headers.size() + (content.size - rewrite->body_offset);
   const std::shared_ptr<oauth::TokenSource> tokens = tokens_(job.envelope);
   if (!tokens) {
     spdlog::error("{}: provider {} sends only for users signed in with SMTP AUTH (auth_mode user_password), "
@@ -107,7 +107,7 @@ DeliveryResult GraphProvider::attempt(const queue::DeliveryJob& job) {
 
   if (size > kMaxSendMailBytes || !config_.save_to_sent) {
     DraftSend send;
-    send.content = job.content;
+    send.content = content;
     send.recipients = recipients;
     send.sender = sender;
     send.graph_endpoint = config_.graph_endpoint;
@@ -127,7 +127,7 @@ DeliveryResult GraphProvider::attempt(const queue::DeliveryJob& job) {
     whole.reset();
     mime = std::move(message);
   } else {
-    mime = mime::rewrittenMessage(job.content, *rewrite);
+    mime = mime::rewrittenMessage(content, *rewrite);
   }
   if (!mime) return sameForAll(job, config_.name, temporaryFailure(mime.error().message));
 

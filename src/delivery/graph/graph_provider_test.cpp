@@ -42,6 +42,8 @@ std::string decodeBase64(const std::string& text) {
   return out;
 }
 
+const std::string kTrailer = "\n{\"trailer\":\"MUST-NOT-LEAK\"}\nMBENV";
+
 class GraphProviderTest : public ::testing::Test {
  protected:
   GraphProviderTest() {
@@ -51,9 +53,11 @@ class GraphProviderTest : public ::testing::Test {
     http_.setFallback(http::Response{202, {{"request-id", "rid-default"}}, ""});
   }
 
+  // Stored as the spool does it: the message, then a trailer (the
+  // envelope) that must never be sent.
   queue::DeliveryJob job(const std::string& content, std::vector<std::string> rcpts,
-                         const std::string& sender = "scanner@example.com") {
-    return delivery::testing::storedJob(dir_.path(), ++n_, content, rcpts, sender);
+                         const std::string& sender = "scanner@example.com", const std::string& trailer = kTrailer) {
+    return delivery::testing::storedJob(dir_.path(), ++n_, content, rcpts, sender, trailer);
   }
 
   queue::DeliveryResult run(const queue::DeliveryJob& j) {
@@ -206,6 +210,51 @@ TEST_F(GraphProviderTest, ASinglePartTooBigForSendMailGoesAsAnAttachmentOfADraft
   // and the draft is deleted.
   EXPECT_NE(result.results[0].outcome, Outcome::Delivered);
   EXPECT_EQ(reqs.back().method, "DELETE");
+}
+
+TEST_F(GraphProviderTest, OnlyTheMessageSizeIsSentNotWhatFollowsIt) {
+  // Unchanged header: the stored bytes as they are, up to the size.
+  run(job(kMessage, {"alice@example.com"}));
+  run(job(kMessage, {"alice@example.com"}, "scanner@example.com", ""));
+  // Header rewritten (Bcc added), and a message without a final line end.
+  const std::string open = "From: scanner@example.com\r\nTo: alice@example.com\r\n\r\nno line end";
+  run(job(open, {"alice@example.com", "bob@example.com"}));
+  run(job(open, {"alice@example.com", "bob@example.com"}, "scanner@example.com", ""));
+  const auto reqs = http_.requests();
+  ASSERT_EQ(reqs.size(), 4u);
+  const std::string sent = decodeBase64(reqs[0].body);
+  EXPECT_EQ(sent, kMessage);
+  EXPECT_EQ(sent, decodeBase64(reqs[1].body)) << "the same as without a trailer";
+  const std::string rewritten = decodeBase64(reqs[2].body);
+  EXPECT_EQ(rewritten, decodeBase64(reqs[3].body));
+  EXPECT_NE(rewritten.find("Bcc: bob@example.com\r\n"), std::string::npos) << rewritten;
+  EXPECT_EQ(rewritten.substr(rewritten.size() - 15), "\r\n\r\nno line end");
+  for (const auto& r : reqs) EXPECT_EQ(decodeBase64(r.body).find("MUST-NOT-LEAK"), std::string::npos);
+}
+
+TEST_F(GraphProviderTest, SaveToSentFalseSendsOnlyTheMessageSizeThroughTheDraft) {
+  config_.save_to_sent = false;
+  http_.push(http::Response{201, {}, R"({"id":"d1"})"});
+  http_.push(http::Response{200, {}, "{}"});
+  http_.push(http::Response{202, {}, ""});
+  const auto result = run(job(kMessage, {"alice@example.com"}));
+  EXPECT_EQ(result.results.at(0).outcome, Outcome::Delivered) << result.results.at(0).detail;
+  ASSERT_GE(http_.requestCount(), 1u);
+  EXPECT_EQ(decodeBase64(http_.requests()[0].body), kMessage);
+}
+
+TEST_F(GraphProviderTest, AContentFileShorterThanTheSizeIsATemporaryFailure) {
+  auto j = job(kMessage, {"alice@example.com"}, "scanner@example.com", "");
+  j.envelope.size = kMessage.size() + 1;
+  const auto result = run(j);
+  EXPECT_EQ(result.results.at(0).outcome, Outcome::TemporaryFailure);
+  EXPECT_NE(result.results[0].detail.find("cannot read the stored message"), std::string::npos)
+      << result.results[0].detail;
+  EXPECT_EQ(http_.requestCount(), 0u);
+  // The same on the draft path.
+  config_.save_to_sent = false;
+  EXPECT_EQ(run(j).results.at(0).outcome, Outcome::TemporaryFailure);
+  EXPECT_EQ(http_.requestCount(), 0u);
 }
 
 TEST_F(GraphProviderTest, SenderIsEncodedAndTheNullSenderUsesFrom) {

@@ -1,8 +1,5 @@
 #include "delivery/outbox/outbox_provider.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -16,8 +13,6 @@
 
 namespace mb::delivery {
 namespace {
-
-constexpr std::size_t kCopyBlock = 64 * 1024;
 
 // Some errors (makeDirectories' "not a directory") carry an errno without
 // its text; the operator reading the log wants both the path and the reason.
@@ -33,29 +28,13 @@ std::string describe(const Error& error) {
   return out;
 }
 
-/// Streams `from` into a new file `to` (which must not exist) and fsyncs it.
-Status copyFile(const std::filesystem::path& from, const std::filesystem::path& to) {
-  const int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
-  if (in < 0) return Error::fromErrno("open " + from.string(), errno);
+/// Streams the first `size` bytes of `from` (the message; the spool may keep
+/// more after them) into a new file `to` (which must not exist) and fsyncs
+/// it. A `from` shorter than `size` is an error.
+Status copyFile(const std::filesystem::path& from, std::uint64_t size, const std::filesystem::path& to) {
   auto writer = fs::FileWriter::create(to);
-  if (!writer) {
-    ::close(in);
-    return writer.error();
-  }
-  std::vector<char> block(kCopyBlock);
-  Status st;
-  for (;;) {
-    const ssize_t n = ::read(in, block.data(), block.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      st = Error::fromErrno("read " + from.string(), errno);
-      break;
-    }
-    if (n == 0) break;
-    st = writer->write(std::string_view(block.data(), static_cast<std::size_t>(n)));
-    if (!st) break;
-  }
-  ::close(in);
+  if (!writer) return writer.error();
+  Status st = fs::streamFileRange(from, 0, size, [&writer](std::string_view piece) { return writer->write(piece); });
   if (st) st = writer->sync();
   if (st) st = writer->close();
   return st;
@@ -159,7 +138,7 @@ void OutboxProvider::deliver(const queue::DeliveryJob& job, queue::DeliveryAgent
   // temporary name is fixed too, for the same reason as the .eml's.
   if (Status st = writeReplacing(json_tmp, json_path, json_text); !st) return fail(describe(st.error()));
   if (Status st = fs::removeFile(eml_tmp); !st) return fail(describe(st.error()));
-  Status st = copyFile(job.content, eml_tmp);
+  Status st = copyFile(job.content, job.envelope.size, eml_tmp);
   if (st) st = fs::renameFile(eml_tmp, eml_path);
   if (!st) {
     (void)fs::removeFile(eml_tmp);

@@ -28,10 +28,15 @@ std::set<std::string> listDir(const stdfs::path& dir) {
   return out;
 }
 
+// What the spool keeps after the message in the same file (the envelope);
+// only the first envelope.size bytes are the message.
+const std::string kTrailer = "\n{\"trailer\":\"MUST-NOT-LEAK\"}\nMBENV";
+
 class OutboxProviderTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_FALSE(dir_.path().empty()); }
 
+  // `content` stored with kTrailer after it, as the spool does.
   queue::DeliveryJob makeJob(const std::string& content) {
     queue::DeliveryJob job;
     job.envelope.id = queue::newQueueId();
@@ -44,7 +49,8 @@ class OutboxProviderTest : public ::testing::Test {
     job.envelope.helo = "mfp-3f";
     job.recipients = {1, 2};
     job.content = dir_.path() / (job.envelope.id + ".msg");
-    EXPECT_TRUE(fs::writeFileAtomic(job.content, content).ok());
+    job.envelope.size = content.size();
+    EXPECT_TRUE(fs::writeFileAtomic(job.content, content + kTrailer).ok());
     return job;
   }
 
@@ -120,7 +126,8 @@ TEST_F(OutboxProviderTest, RedeliveryOverwrites) {
   ASSERT_TRUE(fs::writeFileAtomic(outbox / (job.envelope.id + ".eml.tmp"), "stale").ok());
   ASSERT_TRUE(fs::writeFileAtomic(outbox / (job.envelope.id + ".json.tmp"), "stale").ok());
   ASSERT_TRUE(fs::removeFile(job.content).ok());
-  ASSERT_TRUE(fs::writeFileAtomic(job.content, "second version\r\n").ok());
+  ASSERT_TRUE(fs::writeFileAtomic(job.content, "second version\r\n" + kTrailer).ok());
+  job.envelope.size = 16;
   job.recipients = {2};
   const auto result = run(provider, job);
   ASSERT_EQ(result.results.size(), 1u);
@@ -183,6 +190,34 @@ TEST_F(OutboxProviderTest, UnwritableDirectoryIsTemporaryFailure) {
     }
     EXPECT_TRUE(result.remote_id.empty());
   }
+}
+
+TEST_F(OutboxProviderTest, CopiesOnlyTheMessageNotWhatFollowsIt) {
+  // Bigger than one copy block, not a multiple of it.
+  const std::string content = binaryContent(3 * 64 * 1024 + 17);
+  const auto job = makeJob(content);
+  ASSERT_EQ(stdfs::file_size(job.content), content.size() + kTrailer.size());
+  const auto outbox = dir_.path() / "out";
+  OutboxProvider provider("outbox", outbox);
+  ASSERT_EQ(run(provider, job).results.at(0).outcome, queue::Outcome::Delivered);
+  auto written = fs::readFile(outbox / (job.envelope.id + ".eml"));
+  ASSERT_TRUE(written.ok());
+  EXPECT_EQ(written->size(), content.size());
+  EXPECT_TRUE(*written == content);
+  EXPECT_EQ(written->find("MUST-NOT-LEAK"), std::string::npos);
+}
+
+TEST_F(OutboxProviderTest, ContentShorterThanItsSizeIsTemporaryFailure) {
+  auto job = makeJob("content\r\n");
+  job.envelope.size = 9 + kTrailer.size() + 1;  // one byte more than the file holds
+  const auto outbox = dir_.path() / "out";
+  OutboxProvider provider("outbox", outbox);
+  const auto result = run(provider, job);
+  ASSERT_EQ(result.results.size(), 2u);
+  EXPECT_EQ(result.results[0].outcome, queue::Outcome::TemporaryFailure);
+  EXPECT_NE(result.results[0].detail.find(job.content.string()), std::string::npos) << result.results[0].detail;
+  EXPECT_EQ(listDir(outbox).count(job.envelope.id + ".eml"), 0u);
+  EXPECT_EQ(listDir(outbox).count(job.envelope.id + ".eml.tmp"), 0u);
 }
 
 TEST_F(OutboxProviderTest, MissingContentIsTemporaryFailure) {

@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <array>
-#include <fstream>
 #include <system_error>
 #include <utility>
 
+#include "base/durable_file.h"
 #include "base/log.h"
 #include "base/worker_pool.h"
 #include "delivery/results.h"
@@ -33,7 +33,6 @@ using std::chrono::milliseconds;
 constexpr auto kDotReplyTimeout = std::chrono::minutes(10);
 // How long QUIT may take when an idle connection is closed.
 constexpr auto kQuitTimeout = std::chrono::seconds(2);
-constexpr std::size_t kBodyChunk = 64 * 1024;
 
 struct Io {
   milliseconds timeout;
@@ -77,45 +76,46 @@ Step drive(net::ClientConnection& c, ClientSession& s, const Io& io) {
   }
 }
 
-// Streams the stored content as DATA content. A read error leaves the
-// message unterminated on purpose: the caller closes the connection, and a
-// server discards a message whose final dot never came.
-Status sendBody(net::ClientConnection& c, const std::filesystem::path& content, milliseconds timeout) {
-  std::ifstream in(content, std::ios::binary);
-  if (!in) return Error{"cannot open " + content.string()};
+// Streams the stored message (the first `size` bytes of `content`; the
+// spool may keep more after them) as DATA content. A read error, or a file
+// shorter than `size`, leaves the message unterminated on purpose: the
+// caller closes the connection, and a server discards a message whose final
+// dot never came.
+Status sendBody(net::ClientConnection& c, const std::filesystem::path& content, std::uint64_t size,
+                milliseconds timeout) {
   mb::smtp::DataEncoder encoder;
-  std::vector<char> buf(kBodyChunk);
   std::string out;
-  while (in) {
-    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    const auto n = in.gcount();
-    if (n <= 0) break;
+  Status st = fs::streamFileRange(content, 0, size, [&](std::string_view piece) -> Status {
     out.clear();
-    encoder.encode(std::string_view(buf.data(), static_cast<std::size_t>(n)), out);
-    if (Status st = c.write(out, timeout); !st) return Error{"sending the message failed: " + st.error().message};
-  }
-  if (in.bad()) return Error{"cannot read " + content.string()};
+    encoder.encode(piece, out);
+    if (Status w = c.write(out, timeout); !w) return Error{"sending the message failed: " + w.error().message};
+    return {};
+  });
+  if (!st) return st;  // a read error names the file, a send error says so
   out.clear();
   encoder.finish(out);
-  if (Status st = c.write(out, timeout); !st) return Error{"sending the message failed: " + st.error().message};
+  if (Status w = c.write(out, timeout); !w) return Error{"sending the message failed: " + w.error().message};
   return {};
 }
 
-// Whether the content has octets over 127 (BODY=8BITMIME, RFC 6152).
-Result<bool> hasEightBit(const std::filesystem::path& content) {
-  std::ifstream in(content, std::ios::binary);
-  if (!in) return Error{"cannot open " + content.string()};
-  std::vector<char> buf(kBodyChunk);
-  while (in) {
-    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    const auto n = static_cast<std::size_t>(std::max<std::streamsize>(0, in.gcount()));
-    if (std::any_of(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n),
-                    [](char ch) { return static_cast<unsigned char>(ch) > 127; })) {
-      return true;
-    }
+// Whether the message (the first `size` bytes of `content`) has octets over
+// 127 (BODY=8BITMIME, RFC 6152); reading stops at the first. Fails when the
+// file is shorter than `size` (sendBody() would fail on it anyway).
+Result<bool> hasEightBit(const std::filesystem::path& content, std::uint64_t size) {
+  std::error_code ec;
+  const std::uint64_t on_disk = std::filesystem::file_size(content, ec);
+  if (ec) return Error{"cannot read " + content.string() + ": " + ec.message()};
+  if (on_disk < size) {
+    return Error{content.string() + " holds " + std::to_string(on_disk) + " bytes, the message " +
+                 std::to_string(size) + " (shorter)"};
   }
-  if (in.bad()) return Error{"cannot read " + content.string()};
-  return false;
+  bool eight_bit = false;
+  Status st = fs::streamFileRange(content, 0, size, [&eight_bit](std::string_view piece) -> Status {
+    eight_bit = std::any_of(piece.begin(), piece.end(), [](char ch) { return static_cast<unsigned char>(ch) > 127; });
+    return eight_bit ? Status{Error{"found"}} : Status{};  // stops the reading
+  });
+  if (!st && !eight_bit) return st.error();
+  return eight_bit;
 }
 
 bool isAscii(std::string_view s) {
@@ -400,13 +400,10 @@ DeliveryResult SmtpProvider::attempt(const queue::DeliveryJob& job) {
   for (std::size_t i : job.recipients) tx.recipients.push_back(job.envelope.recipients.at(i).address);
   tx.smtputf8 = !isAscii(tx.mail_from) ||
                 std::any_of(tx.recipients.begin(), tx.recipients.end(), [](const std::string& r) { return !isAscii(r); });
-  std::error_code ec;
-  tx.size = std::filesystem::file_size(job.content, ec);
-  if (ec) {
-    spdlog::error("{}: cannot read the stored message: {}", id, ec.message());
-    return sameForAll(job, config_.name, temporaryFailure("cannot read the stored message: " + ec.message()));
-  }
-  auto eight_bit = hasEightBit(job.content);
+  // The message is the first envelope.size bytes of the content file; the
+  // spool may keep more after them, which must never be sent.
+  tx.size = job.envelope.size;
+  auto eight_bit = hasEightBit(job.content, tx.size);
   if (!eight_bit) {
     spdlog::error("{}: {}", id, eight_bit.error().message);
     return sameForAll(job, config_.name, temporaryFailure("cannot read the stored message: " + eight_bit.error().message));
@@ -418,7 +415,9 @@ DeliveryResult SmtpProvider::attempt(const queue::DeliveryJob& job) {
     user = xoauth2User(tx.mail_from);
     if (user.empty()) {
       // The null sender (a bounce): the From header names the mailbox.
-      if (auto block = mime::readHeaderBlock(job.content)) user = mime::headerFromAddress(block->bytes);
+      if (auto block = mime::readHeaderBlock(mime::ContentFile{job.content, tx.size})) {
+        user = mime::headerFromAddress(block->bytes);
+      }
     }
     if (user.empty()) {
       spdlog::error("{}: {}: no mailbox to authenticate as for XOAUTH2 (null sender, no From); set username", id,
@@ -444,7 +443,7 @@ DeliveryResult SmtpProvider::attempt(const queue::DeliveryJob& job) {
     s.begin(tx);
     Step step = drive(*c->conn, s, io);
     if (step == Step::SendBody) {
-      if (Status st = sendBody(*c->conn, job.content, io.timeout); !st) {
+      if (Status st = sendBody(*c->conn, job.content, tx.size, io.timeout); !st) {
         // Without the final dot the server drops what it got.
         spdlog::warn("{}: {}: {}", id, config_.name, st.error().message);
         c->conn->close();

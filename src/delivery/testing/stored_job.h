@@ -10,14 +10,18 @@
 namespace mb::delivery::testing {
 
 /// A delivery job for provider unit tests: `content` stored as
-/// `<dir>/m<n>`, queue id "Q<n>", every recipient pending.
+/// `<dir>/m<n>`, followed by `trailer` (what the spool keeps after the
+/// message, such as the serialized envelope), envelope.size set to the
+/// size of `content`; queue id "Q<n>", every recipient pending.
 inline queue::DeliveryJob storedJob(const std::filesystem::path& dir, int n, const std::string& content,
-                                    const std::vector<std::string>& recipients, const std::string& sender) {
+                                    const std::vector<std::string>& recipients, const std::string& sender,
+                                    const std::string& trailer = "") {
   const auto path = dir / ("m" + std::to_string(n));
-  std::ofstream(path, std::ios::binary) << content;
+  std::ofstream(path, std::ios::binary) << content << trailer;
   queue::DeliveryJob job;
   job.envelope.id = "Q" + std::to_string(n);
   job.envelope.sender = sender;
+  job.envelope.size = content.size();
   for (const auto& r : recipients) {
     queue::RecipientEntry e;
     e.address = r;
