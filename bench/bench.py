@@ -35,7 +35,7 @@ LAN clients and stores it safely, delivery left aside.
        (smtp-source gives no latencies, and timing inside a saturated load
        would measure queueing, not the relay: half the peak is where a
        relay should still answer quickly.)
-    4. check: the number of messages in the queue (Mailbridge: <id>.env
+    4. check: the number of messages in the queue (Mailbridge: <id>.mail
        files; Postfix: files in incoming/active/deferred/hold) must equal
        the messages answered 250 (warm-up + load + probe).
   Systems alternate within each run (the order rotates from run to run) so

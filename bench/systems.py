@@ -176,9 +176,9 @@ class MailbridgeRelay:
         return cpu_ticks(self.proc.pid)
 
     def accepted_count(self):
-        """Messages in the queue: one <id>.env per acknowledged message."""
+        """Messages in the queue: one <id>.mail per acknowledged message."""
         qdir = self.state_dir / "queue"
-        return sum(1 for p in qdir.iterdir() if p.suffix == ".env") if qdir.is_dir() else 0
+        return sum(1 for p in qdir.iterdir() if p.suffix == ".mail") if qdir.is_dir() else 0
 
     def log_tail(self):
         return tail(self.log_path)

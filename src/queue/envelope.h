@@ -22,8 +22,8 @@ struct RecipientEntry {
 };
 
 /// Envelope: everything about a queued message except its content. Stored
-/// beside the content as `<id>.env` in a versioned, self-validating format
-/// (see serialize()). Plain value type.
+/// after the content in `<id>.mail` and, once it changes, as `<id>.env`, in a
+/// versioned, self-validating format (see serialize()). Plain value type.
 struct Envelope {
   static constexpr int kVersion = 1;
 

@@ -23,8 +23,82 @@ namespace {
 
 namespace stdfs = std::filesystem;
 
-constexpr std::string_view kContentExt = ".msg";
+// A message is `<id>.mail`: its content, then its envelope as it was at
+// commit (the trailer). `<id>.env`, when present, is a later state of the
+// envelope and wins over the trailer. `<id>.msg` is the content file of the
+// older two-file layout (content in `.msg`, envelope only in `.env`), moved
+// to `.mail` by recover().
+constexpr std::string_view kContentExt = ".mail";
+constexpr std::string_view kLegacyContentExt = ".msg";
 constexpr std::string_view kEnvelopeExt = ".env";
+// A content file being received: renamed to `<id>.mail` at its commit.
+constexpr std::string_view kIncomingExt = ".mail.tmp";
+
+// The trailer ends with a fixed-size line giving the envelope's length, so
+// that the envelope can be found from the end of the file.
+constexpr std::string_view kTrailerTag = "envelope-length ";
+constexpr std::size_t kTrailerDigits = 10;
+constexpr std::size_t kTrailerLineSize = kTrailerTag.size() + kTrailerDigits + 1;
+constexpr std::uint64_t kMaxTrailerEnvelope = 64ull * 1024 * 1024;  // far above any real envelope
+
+std::string envelopeTrailer(const Envelope& env) {
+  std::string out = serialize(env);
+  std::string digits = std::to_string(out.size());
+  out += kTrailerTag;
+  out.append(kTrailerDigits - std::min(kTrailerDigits, digits.size()), '0');
+  out += digits;
+  out += '\n';
+  return out;
+}
+
+// The envelope in the trailer of `path`, checked against the file: its
+// content must end exactly where the trailer begins.
+Result<Envelope> readTrailer(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Error::fromErrno("open " + path.string(), errno);
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  const auto readAt = [&](std::uint64_t offset, std::size_t n) -> Result<std::string> {
+    std::string buf(n, '\0');
+    std::size_t got = 0;
+    while (got < n) {
+      const ssize_t r = ::pread(fd, buf.data() + got, n - got, static_cast<off_t>(offset + got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) return Error::fromErrno("read " + path.string(), errno);
+      if (r == 0) return Error{path.string() + ": shorter than expected"};
+      got += static_cast<std::size_t>(r);
+    }
+    return buf;
+  };
+  struct stat info {};
+  if (::fstat(fd, &info) != 0) return Error::fromErrno("stat " + path.string(), errno);
+  const auto file_size = static_cast<std::uint64_t>(info.st_size);
+  if (file_size < kTrailerLineSize) return Error{"no envelope trailer (the file is too short)"};
+  auto line = readAt(file_size - kTrailerLineSize, kTrailerLineSize);
+  if (!line) return line.error();
+  const std::string_view l = *line;
+  const std::string_view digits = l.substr(kTrailerTag.size(), kTrailerDigits);
+  if (l.substr(0, kTrailerTag.size()) != kTrailerTag || l.back() != '\n' ||
+      !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return Error{"no envelope trailer (torn or truncated file)"};
+  }
+  const std::uint64_t length = std::stoull(std::string(digits));
+  if (length == 0 || length > kMaxTrailerEnvelope || length > file_size - kTrailerLineSize) {
+    return Error{"envelope trailer length " + std::to_string(length) + " does not fit the file"};
+  }
+  const std::uint64_t content_size = file_size - kTrailerLineSize - length;
+  auto text = readAt(content_size, static_cast<std::size_t>(length));
+  if (!text) return text.error();
+  auto env = parse(*text);
+  if (!env) return env.error();
+  if (env->size != content_size) {
+    return Error{"envelope trailer says " + std::to_string(env->size) + " content bytes, the file holds " +
+                 std::to_string(content_size)};
+  }
+  return env;
+}
 
 bool endsWith(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
@@ -69,12 +143,14 @@ class FileIncomingMessage final : public IncomingMessage {
   const std::optional<Error>& stickyError() const { return error_; }
   const stdfs::path& path() const { return writer_.path(); }
 
-  /// Flushes, fsyncs and closes the content, then checks that the file in
-  /// the directory is still the one written: a file removed or replaced
-  /// underneath must not be committed as a message without its content.
-  Status finish() {
+  /// Appends the envelope's trailer, flushes, fsyncs and closes the file,
+  /// then checks that the file in the directory is still the one written: a
+  /// file removed or replaced underneath must not be committed as a message
+  /// without its content.
+  Status finish(std::string_view trailer) {
     if (error_) return *error_;
-    Status st = writer_.sync();
+    Status st = writer_.write(trailer);
+    if (st) st = writer_.sync();
     if (st) st = writer_.close();
     if (!st) {
       error_ = st.error();
@@ -156,7 +232,7 @@ Result<std::unique_ptr<IncomingMessage>> FileSpool::create() {
   Error last;
   for (int i = 0; i < kAttempts; ++i) {
     std::string id = newQueueId();
-    auto writer = fs::FileWriter::create(contentPath(id));
+    auto writer = fs::FileWriter::create(incomingPath(id));
     if (writer) {
       return std::unique_ptr<IncomingMessage>(
           std::make_unique<FileIncomingMessage>(std::move(id), std::move(writer).value()));
@@ -218,29 +294,26 @@ void FileSpool::syncRemovals() {
 bool FileSpool::commitBatch(std::deque<PendingCommit>& batch) {
   // Callbacks run only after the files they report on are settled, and never
   // under mutex_, so a callback may commit again.
-  const auto discard = [this](PendingCommit& c, bool envelope_written) {
-    if (envelope_written) {
-      (void)fs::removeFile(queue_dir_ / (c.env.id + std::string(kEnvelopeExt)));
-    }
-    c.msg.reset();  // removes the content file
+  const auto discard = [this](PendingCommit& c, bool renamed) {
+    if (renamed) (void)fs::removeFile(contentPath(c.env.id));
+    c.msg.reset();  // removes the file under its incoming name, if still there
   };
-  const auto fail = [&discard](PendingCommit& c, const Error& error, bool envelope_written) {
-    discard(c, envelope_written);
+  const auto fail = [&discard](PendingCommit& c, const Error& error, bool renamed) {
+    discard(c, renamed);
     if (c.done) c.done(error);
   };
 
-  // Each message's content fsync and its envelope's (written to a temporary)
-  // run side by side, all of them on the sync threads; the envelope's rename,
-  // the commit point, follows once both are on disk.
+  // Each message's trailer is appended and its file fsynced on the sync
+  // threads, side by side; the rename to `<id>.mail`, the commit point,
+  // follows once the file is on disk.
   struct Work {
     FileIncomingMessage* msg = nullptr;
     Status content;
-    Result<stdfs::path> envelope_tmp = Error{"not written"};
-    std::string envelope_text;
+    std::string trailer;
   };
   std::vector<Work> work(batch.size());
   std::vector<std::function<void()>> tasks;
-  tasks.reserve(batch.size() * 2);
+  tasks.reserve(batch.size());
   for (std::size_t i = 0; i < batch.size(); ++i) {
     PendingCommit& c = batch[i];
     Work& w = work[i];
@@ -254,19 +327,12 @@ bool FileSpool::commitBatch(std::deque<PendingCommit>& batch) {
       continue;
     }
     c.env.id = w.msg->id();
-    c.env.size = w.msg->size();  // here, before finish() flushes on another thread
-    w.envelope_text = serialize(c.env);
+    c.env.size = w.msg->size();  // before the trailer is appended
+    w.trailer = envelopeTrailer(c.env);
     tasks.emplace_back([&w] {
-      w.content = w.msg->finish();
+      w.content = w.msg->finish(w.trailer);
       if (!w.content) {
-        spdlog::error("spool: {}: content not committed: {}", w.msg->id(), w.content.error().message);
-      }
-    });
-    tasks.emplace_back([this, &w] {
-      w.envelope_tmp =
-          fs::writeSyncedTemporary(queue_dir_ / (w.msg->id() + std::string(kEnvelopeExt)), w.envelope_text);
-      if (!w.envelope_tmp) {
-        spdlog::error("spool: {}: envelope not written: {}", w.msg->id(), w.envelope_tmp.error().message);
+        spdlog::error("spool: {}: message not committed: {}", w.msg->id(), w.content.error().message);
       }
     });
   }
@@ -290,16 +356,16 @@ bool FileSpool::commitBatch(std::deque<PendingCommit>& batch) {
   for (std::size_t i = 0; i < batch.size(); ++i) {
     Work& w = work[i];
     Status st = w.content;
-    if (st && !w.envelope_tmp) st = w.envelope_tmp.error();
     if (st) {
-      st = fs::renameFile(*w.envelope_tmp, queue_dir_ / (batch[i].env.id + std::string(kEnvelopeExt)));
-      if (!st) spdlog::error("spool: {}: envelope not renamed: {}", batch[i].env.id, st.error().message);
+      st = fs::renameFile(w.msg->path(), contentPath(batch[i].env.id));
+      if (!st) spdlog::error("spool: {}: message not renamed: {}", batch[i].env.id, st.error().message);
     }
     if (!st) {
-      if (w.envelope_tmp) (void)fs::removeFile(*w.envelope_tmp);
       fail(batch[i], st.error(), false);
       continue;
     }
+    // Renamed: from here the file is the message's, not the incoming one's.
+    w.msg->markCommitted();
     written.push_back(&batch[i]);
   }
   if (written.empty()) return false;
@@ -318,7 +384,6 @@ bool FileSpool::commitBatch(std::deque<PendingCommit>& batch) {
     return true;
   }
   for (auto* c : written) {
-    static_cast<FileIncomingMessage*>(c->msg.get())->markCommitted();
     c->msg.reset();
     if (c->done) c->done(Status{});
   }
@@ -327,11 +392,13 @@ bool FileSpool::commitBatch(std::deque<PendingCommit>& batch) {
 
 Result<Envelope> FileSpool::load(const std::string& id) {
   if (!isValidQueueId(id)) return Error{"invalid queue id '" + printable(id) + "'"};
-  auto text = fs::readFile(queue_dir_ / (id + std::string(kEnvelopeExt)));
-  if (!text) return text.error();
-  auto env = parse(*text);
-  if (!env) return Error{id + std::string(kEnvelopeExt) + ": " + env.error().message};
-  if (env->id != id) return Error{id + std::string(kEnvelopeExt) + ": holds the envelope of " + env->id};
+  const stdfs::path env_path = queue_dir_ / (id + std::string(kEnvelopeExt));
+  auto text = fs::readFile(env_path);
+  if (!text && text.error().sys_errno != ENOENT) return text.error();
+  Result<Envelope> env = text ? parse(*text) : readTrailer(contentPath(id));
+  const std::string source = text ? id + std::string(kEnvelopeExt) : contentPath(id).filename().string();
+  if (!env) return Error{source + ": " + env.error().message};
+  if (env->id != id) return Error{source + ": holds the envelope of " + env->id};
   return env;
 }
 
@@ -348,8 +415,8 @@ Status FileSpool::update(const Envelope& env) {
 
 Status FileSpool::remove(const std::string& id) {
   if (!isValidQueueId(id)) return Error{"invalid queue id '" + printable(id) + "'"};
-  // Envelope first: a crash between the two leaves content without an
-  // envelope, which recover() deletes, never an envelope without content.
+  // A later envelope first, if there is one: a crash between the two never
+  // leaves an envelope without its message.
   if (Status st = fs::removeFile(queue_dir_ / (id + std::string(kEnvelopeExt))); !st) return st;
   if (Status st = fs::removeFile(contentPath(id)); !st) return st;
   // The committer makes the removal durable, together with others: a crash
@@ -369,6 +436,10 @@ stdfs::path FileSpool::contentPath(const std::string& id) const {
   return queue_dir_ / (id + std::string(kContentExt));
 }
 
+stdfs::path FileSpool::incomingPath(const std::string& id) const {
+  return queue_dir_ / (id + std::string(kIncomingExt));
+}
+
 Result<std::vector<Envelope>> FileSpool::recover() {
   if (Status st = open(); !st) return st.error();
 
@@ -383,7 +454,11 @@ Result<std::vector<Envelope>> FileSpool::recover() {
   bool changed_queue = false;
   bool changed_corrupt = false;
   std::set<std::string> content_stems;
-  std::vector<std::string> envelope_stems;
+  std::set<std::string> legacy_stems;
+  std::set<std::string> envelope_stems;
+  const auto stemOf = [](const std::string& name, std::string_view ext) {
+    return name.substr(0, name.size() - ext.size());
+  };
   for (const auto& name : names) {
     const stdfs::path path = queue_dir_ / name;
     if (isTemporary(name)) {
@@ -391,23 +466,44 @@ Result<std::vector<Envelope>> FileSpool::recover() {
       if (Status st = fs::removeFile(path); !st) spdlog::error("spool: {}", st.error().message);
       changed_queue = true;
     } else if (endsWith(name, kContentExt)) {
-      content_stems.insert(name.substr(0, name.size() - kContentExt.size()));
+      content_stems.insert(stemOf(name, kContentExt));
+    } else if (endsWith(name, kLegacyContentExt)) {
+      legacy_stems.insert(stemOf(name, kLegacyContentExt));
     } else if (endsWith(name, kEnvelopeExt)) {
-      envelope_stems.push_back(name.substr(0, name.size() - kEnvelopeExt.size()));
+      envelope_stems.insert(stemOf(name, kEnvelopeExt));
     } else {
       spdlog::warn("spool: ignoring unexpected file {}", path.string());
     }
   }
 
-  // Moves a bad envelope and its content aside for a person to look at. A
-  // name already taken in corrupt/ gets a numbered suffix rather than being
-  // overwritten.
+  // The older layout: `<id>.msg` was committed once its `<id>.env` existed.
+  // Its content moves to `<id>.mail`, where the `.env` keeps winning.
+  for (const auto& stem : legacy_stems) {
+    const stdfs::path legacy = queue_dir_ / (stem + std::string(kLegacyContentExt));
+    if (content_stems.count(stem) != 0) {
+      spdlog::warn("spool: ignoring {}: {} exists too", legacy.string(), contentPath(stem).string());
+    } else if (envelope_stems.count(stem) == 0) {
+      spdlog::info("spool: removing content without envelope {}", legacy.string());
+      if (Status st = fs::removeFile(legacy); !st) spdlog::error("spool: {}", st.error().message);
+      changed_queue = true;
+    } else {
+      if (Status st = fs::renameFile(legacy, contentPath(stem)); !st) {
+        return Error{"cannot move queued message to the current layout: " + st.error().message};
+      }
+      content_stems.insert(stem);
+      changed_queue = true;
+    }
+  }
+
+  // Moves a message's files aside for a person to look at. A name already
+  // taken in corrupt/ gets a numbered suffix rather than being overwritten.
   const auto quarantine = [&](const std::string& stem, const std::string& reason) {
-    spdlog::warn("spool: moving {} to {}: {}", (queue_dir_ / (stem + std::string(kEnvelopeExt))).string(),
-                 corrupt_dir_.string(), reason);
+    spdlog::warn("spool: moving message {} from {} to {}: {}", stem, queue_dir_.string(), corrupt_dir_.string(),
+                 reason);
     for (std::string_view ext : {kEnvelopeExt, kContentExt}) {
+      const auto& present = ext == kEnvelopeExt ? envelope_stems : content_stems;
+      if (present.count(stem) == 0) continue;
       const stdfs::path from = queue_dir_ / (stem + std::string(ext));
-      if (ext == kContentExt && content_stems.count(stem) == 0) continue;
       stdfs::path to = corrupt_dir_ / from.filename();
       for (int n = 1; stdfs::exists(to, ec) && n < 1000; ++n) {
         to = corrupt_dir_ / (from.filename().string() + "." + std::to_string(n));
@@ -422,6 +518,7 @@ Result<std::vector<Envelope>> FileSpool::recover() {
   };
 
   std::vector<Envelope> valid;
+  // A message with a later envelope in `<id>.env`.
   for (const auto& stem : envelope_stems) {
     const stdfs::path path = queue_dir_ / (stem + std::string(kEnvelopeExt));
     if (!isValidQueueId(stem)) {
@@ -435,27 +532,44 @@ Result<std::vector<Envelope>> FileSpool::recover() {
     }
     auto env = parse(*text);
     if (!env) {
-      quarantine(stem, env.error().message);
+      quarantine(stem, path.filename().string() + ": " + env.error().message);
       continue;
     }
     if (env->id != stem) {
-      quarantine(stem, "holds the envelope of " + env->id);
+      quarantine(stem, path.filename().string() + " holds the envelope of " + env->id);
       continue;
     }
     if (content_stems.count(stem) == 0) {
       quarantine(stem, "content file " + contentPath(stem).string() + " is missing");
       continue;
     }
+    const std::uint64_t on_disk = stdfs::file_size(contentPath(stem), ec);
+    if (ec || on_disk < env->size) {
+      quarantine(stem, "content file " + contentPath(stem).string() + " holds " +
+                           (ec ? ec.message() : std::to_string(on_disk) + " bytes") + ", the envelope says " +
+                           std::to_string(env->size));
+      continue;
+    }
     content_stems.erase(stem);
     valid.push_back(std::move(env).value());
   }
-
-  // What is left is content whose envelope never reached its rename: a
-  // message that was never acknowledged.
-  for (const auto& stem : content_stems) {
-    spdlog::info("spool: removing content without envelope {}", contentPath(stem).string());
-    if (Status st = fs::removeFile(contentPath(stem)); !st) spdlog::error("spool: {}", st.error().message);
-    changed_queue = true;
+  // A message as committed: its envelope is the trailer.
+  const std::set<std::string> trailer_stems = content_stems;  // quarantine() erases from content_stems
+  for (const auto& stem : trailer_stems) {
+    if (!isValidQueueId(stem)) {
+      quarantine(stem, "file name is not a queue id");
+      continue;
+    }
+    auto env = readTrailer(contentPath(stem));
+    if (!env) {
+      quarantine(stem, contentPath(stem).filename().string() + ": " + env.error().message);
+      continue;
+    }
+    if (env->id != stem) {
+      quarantine(stem, contentPath(stem).filename().string() + " holds the envelope of " + env->id);
+      continue;
+    }
+    valid.push_back(std::move(env).value());
   }
 
   if (changed_queue) {

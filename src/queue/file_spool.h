@@ -15,15 +15,17 @@ namespace mb::queue {
 
 /// FileSpool: the Spool on a local file system. Files live in
 /// `<state_dir>/queue/`; invalid ones are moved to `<state_dir>/corrupt/`.
-/// A committer thread takes every commit that is waiting; for each message,
-/// on one of kSyncThreads threads side by side, it fsyncs the content file
-/// and then writes, fsyncs and renames the envelope; then it fsyncs the
-/// directory once for the batch and runs the callbacks (on the committer).
-/// Side by side, because the file system merges concurrent fsyncs into
-/// shared journal commits, where one after the other each waits for its own.
-/// remove() unlinks at once and leaves the directory fsync to the committer,
-/// which makes every removal since its last one durable with one fsync (the
-/// fsync of a commit batch counts).
+/// A message is one file, `<id>.mail`: the content, then the envelope as it
+/// was at commit (a trailer); `<id>.env` holds later states of the envelope.
+/// A message is received into `<id>.mail.tmp`. A committer thread takes
+/// every commit that is waiting; for each message, on one of kSyncThreads
+/// threads side by side, it appends the trailer and fsyncs the file, then
+/// renames it to `<id>.mail`; then it fsyncs the directory once for the batch
+/// and runs the callbacks (on the committer). Side by side, because the file
+/// system merges concurrent fsyncs, where one after the other each waits for
+/// its own. remove() unlinks at once and leaves the directory fsync to the
+/// committer, which makes every removal since its last one durable with one
+/// fsync (the fsync of a commit batch counts).
 class FileSpool final : public Spool {
  public:
   explicit FileSpool(std::filesystem::path state_dir);
@@ -48,6 +50,8 @@ class FileSpool final : public Spool {
   Result<std::vector<Envelope>> recover() override;
 
   const std::filesystem::path& queueDir() const { return queue_dir_; }
+  /// Where a message is received until its commit renames it (tests).
+  std::filesystem::path incomingPath(const std::string& id) const;
   const std::filesystem::path& corruptDir() const { return corrupt_dir_; }
 
   /// Directory fsyncs so far (tests: removals share them).

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <csignal>
@@ -84,13 +85,12 @@ TEST_F(FileSpoolTest, OpenCreatesDirectories) {
   EXPECT_EQ(spool_.corruptDir(), dir_.path() / "corrupt");
 }
 
-TEST_F(FileSpoolTest, CommitWritesContentAndEnvelope) {
+TEST_F(FileSpoolTest, CommitWritesOneFileWithTheEnvelopeAfterTheContent) {
   const std::string content = "Received: by test\r\n\r\nhello\r\n";
   const std::string id = commitOne(content);
   ASSERT_TRUE(isValidQueueId(id));
-  EXPECT_EQ(listDir(spool_.queueDir()), (std::set<std::string>{id + ".env", id + ".msg"}));
-  EXPECT_EQ(spool_.contentPath(id), spool_.queueDir() / (id + ".msg"));
-  EXPECT_EQ(readAll(spool_.contentPath(id)), content);
+  EXPECT_EQ(listDir(spool_.queueDir()), (std::set<std::string>{id + ".mail"}));
+  EXPECT_EQ(spool_.contentPath(id), spool_.queueDir() / (id + ".mail"));
 
   auto env = spool_.load(id);
   ASSERT_TRUE(env.ok()) << env.error().message;
@@ -99,7 +99,14 @@ TEST_F(FileSpoolTest, CommitWritesContentAndEnvelope) {
   EXPECT_EQ(env->sender, "scanner@example.com");
   ASSERT_EQ(env->recipients.size(), 1u);
   EXPECT_EQ(env->recipients[0].address, "a@example.org");
-  EXPECT_TRUE(parse(readAll(spool_.queueDir() / (id + ".env"))).ok());
+
+  // The file: the content, the envelope as serialize() writes it, and a line
+  // with the envelope's length.
+  const std::string file = readAll(spool_.contentPath(id));
+  const std::string serialized = serialize(*env);
+  std::string length = std::to_string(serialized.size());
+  length.insert(0, 10 - length.size(), '0');
+  EXPECT_EQ(file, content + serialized + "envelope-length " + length + "\n");
 }
 
 TEST_F(FileSpoolTest, LargeContentIsStreamed) {
@@ -114,7 +121,7 @@ TEST_F(FileSpoolTest, LargeContentIsStreamed) {
   }
   EXPECT_EQ((*msg)->size(), expected.size());
   ASSERT_TRUE(commitAndWait(spool_, std::move(msg).value(), envelopeFor("a@example.org")).ok());
-  EXPECT_EQ(readAll(spool_.contentPath(id)), expected);
+  EXPECT_EQ(readAll(spool_.contentPath(id)).substr(0, expected.size()), expected);
   EXPECT_EQ(spool_.load(id)->size, expected.size());
 }
 
@@ -131,7 +138,7 @@ TEST_F(FileSpoolTest, StopFinishesWhatWasHandedOverAndRefusesTheRest) {
     EXPECT_FALSE(st.ok());
   });
   EXPECT_TRUE(called) << "answered at once, not left hanging";
-  EXPECT_EQ(listDir(spool_.queueDir()), (std::set<std::string>{kept + ".env", kept + ".msg"}));
+  EXPECT_EQ(listDir(spool_.queueDir()), (std::set<std::string>{kept + ".mail"}));
 }
 
 TEST_F(FileSpoolTest, AbandonedMessageLeavesNothing) {
@@ -139,7 +146,7 @@ TEST_F(FileSpoolTest, AbandonedMessageLeavesNothing) {
     auto msg = spool_.create();
     ASSERT_TRUE(msg.ok());
     ASSERT_TRUE((*msg)->write("partial data").ok());
-    EXPECT_EQ(listDir(spool_.queueDir()).size(), 1u);
+    EXPECT_EQ(listDir(spool_.queueDir()), (std::set<std::string>{(*msg)->id() + ".mail.tmp"}));
   }
   EXPECT_TRUE(listDir(spool_.queueDir()).empty());
 }
@@ -170,7 +177,7 @@ TEST_F(FileSpoolTest, ConcurrentCommitsFromEightThreads) {
   for (auto& th : threads) th.join();
   EXPECT_EQ(ok.load(), kThreads * kPerThread);
   EXPECT_EQ(failed.load(), 0);
-  EXPECT_EQ(listDir(spool_.queueDir()).size(), static_cast<std::size_t>(2 * kThreads * kPerThread));
+  EXPECT_EQ(listDir(spool_.queueDir()).size(), static_cast<std::size_t>(kThreads * kPerThread));
 
   auto recovered = spool_.recover();
   ASSERT_TRUE(recovered.ok());
@@ -198,7 +205,7 @@ TEST_F(FileSpoolTest, CallbackMayCommitAgain) {
                                 [&done](Status st2) { done.set_value(std::move(st2)); });
                 });
   EXPECT_TRUE(fut.get().ok());
-  EXPECT_EQ(listDir(spool_.queueDir()).size(), 4u);
+  EXPECT_EQ(listDir(spool_.queueDir()).size(), 2u);
 }
 
 TEST_F(FileSpoolTest, DestructorFinishesWaitingCommits) {
@@ -231,7 +238,7 @@ TEST_F(FileSpoolTest, ContentDeletedUnderneathFailsAndLeavesNothing) {
   ASSERT_TRUE(msg.ok());
   const std::string id = (*msg)->id();
   ASSERT_TRUE((*msg)->write("some content").ok());
-  ASSERT_TRUE(fs::removeFile(spool_.contentPath(id)).ok());
+  ASSERT_EQ(::unlink(spool_.incomingPath(id).c_str()), 0);
   Status st = commitAndWait(spool_, std::move(msg).value(), envelopeFor("a@example.org"));
   ASSERT_FALSE(st.ok());
   EXPECT_NE(st.error().message.find("vanished"), std::string::npos) << st.error().message;
@@ -249,7 +256,7 @@ TEST_F(FileSpoolTest, FailedCommitDoesNotAffectOthersInBatch) {
   ASSERT_TRUE(a.ok() && b.ok() && c.ok() && blocker.ok());
   const std::string ida = (*a)->id(), idb = (*b)->id(), idc = (*c)->id();
   for (auto* m : {&a, &b, &c}) ASSERT_TRUE((**m)->write("body").ok());
-  ASSERT_TRUE(fs::removeFile(spool_.contentPath(idb)).ok());
+  ASSERT_EQ(::unlink(spool_.incomingPath(idb).c_str()), 0);
 
   std::promise<void> release;
   auto released = release.get_future().share();
@@ -263,10 +270,10 @@ TEST_F(FileSpoolTest, FailedCommitDoesNotAffectOthersInBatch) {
   EXPECT_FALSE(pb.get_future().get().ok());
   EXPECT_TRUE(pc.get_future().get().ok());
   const auto files = listDir(spool_.queueDir());
-  EXPECT_EQ(files.count(ida + ".env"), 1u);
-  EXPECT_EQ(files.count(idc + ".env"), 1u);
-  EXPECT_EQ(files.count(idb + ".env"), 0u);
-  EXPECT_EQ(files.count(idb + ".msg"), 0u);
+  EXPECT_EQ(files.count(ida + ".mail"), 1u);
+  EXPECT_EQ(files.count(idc + ".mail"), 1u);
+  EXPECT_EQ(files.count(idb + ".mail"), 0u);
+  EXPECT_EQ(files.count(idb + ".mail.tmp"), 0u);
 }
 
 TEST_F(FileSpoolTest, WriteErrorIsSticky) {
@@ -304,10 +311,17 @@ TEST_F(FileSpoolTest, UpdateLoadRemove) {
   env->recipients[0].state = RecipientState::Delivered;
   env->recipients[0].smtp_code = 250;
   ASSERT_TRUE(spool_.update(*env).ok());
+  EXPECT_EQ(listDir(spool_.queueDir()), (std::set<std::string>{id + ".env", id + ".mail"}));
   auto again = spool_.load(id);
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->attempts, 4);
   EXPECT_EQ(again->recipients[0].state, RecipientState::Delivered);
+  // The later envelope wins at recovery too; the trailer is left as it was.
+  auto recovered = spool_.recover();
+  ASSERT_TRUE(recovered.ok());
+  ASSERT_EQ(recovered->size(), 1u);
+  EXPECT_EQ((*recovered)[0].attempts, 4);
+  EXPECT_EQ(readAll(spool_.contentPath(id)).substr(0, 7), "content");
 
   ASSERT_TRUE(spool_.remove(id).ok());
   EXPECT_TRUE(listDir(spool_.queueDir()).empty());
@@ -346,8 +360,18 @@ TEST_F(FileSpoolTest, RejectsBadIds) {
   EXPECT_FALSE(spool_.update(env).ok());
 }
 
+TEST_F(FileSpoolTest, LoadReportsATornTrailer) {
+  const std::string id = commitOne("content");
+  ASSERT_EQ(::truncate(spool_.contentPath(id).c_str(),
+                       static_cast<off_t>(stdfs::file_size(spool_.contentPath(id)) - 3)), 0);
+  auto r = spool_.load(id);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find(id), std::string::npos);
+}
+
 TEST_F(FileSpoolTest, LoadReportsCorruption) {
   const std::string id = commitOne("content");
+  ASSERT_TRUE(spool_.update(*spool_.load(id)).ok());
   const auto env_path = spool_.queueDir() / (id + ".env");
   std::string text = readAll(env_path);
   text.resize(text.size() / 2);
@@ -360,45 +384,84 @@ TEST_F(FileSpoolTest, LoadReportsCorruption) {
 TEST_F(FileSpoolTest, RecoverSortsOutLeftovers) {
   const std::string good1 = commitOne("one");
   const std::string good2 = commitOne("two");
-  const std::string truncated = commitOne("three");
+  const std::string torn = commitOne("three");
   const std::string broken_sum = commitOne("four");
   const std::string no_content = commitOne("five");
+  const std::string wrong_size = commitOne("six");
   const auto q = spool_.queueDir();
+  // good2, broken_sum, no_content and wrong_size have a later envelope.
+  for (const auto& id : {good2, broken_sum, no_content, wrong_size}) {
+    auto env = spool_.load(id);
+    ASSERT_TRUE(env.ok());
+    env->attempts = 2;
+    if (id == wrong_size) env->size = 5000;
+    ASSERT_TRUE(spool_.update(*env).ok());
+  }
 
-  // Temporaries of both kinds.
+  // Temporaries of every kind.
   ASSERT_TRUE(fs::writeFileAtomicNoDirSync(q / "x.tmp", "t").ok());
   { std::ofstream(q / (good1 + ".env.tmp.abc123")) << "partial"; }
-  { std::ofstream(q / (newQueueId() + ".msg.tmp")) << "partial"; }
-  // Content that never got an envelope.
+  { std::ofstream(q / (newQueueId() + ".mail.tmp")) << "partial"; }
+  // Content of the older layout that never got an envelope.
   const std::string orphan = newQueueId();
   { std::ofstream(q / (orphan + ".msg")) << "orphan"; }
-  // Torn envelope.
-  std::string text = readAll(q / (truncated + ".env"));
-  ASSERT_TRUE(fs::writeFileAtomicNoDirSync(q / (truncated + ".env"), text.substr(0, text.size() - 10)).ok());
-  // Checksum broken: edit a byte of the JSON.
-  text = readAll(q / (broken_sum + ".env"));
+  // A torn trailer: the end of the file never reached the disk.
+  ASSERT_EQ(::truncate(spool_.contentPath(torn).c_str(),
+                       static_cast<off_t>(stdfs::file_size(spool_.contentPath(torn)) - 10)), 0);
+  // Checksum of the later envelope broken: edit a byte of the JSON.
+  std::string text = readAll(q / (broken_sum + ".env"));
   text[text.find("scanner")] = 'S';
   ASSERT_TRUE(fs::writeFileAtomicNoDirSync(q / (broken_sum + ".env"), text).ok());
-  // Envelope whose content is gone.
-  ASSERT_TRUE(fs::removeFile(q / (no_content + ".msg")).ok());
+  // A later envelope whose message is gone.
+  ASSERT_TRUE(fs::removeFile(q / (no_content + ".mail")).ok());
+  // Too short to hold a trailer at all.
+  const std::string stub = newQueueId();
+  { std::ofstream(q / (stub + ".mail")) << "x"; }
 
   auto recovered = spool_.recover();
   ASSERT_TRUE(recovered.ok()) << recovered.error().message;
   ASSERT_EQ(recovered->size(), 2u);
   EXPECT_EQ((*recovered)[0].id, std::min(good1, good2));
   EXPECT_EQ((*recovered)[1].id, std::max(good1, good2));
+  for (const auto& env : *recovered) EXPECT_EQ(env.attempts, env.id == good2 ? 2 : 0);
 
-  EXPECT_EQ(listDir(q), (std::set<std::string>{good1 + ".env", good1 + ".msg", good2 + ".env", good2 + ".msg"}));
+  EXPECT_EQ(listDir(q), (std::set<std::string>{good1 + ".mail", good2 + ".env", good2 + ".mail"}));
   EXPECT_EQ(listDir(spool_.corruptDir()),
-            (std::set<std::string>{truncated + ".env", truncated + ".msg", broken_sum + ".env",
-                                   broken_sum + ".msg", no_content + ".env"}));
-  EXPECT_EQ(readAll(spool_.corruptDir() / (truncated + ".msg")), "three");
+            (std::set<std::string>{torn + ".mail", broken_sum + ".env", broken_sum + ".mail",
+                                   no_content + ".env", wrong_size + ".env", wrong_size + ".mail",
+                                   stub + ".mail"}));
+  EXPECT_EQ(readAll(spool_.corruptDir() / (torn + ".mail")).substr(0, 5), "three");
 
   // Idempotent: a second pass finds the same two and moves nothing.
   auto second = spool_.recover();
   ASSERT_TRUE(second.ok());
   EXPECT_EQ(second->size(), 2u);
-  EXPECT_EQ(listDir(spool_.corruptDir()).size(), 5u);
+  EXPECT_EQ(listDir(spool_.corruptDir()).size(), 7u);
+}
+
+TEST_F(FileSpoolTest, RecoverMovesTheOlderTwoFileLayoutToOneFile) {
+  // A queue written by an earlier version: content in `<id>.msg`, envelope
+  // only in `<id>.env`.
+  const auto q = spool_.queueDir();
+  const std::string content = "Subject: queued before the upgrade\r\n\r\nbody\r\n";
+  Envelope env = envelopeFor("old@example.org");
+  env.id = newQueueId();
+  env.size = content.size();
+  env.attempts = 3;
+  { std::ofstream(q / (env.id + ".msg"), std::ios::binary) << content; }
+  ASSERT_TRUE(fs::writeFileAtomic(q / (env.id + ".env"), serialize(env)).ok());
+
+  auto recovered = spool_.recover();
+  ASSERT_TRUE(recovered.ok()) << recovered.error().message;
+  ASSERT_EQ(recovered->size(), 1u);
+  EXPECT_EQ(serialize((*recovered)[0]), serialize(env));
+  EXPECT_EQ(listDir(q), (std::set<std::string>{env.id + ".env", env.id + ".mail"}));
+  EXPECT_EQ(readAll(spool_.contentPath(env.id)), content);
+  auto loaded = spool_.load(env.id);
+  ASSERT_TRUE(loaded.ok());
+  EXPECT_EQ(loaded->attempts, 3);
+  ASSERT_TRUE(spool_.remove(env.id).ok());
+  EXPECT_TRUE(listDir(q).empty());
 }
 
 TEST_F(FileSpoolTest, RecoverKeepsEarlierCorruptFiles) {
@@ -411,6 +474,7 @@ TEST_F(FileSpoolTest, RecoverKeepsEarlierCorruptFiles) {
   EXPECT_TRUE(recovered->empty());
   EXPECT_EQ(readAll(spool_.corruptDir() / (id + ".env")), "older");
   EXPECT_EQ(readAll(spool_.corruptDir() / (id + ".env.1")), "garbage");
+  EXPECT_EQ(readAll(spool_.corruptDir() / (id + ".mail")).substr(0, 3), "one");
 }
 
 TEST(FileSpoolRecoverTest, CreatesMissingDirectories) {

@@ -498,9 +498,10 @@ TEST_F(QueueManagerTest, FailedUpdateStillReschedulesFromMemory) {
   qm.enqueue(env);
   ASSERT_EQ(qm.runDue(), 1u);
   EXPECT_EQ(qm.queuedCount(), 1u);
-  EXPECT_EQ(spool_.load(env.id)->recipients[0].state, RecipientState::Pending);  // stale on disk
 
   ASSERT_TRUE(fs::writeFileAtomic(spool_.contentPath(env.id), content).ok());
+  ASSERT_TRUE(spool_.load(env.id).ok());
+  EXPECT_EQ(spool_.load(env.id)->recipients[0].state, RecipientState::Pending);  // stale on disk
   clock_.advance(60s);
   ASSERT_EQ(qm.runDue(), 1u);
   const auto jobs = agent_.jobs();

@@ -26,9 +26,10 @@ class IncomingMessage {
   virtual std::uint64_t size() const = 0;
 };
 
-/// Spool: durable storage of queued messages. A message is a content file
-/// `<id>.msg` and an envelope file `<id>.env` in one directory; the envelope's
-/// rename is the commit point.
+/// Spool: durable storage of queued messages. A message is one file: its
+/// content, then its envelope as committed; a later state of the envelope
+/// may be kept beside it. Readers of the content read the envelope's `size`
+/// bytes from the start of contentPath(), never to the end of the file.
 ///
 /// Threading: create()/IncomingMessage are used from session threads;
 /// commit() may be called from any thread and completes on the spool's own
@@ -40,8 +41,8 @@ class Spool {
   /// Opens a new content file with a fresh queue id.
   virtual Result<std::unique_ptr<IncomingMessage>> create() = 0;
 
-  /// Makes the message durable, in this order: content fsynced, envelope
-  /// written and fsynced, renamed into place, directory fsynced. Then calls
+  /// Makes the message durable, in this order: envelope appended to the
+  /// content, the file fsynced, renamed into place, directory fsynced. Then calls
   /// done(ok) — only then may the client be told 250. On failure nothing of
   /// the message remains and done gets the error. `env.id` and `env.size` are
   /// filled in from the message. Commits that arrive together share the
@@ -56,17 +57,18 @@ class Spool {
   /// after some recipients were delivered.
   virtual Status update(const Envelope& env) = 0;
 
-  /// Removes a message (envelope first, then content). The removal may
+  /// Removes a message (a later envelope first, then the message). The removal may
   /// become durable a moment later, shared with others: after a crash in
   /// between the message is back and is delivered again, never lost.
   virtual Status remove(const std::string& id) = 0;
 
-  /// Where the content of a committed message can be read.
+  /// Where the content of a committed message can be read: its first
+  /// `Envelope::size` bytes.
   virtual std::filesystem::path contentPath(const std::string& id) const = 0;
 
   /// At start-up: removes temporary files and content without an envelope,
-  /// moves envelopes that fail validation (and their content) to the corrupt
-  /// directory with a log line, and returns every valid queued envelope.
+  /// moves messages whose envelope fails validation to the corrupt directory
+  /// with a log line, and returns every valid queued envelope.
   virtual Result<std::vector<Envelope>> recover() = 0;
 };
 

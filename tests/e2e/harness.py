@@ -223,7 +223,7 @@ class Relay:
 
     def queued_ids(self):
         qdir = self.state_dir / "queue"
-        return sorted(p.stem for p in qdir.glob("*.env")) if qdir.is_dir() else []
+        return sorted(p.stem for p in qdir.glob("*.mail")) if qdir.is_dir() else []
 
     def wait_queue_empty(self, timeout=10):
         """The ids still queued after waiting up to `timeout` for none: a

@@ -24,7 +24,7 @@
  *                    descriptor, so lines from several threads, and lines
  *                    a test appends itself, never mix and keep their order.
  *   FAULTFS_FAIL     comma-separated rules  op:ERRNO[:substring]  e.g.
- *                    "write:ENOSPC", "fsync:EIO:.msg", "fsync:EIO:/queue$".
+ *                    "write:ENOSPC", "fsync:EIO:.mail.tmp", "fsync:EIO:/queue$".
  *                    op is write, fsync, rename (either path may match),
  *                    open or close (the descriptor is closed all the same).
  *                    ERRNO is a name (ENOSPC, EIO, EDQUOT, EROFS, ...) or a
