@@ -136,8 +136,12 @@ Status streamFileRange(const std::filesystem::path& path, std::uint64_t offset, 
 }
 
 Result<std::string> readFilePrefix(const std::filesystem::path& path, std::uint64_t size) {
+  return readFileRange(path, 0, size);
+}
+
+Result<std::string> readFileRange(const std::filesystem::path& path, std::uint64_t offset, std::uint64_t length) {
   std::string out;
-  Status st = streamFileRange(path, 0, size, [&out](std::string_view piece) {
+  Status st = streamFileRange(path, offset, length, [&out](std::string_view piece) {
     out.append(piece);
     return Status{};
   });

@@ -43,6 +43,10 @@ Result<std::string> readFile(const std::filesystem::path& path);
 /// trailer). A file shorter than `size` is an error.
 Result<std::string> readFilePrefix(const std::filesystem::path& path, std::uint64_t size);
 
+/// Reads bytes [offset, offset + length) of `path`, nothing outside them; a
+/// file that ends before the range does is an error (sys_errno 0).
+Result<std::string> readFileRange(const std::filesystem::path& path, std::uint64_t offset, std::uint64_t length);
+
 /// Hands bytes [offset, offset + length) of `path` to `sink` in pieces of at
 /// most 64 KiB, in order, reading nothing outside that range (pread). Fails
 /// when the file ends before the range does (sys_errno 0), on a read error,

@@ -1,5 +1,7 @@
 #include "queue/dsn.h"
 
+#include "base/durable_file.h"
+
 #include "base/time_format.h"
 
 #include <fcntl.h>
@@ -253,32 +255,15 @@ struct OriginalHeaders {
 // source line.
 OriginalHeaders readOriginalHeaders(const std::filesystem::path& path, std::uint64_t size) {
   OriginalHeaders result;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    result.error = std::generic_category().message(errno);
+  auto read = fs::readFilePrefix(path, std::min<std::uint64_t>(size, kMaxHeaderCopy + 2));
+  if (!read) {
+    // No errno: the file ended early.
+    result.error = read.error().sys_errno != 0 ? std::generic_category().message(read.error().sys_errno)
+                                               : "the file is shorter than the message";
     return result;
   }
-  const auto limit = static_cast<std::size_t>(std::min<std::uint64_t>(size, kMaxHeaderCopy + 2));
-  std::string raw(limit, '\0');
-  std::size_t have = 0;
-  while (have < raw.size()) {
-    const ssize_t n = ::read(fd, raw.data() + have, raw.size() - have);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      result.error = std::generic_category().message(errno);
-      ::close(fd);
-      return result;
-    }
-    if (n == 0) {
-      result.error = "the file is shorter than the message";
-      ::close(fd);
-      return result;
-    }
-    have += static_cast<std::size_t>(n);
-  }
-  ::close(fd);
-  const bool eof = have == size;  // the whole message was read
-  raw.resize(have);
+  std::string raw = std::move(read).value();
+  const bool eof = raw.size() == size;  // the whole message was read
   result.readable = true;
 
   std::size_t pos = 0;

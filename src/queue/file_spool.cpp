@@ -54,29 +54,11 @@ std::string envelopeTrailer(const Envelope& env) {
 // The envelope in the trailer of `path`, checked against the file: its
 // content must end exactly where the trailer begins.
 Result<Envelope> readTrailer(const std::filesystem::path& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Error::fromErrno("open " + path.string(), errno);
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
-  const auto readAt = [&](std::uint64_t offset, std::size_t n) -> Result<std::string> {
-    std::string buf(n, '\0');
-    std::size_t got = 0;
-    while (got < n) {
-      const ssize_t r = ::pread(fd, buf.data() + got, n - got, static_cast<off_t>(offset + got));
-      if (r < 0 && errno == EINTR) continue;
-      if (r < 0) return Error::fromErrno("read " + path.string(), errno);
-      if (r == 0) return Error{path.string() + ": shorter than expected"};
-      got += static_cast<std::size_t>(r);
-    }
-    return buf;
-  };
-  struct stat info {};
-  if (::fstat(fd, &info) != 0) return Error::fromErrno("stat " + path.string(), errno);
-  const auto file_size = static_cast<std::uint64_t>(info.st_size);
+  std::error_code ec;
+  const std::uint64_t file_size = stdfs::file_size(path, ec);
+  if (ec) return Error{"stat " + path.string() + ": " + ec.message(), ec.value()};
   if (file_size < kTrailerLineSize) return Error{"no envelope trailer (the file is too short)"};
-  auto line = readAt(file_size - kTrailerLineSize, kTrailerLineSize);
+  auto line = fs::readFileRange(path, file_size - kTrailerLineSize, kTrailerLineSize);
   if (!line) return line.error();
   const std::string_view l = *line;
   const std::string_view digits = l.substr(kTrailerTag.size(), kTrailerDigits);
@@ -89,7 +71,7 @@ Result<Envelope> readTrailer(const std::filesystem::path& path) {
     return Error{"envelope trailer length " + std::to_string(length) + " does not fit the file"};
   }
   const std::uint64_t content_size = file_size - kTrailerLineSize - length;
-  auto text = readAt(content_size, static_cast<std::size_t>(length));
+  auto text = fs::readFileRange(path, content_size, length);
   if (!text) return text.error();
   auto env = parse(*text);
   if (!env) return env.error();
