@@ -54,8 +54,9 @@ LAN clients and stores it safely, delivery left aside.
 Scenarios "graph", "memory", "throttled" and "cpu" (bench/scenario_*.py,
 each with its own docstring): end to end through a fast fake Graph
 (bench/graph_h2, HTTP/2 over TLS) at 0 and 100 ms of latency, the fake
-measured alone first; the relay's memory idle, with 1,000 idle connections
-and relaying a 100 MB message to a fake Graph; a burst of 300 messages to
+measured alone first; the relay's memory idle (beside the floor that its
+shared libraries alone cost, and an idle Postfix), with 1,000 idle
+connections and relaying a 100 MB message to a fake Graph; a burst of 300 messages to
 one mailbox against a fake Graph that enforces 4 concurrent requests and 30
 a minute (about nine minutes); instructions per message under valgrind.
 --scenarios chooses among ingest, graph, memory, throttled and cpu.
@@ -563,6 +564,14 @@ EXTRAS = {
                           f["fake_alone_requests_per_second"] >= 4000)]),
     "memory": ("scenario_memory", "memory",
                [("idle_rss_mb", "idle RSS (MB)", "{:.1f}"),
+                ("idle_anon_mb", "of which anonymous (MB)", "{:.1f}"),
+                ("idle_pss_mb", "idle proportional share, Pss (MB)", "{:.1f}"),
+                ("library_floor_mb", "library floor: RSS of a program that only waits, same libraries (MB)",
+                 "{:.1f}"),
+                ("idle_above_floor_mb", "idle RSS above the library floor (MB)", "{:.1f}"),
+                ("postfix_idle_rss_mb", "Postfix idle, RSS summed over its processes (MB)", "{:.1f}"),
+                ("postfix_idle_pss_mb", "Postfix idle, Pss summed over its processes (MB)", "{:.1f}"),
+                ("postfix_idle_processes", "Postfix idle processes", "{:.0f}"),
                 ("connections", "idle connections opened", "{:.0f}"),
                 ("connections_extra_mb", "RSS added by those connections (MB)", "{:.1f}"),
                 ("message_mb", "message relayed (MB of attachment)", "{:.0f}"),
