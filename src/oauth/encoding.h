@@ -22,14 +22,16 @@ std::string percentEncode(std::string_view in);
 /// percent-encoded, joined with '&', in the given order.
 std::string formEncode(const std::vector<std::pair<std::string, std::string>>& fields);
 
-/// Base64 with padding, no line breaks (RFC 4648 §4), through libsodium:
-/// what Graph takes for MIME bodies and contentBytes.
+/// Base64 with padding, no line breaks (RFC 4648 §4): what Graph takes for
+/// MIME bodies and contentBytes. Not constant-time: for content, not keys.
 std::string base64Encode(std::string_view bytes);
 
-/// Base64url without padding (RFC 4648 §5, RFC 7515 §2), through libsodium.
+/// Base64url without padding (RFC 4648 §5, RFC 7515 §2): JWTs and Gmail's
+/// raw messages. Not constant-time either.
 std::string base64UrlEncode(std::string_view bytes);
 
-/// The reverse; nullopt for anything but unpadded base64url.
+/// The reverse, through libsodium; nullopt for anything but unpadded
+/// base64url.
 std::optional<std::string> base64UrlDecode(std::string_view text);
 
 }  // namespace mb::oauth

@@ -30,6 +30,36 @@ TEST(FormEncode, JoinsPairsInOrder) {
   EXPECT_EQ(formEncode({{"a b", "c d"}}), "a%20b=c%20d");
 }
 
+TEST(Base64, EncodesTheRfc4648Vectors) {
+  EXPECT_EQ(base64Encode(""), "");
+  EXPECT_EQ(base64Encode("f"), "Zg==");
+  EXPECT_EQ(base64Encode("fo"), "Zm8=");
+  EXPECT_EQ(base64Encode("foo"), "Zm9v");
+  EXPECT_EQ(base64Encode("foob"), "Zm9vYg==");
+  EXPECT_EQ(base64Encode("fooba"), "Zm9vYmE=");
+  EXPECT_EQ(base64Encode("foobar"), "Zm9vYmFy");
+  EXPECT_EQ(base64Encode("\xfb\xff\xfe"), "+//+");
+  EXPECT_EQ(base64Encode(std::string_view("\0\0", 2)), "AAA=");
+}
+
+// The encoder works in pieces of 3 MiB: a message larger than one, with a
+// length that is no multiple of 3, must come out as one encoding, no
+// padding or break at the seams.
+TEST(Base64, EncodesInputsLargerThanOnePiece) {
+  std::string in(7 * 1024 * 1024 + 1, '\0');  // 3k + 2 octets: one '=' at the end
+  for (std::size_t i = 0; i < in.size(); ++i) in[i] = static_cast<char>((i * 131 + i / 7) & 0xff);
+  const std::string out = base64Encode(in);
+  ASSERT_EQ(out.size(), (in.size() + 2) / 3 * 4);
+  EXPECT_EQ(out.find('='), out.size() - 1);  // one padding octet, at the very end
+  EXPECT_EQ(out.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="),
+            std::string::npos);
+  std::string url = out.substr(0, out.size() - 1);
+  for (char& c : url) c = c == '+' ? '-' : (c == '/' ? '_' : c);
+  // (Compared as booleans: a mismatch would print megabytes.)
+  EXPECT_TRUE(base64UrlDecode(url) == in);
+  EXPECT_TRUE(base64UrlEncode(in) == url);
+}
+
 TEST(Base64Url, EncodesWithoutPadding) {
   EXPECT_EQ(base64UrlEncode(""), "");
   EXPECT_EQ(base64UrlEncode("f"), "Zg");
