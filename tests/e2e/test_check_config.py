@@ -2,6 +2,7 @@
 broken file, exit 0 for a good one, and the shipped examples are valid."""
 
 import subprocess
+import shutil
 import tempfile
 import unittest
 from pathlib import Path
@@ -19,6 +20,7 @@ def check(path):
 class CheckConfigTest(unittest.TestCase):
     def setUp(self):
         self.dir = Path(tempfile.mkdtemp(prefix="mb-cfg-"))
+        self.addCleanup(shutil.rmtree, self.dir, True)
 
     def write(self, text):
         p = self.dir / "mailbridge.yaml"

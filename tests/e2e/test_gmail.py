@@ -9,6 +9,7 @@ error (throttling retried, the rest refused with the reason in the log)."""
 import hashlib
 import os
 import sys
+import shutil
 import tempfile
 import unittest
 from pathlib import Path
@@ -40,6 +41,7 @@ class GmailTest(WithTestCA):
         self.fake.grant_delegation(key["client_id"], [GMAIL_SEND])
         self.client_id = key["client_id"]
         self.dir = Path(tempfile.mkdtemp(prefix="mb-gmail-"))
+        self.addCleanup(shutil.rmtree, self.dir, True)
         self.key_file = self.dir / "service-account.json"
         self.fake.write_key_file(self.key_file, ACCOUNT)
 

@@ -6,6 +6,7 @@ over SMTP for the rest. Each message must arrive at the right fake, sent
 as the right mailbox, and nowhere else."""
 
 import sys
+import shutil
 import tempfile
 import unittest
 from pathlib import Path
@@ -38,7 +39,9 @@ class MixedBatchRoutingTest(WithTestCA):
         self.google.add_user("erp@subsidiary.example")
         key = self.google.add_service_account(SA)
         self.google.grant_delegation(key["client_id"], [GMAIL_SEND])
-        self.key_file = Path(tempfile.mkdtemp(prefix="mb-route-")) / "sa.json"
+        key_dir = Path(tempfile.mkdtemp(prefix="mb-route-"))
+        self.addCleanup(shutil.rmtree, key_dir, True)
+        self.key_file = key_dir / "sa.json"
         self.google.write_key_file(self.key_file, SA)
         self.smtp = FakeSmtpServer(ca=self.ca).start()
         self.addCleanup(self.smtp.stop)

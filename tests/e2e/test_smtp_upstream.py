@@ -11,6 +11,7 @@ not offered, plaintext after STARTTLS ...) would fail it."""
 
 import subprocess
 import sys
+import shutil
 import tempfile
 import time
 import unittest
@@ -361,7 +362,9 @@ class UpstreamXOAuth2Test(WithTestCA):
         account = "relay@mailbridge-test.iam.gserviceaccount.com"
         key = google.add_service_account(account)
         google.grant_delegation(key["client_id"], ["https://mail.google.com/"])
-        key_file = Path(tempfile.mkdtemp(prefix="mb-smtp-")) / "service-account.json"
+        key_dir = Path(tempfile.mkdtemp(prefix="mb-smtp-"))
+        self.addCleanup(shutil.rmtree, key_dir, True)
+        key_file = key_dir / "service-account.json"
         google.write_key_file(key_file, account)
 
         def issued(user, token):
