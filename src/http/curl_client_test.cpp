@@ -1,8 +1,6 @@
 #include "http/curl_client.h"
 
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -14,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/testing/loopback_listener.h"
 #include "base/testing/temp_dir.h"
 
 namespace mb::http {
@@ -34,23 +33,13 @@ class TestServer {
  public:
   using Handler = std::function<std::string(const Seen&)>;
 
-  explicit TestServer(Handler handler) : handler_(std::move(handler)) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    socklen_t len = sizeof addr;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
-    ::listen(fd_, 64);
+  explicit TestServer(Handler handler) : handler_(std::move(handler)), listener_(64) {
     acceptor_ = std::thread([this] { acceptLoop(); });
   }
 
   ~TestServer() {
     stopping_ = true;
-    ::shutdown(fd_, SHUT_RDWR);
-    ::close(fd_);
+    listener_.close();
     acceptor_.join();
     std::lock_guard lock(mutex_);
     for (int c : clients_) ::shutdown(c, SHUT_RDWR);
@@ -58,7 +47,7 @@ class TestServer {
   }
 
   std::string url(const std::string& path) const {
-    return "http://127.0.0.1:" + std::to_string(port_) + path;
+    return "http://127.0.0.1:" + std::to_string(listener_.port()) + path;
   }
   std::vector<Seen> seen() {
     std::lock_guard lock(mutex_);
@@ -69,7 +58,7 @@ class TestServer {
  private:
   void acceptLoop() {
     for (;;) {
-      const int c = ::accept(fd_, nullptr, nullptr);
+      const int c = ::accept(listener_.fd(), nullptr, nullptr);
       if (c < 0) return;
       ++accepted_;
       std::lock_guard lock(mutex_);
@@ -113,8 +102,7 @@ class TestServer {
   }
 
   Handler handler_;
-  int fd_ = -1;
-  int port_ = 0;
+  mb::testing::LoopbackListener listener_;
   std::atomic<bool> stopping_{false};
   std::atomic<int> accepted_{0};
   std::thread acceptor_;
@@ -263,16 +251,13 @@ TEST(CurlClient, TimeoutAndRefusedAreTransportErrors) {
   ASSERT_TRUE(std::holds_alternative<TransportError>(out));
   EXPECT_TRUE(std::get<TransportError>(out).timeout);
 
-  // A port nobody listens on: bind one, note it, close it.
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  r.url = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/";
+  // A port nobody listens on: take one, note it, close it.
+  std::uint16_t closed_port = 0;
+  {
+    mb::testing::LoopbackListener gone(1);
+    closed_port = gone.port();
+  }
+  r.url = "http://127.0.0.1:" + std::to_string(closed_port) + "/";
   out = client.perform(r);
   ASSERT_TRUE(std::holds_alternative<TransportError>(out));
   EXPECT_FALSE(std::get<TransportError>(out).timeout);

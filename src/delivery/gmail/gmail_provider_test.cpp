@@ -23,9 +23,7 @@ using queue::Outcome;
 using mb::delivery::testing::SlurpingClient;
 using Tokens = mb::delivery::testing::FixedTokens;
 
-// What the spool keeps after the message in the same file (the envelope);
-// only the first envelope.size bytes are the message.
-const std::string kTrailer = "\n{\"trailer\":\"MUST-NOT-LEAK\"}\nMBENV";
+using mb::delivery::testing::kTrailer;
 
 const std::string kHead = "From: Scanner <scanner@example.com>\r\nTo: alice@example.com\r\nSubject: scan\r\n\r\n";
 

@@ -87,7 +87,7 @@ std::string header(const http::Request& r, const std::string& name) {
   return "";
 }
 
-const std::string kTrailer = "\n{\"trailer\":\"MUST-NOT-LEAK\"}\nMBENV";
+using mb::delivery::testing::kTrailer;
 
 class DraftSendTest : public ::testing::Test {
  protected:

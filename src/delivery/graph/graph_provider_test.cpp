@@ -42,7 +42,7 @@ std::string decodeBase64(const std::string& text) {
   return out;
 }
 
-const std::string kTrailer = "\n{\"trailer\":\"MUST-NOT-LEAK\"}\nMBENV";
+using mb::delivery::testing::kTrailer;
 
 class GraphProviderTest : public ::testing::Test {
  protected:

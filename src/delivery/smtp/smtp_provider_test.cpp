@@ -1,8 +1,6 @@
 #include "delivery/smtp/smtp_provider.h"
 
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -13,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/testing/loopback_listener.h"
 #include "base/testing/temp_dir.h"
 #include "delivery/testing/stored_job.h"
 #include "smtp/client_session.h"
@@ -34,27 +33,15 @@ class FakeSmtpServer {
     std::string data;                 // after the 354, up to and including the final ".\r\n"
   };
 
-  FakeSmtpServer() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    socklen_t len = sizeof addr;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
-    ::listen(fd_, 8);
-    thread_ = std::thread([this] { acceptLoop(); });
-  }
+  FakeSmtpServer() : listener_(8) { thread_ = std::thread([this] { acceptLoop(); }); }
 
   ~FakeSmtpServer() {
     if (const int c = client_.load(); c >= 0) ::shutdown(c, SHUT_RDWR);
-    ::shutdown(fd_, SHUT_RDWR);
-    ::close(fd_);
+    listener_.close();
     thread_.join();
   }
 
-  std::uint16_t port() const { return static_cast<std::uint16_t>(port_); }
+  std::uint16_t port() const { return listener_.port(); }
   std::vector<Transaction> transactions() {
     std::lock_guard lock(mutex_);
     return done_;
@@ -64,7 +51,7 @@ class FakeSmtpServer {
  private:
   void acceptLoop() {
     for (;;) {
-      const int c = ::accept(fd_, nullptr, nullptr);
+      const int c = ::accept(listener_.fd(), nullptr, nullptr);
       if (c < 0) return;
       ++connections_;
       client_ = c;
@@ -142,8 +129,7 @@ class FakeSmtpServer {
     }
   }
 
-  int fd_ = -1;
-  int port_ = 0;
+  mb::testing::LoopbackListener listener_;
   std::atomic<int> connections_{0};
   std::atomic<int> client_{-1};
   std::thread thread_;

@@ -9,6 +9,11 @@
 
 namespace mb::delivery::testing {
 
+/// Bytes that stand for what the spool keeps after a message in the same
+/// file (its envelope), for storedJob()'s `trailer`: a provider that sends
+/// any of them read past envelope.size.
+inline const std::string kTrailer = "\n{\"trailer\":\"MUST-NOT-LEAK\"}\nMBENV";
+
 /// A delivery job for provider unit tests: `content` stored as
 /// `<dir>/m<n>`, followed by `trailer` (what the spool keeps after the
 /// message, such as the serialized envelope), envelope.size set to the
