@@ -9,7 +9,9 @@
 #include <cstring>
 #include <deque>
 #include <future>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 
@@ -35,7 +37,8 @@ std::string_view trim(std::string_view s) {
 struct Transfer {
   CURL* easy = nullptr;
   curl_slist* headers = nullptr;
-  const Request* request = nullptr;
+  const Request* request = nullptr;  // the caller's (perform) or `owned` (start)
+  std::optional<Request> owned;
   std::size_t max_body = 0;
   Response response;
   bool body_too_big = false;
@@ -44,7 +47,7 @@ struct Transfer {
   std::uint64_t remaining = 0;
   std::size_t memory_pos = 0;
   char error[CURL_ERROR_SIZE] = {};
-  std::promise<Outcome> done;
+  HttpClient::Completion done;  // called once, on the loop thread
 
   ~Transfer() {
     if (easy != nullptr) curl_easy_cleanup(easy);
@@ -80,19 +83,47 @@ class CurlClient::Impl {
   Outcome perform(const Request& request) {
     auto t = std::make_unique<Transfer>();
     t->request = &request;
-    t->max_body = options_.max_response_body;
-    if (auto problem = setUp(*t); !problem.empty()) return TransportError{problem, false};
-    auto result = t->done.get_future();
-    {
-      std::lock_guard lock(mutex_);
-      if (stopping_) return TransportError{"HTTP client stopped", false};
-      incoming_.push_back(std::move(t));
-    }
-    curl_multi_wakeup(multi_);
+    // Shared with the completion: the waiter may return (and its frame go)
+    // while set_value() is still finishing on the loop thread.
+    auto promise = std::make_shared<std::promise<Outcome>>();
+    auto result = promise->get_future();
+    t->done = [promise](Outcome out) { promise->set_value(std::move(out)); };
+    submit(std::move(t));
     return result.get();
   }
 
+  void start(Request request, HttpClient::Completion done) {
+    auto t = std::make_unique<Transfer>();
+    t->owned = std::move(request);
+    t->request = &*t->owned;
+    t->done = std::move(done);
+    submit(std::move(t));
+  }
+
  private:
+  // Hands `t` to the loop thread, or fails it at once (a set-up problem,
+  // the client stopping) by calling its completion here.
+  void submit(std::unique_ptr<Transfer> t) {
+    t->max_body = options_.max_response_body;
+    if (auto problem = setUp(*t); !problem.empty()) {
+      t->done(TransportError{problem, false});
+      return;
+    }
+    bool queued = false;
+    {
+      std::lock_guard lock(mutex_);
+      if (!stopping_) {
+        incoming_.push_back(std::move(t));
+        queued = true;
+      }
+    }
+    if (!queued) {
+      t->done(TransportError{"HTTP client stopped", false});
+      return;
+    }
+    curl_multi_wakeup(multi_);
+  }
+
   // Configures the easy handle; a non-empty return is why it cannot be sent.
   std::string setUp(Transfer& t) {
     const Request& r = *t.request;
@@ -220,7 +251,7 @@ class CurlClient::Impl {
       long status = 0;
       curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
       t->response.status = status;
-      t->done.set_value(std::move(t->response));
+      t->done(std::move(t->response));
       return;
     }
     TransportError err;
@@ -232,7 +263,7 @@ class CurlClient::Impl {
     } else {
       err.message = t->error[0] != '\0' ? std::string(t->error) : std::string(curl_easy_strerror(code));
     }
-    t->done.set_value(std::move(err));
+    t->done(std::move(err));
   }
 
   void loop() {
@@ -247,7 +278,7 @@ class CurlClient::Impl {
       for (auto& t : incoming) {
         Transfer* raw = t.get();
         if (CURLMcode mc = curl_multi_add_handle(multi_, raw->easy); mc != CURLM_OK) {
-          raw->done.set_value(TransportError{curl_multi_strerror(mc), false});
+          raw->done(TransportError{curl_multi_strerror(mc), false});
           continue;
         }
         running_.emplace(raw, std::move(t));
@@ -266,12 +297,15 @@ class CurlClient::Impl {
     }
     for (auto& [raw, t] : running_) {
       curl_multi_remove_handle(multi_, raw->easy);
-      t->done.set_value(TransportError{"HTTP client stopped", false});
+      t->done(TransportError{"HTTP client stopped", false});
     }
     running_.clear();
-    std::lock_guard lock(mutex_);
-    for (auto& t : incoming_) t->done.set_value(TransportError{"HTTP client stopped", false});
-    incoming_.clear();
+    std::deque<std::unique_ptr<Transfer>> left;
+    {
+      std::lock_guard lock(mutex_);
+      left.swap(incoming_);
+    }
+    for (auto& t : left) t->done(TransportError{"HTTP client stopped", false});
   }
 
   const Options options_;
@@ -287,5 +321,7 @@ CurlClient::CurlClient(Options options) : impl_(std::make_unique<Impl>(std::move
 CurlClient::~CurlClient() = default;
 
 Outcome CurlClient::perform(const Request& request) { return impl_->perform(request); }
+
+void CurlClient::start(Request request, Completion done) { impl_->start(std::move(request), std::move(done)); }
 
 }  // namespace mb::http

@@ -17,8 +17,9 @@ namespace mb::http {
 /// `ca_file`; a proxy comes from `proxy` or, when that is empty, from the
 /// usual environment variables (https_proxy, no_proxy), as libcurl reads them.
 ///
-/// Threading: perform() from any thread; the destructor fails requests
-/// still waiting and joins the thread.
+/// Threading: perform() and start() from any thread; completions of start()
+/// run on the client's thread. The destructor fails requests still waiting
+/// (their completions run then) and joins the thread.
 class CurlClient final : public HttpClient {
  public:
   struct Options {
@@ -36,6 +37,8 @@ class CurlClient final : public HttpClient {
   CurlClient& operator=(const CurlClient&) = delete;
 
   Outcome perform(const Request& request) override;
+  /// `done` runs on the client's thread: it must not block (see HttpClient).
+  void start(Request request, Completion done) override;
 
  private:
   class Impl;

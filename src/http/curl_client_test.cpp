@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <fstream>
 #include <functional>
 #include <mutex>
@@ -299,6 +300,93 @@ TEST(CurlClient, ConcurrentCallersShareAndReuseConnections) {
   EXPECT_EQ(good, 80);
   EXPECT_EQ(server.seen().size(), 80u);
   EXPECT_LE(server.accepted(), 4) << "connections are kept and reused";
+}
+
+// Outcomes of start() gathered from whichever thread completes them.
+class Completions {
+ public:
+  HttpClient::Completion add(std::string key) {
+    return [this, key = std::move(key)](Outcome out) {
+      std::lock_guard lock(mutex_);
+      outcomes_.emplace_back(key, std::move(out));
+      threads_.push_back(std::this_thread::get_id());
+      changed_.notify_all();
+    };
+  }
+  bool waitFor(std::size_t n) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, 20s, [&] { return outcomes_.size() >= n; });
+  }
+  std::vector<std::pair<std::string, Outcome>> outcomes() {
+    std::lock_guard lock(mutex_);
+    return outcomes_;
+  }
+  std::vector<std::thread::id> threads() {
+    std::lock_guard lock(mutex_);
+    return threads_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::vector<std::pair<std::string, Outcome>> outcomes_;
+  std::vector<std::thread::id> threads_;
+};
+
+TEST(CurlClient, StartedRequestsCompleteOnTheClientThread) {
+  TestServer server([](const Seen& s) { return ok(s.body); });
+  CurlClient client(fast());
+  Completions done;
+  constexpr int kRequests = 20;
+  for (int i = 0; i < kRequests; ++i) {
+    Request r;
+    r.method = "POST";
+    r.url = server.url("/echo");
+    r.body = "request " + std::to_string(i);  // owned by the client once started
+    const std::string key = r.body;
+    client.start(std::move(r), done.add(key));
+  }
+  ASSERT_TRUE(done.waitFor(kRequests));
+  for (const auto& [key, out] : done.outcomes()) {
+    ASSERT_TRUE(std::holds_alternative<Response>(out)) << std::get<TransportError>(out).message;
+    EXPECT_EQ(std::get<Response>(out).status, 200);
+    EXPECT_EQ(std::get<Response>(out).body, key);
+  }
+  for (const auto id : done.threads()) EXPECT_NE(id, std::this_thread::get_id());
+  EXPECT_EQ(server.seen().size(), static_cast<std::size_t>(kRequests));
+}
+
+TEST(CurlClient, StartFailsAtOnceWhenTheRequestCannotBeSetUp) {
+  CurlClient client(fast());
+  Completions done;
+  Request r;
+  r.method = "PUT";
+  r.url = "http://127.0.0.1:9/";
+  r.body_file = "/nonexistent/file";
+  r.body_length = 10;
+  client.start(std::move(r), done.add("put"));
+  const auto outcomes = done.outcomes();  // no waiting: reported before start() returned
+  ASSERT_EQ(outcomes.size(), 1u);
+  ASSERT_TRUE(std::holds_alternative<TransportError>(outcomes[0].second));
+  EXPECT_NE(std::get<TransportError>(outcomes[0].second).message.find("/nonexistent/file"), std::string::npos);
+  EXPECT_EQ(done.threads().at(0), std::this_thread::get_id());
+}
+
+TEST(CurlClient, DestructionFailsStartedRequestsStillRunning) {
+  TestServer silent([](const Seen&) { return std::string(); });
+  auto client = std::make_unique<CurlClient>(fast());
+  Completions done;
+  Request r;
+  r.url = silent.url("/never");
+  r.timeout = 60s;
+  client->start(std::move(r), done.add("never"));
+  for (int i = 0; i < 1000 && silent.seen().empty(); ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(silent.seen().size(), 1u) << "the request went out";
+  client.reset();
+  const auto outcomes = done.outcomes();
+  ASSERT_EQ(outcomes.size(), 1u) << "the completion ran before the client was gone";
+  ASSERT_TRUE(std::holds_alternative<TransportError>(outcomes[0].second));
+  EXPECT_EQ(std::get<TransportError>(outcomes[0].second).message, "HTTP client stopped");
 }
 
 TEST(CurlClient, DestructionFailsNothingThatFinished) {

@@ -82,8 +82,18 @@ using Outcome = std::variant<Response, TransportError>;
 /// it blocks its caller until the response or the error.
 class HttpClient {
  public:
+  using Completion = std::function<void(Outcome)>;
+
   virtual ~HttpClient() = default;
   virtual Outcome perform(const Request& request) = 0;
+
+  /// Sends `request` without waiting for it: `done` gets the outcome exactly
+  /// once, on a thread of the client's (CurlClient: the one that drives
+  /// every transfer) or on the caller's before start() returns. `done` must
+  /// be quick and must not block — never call perform() from it; hand slow
+  /// work to a thread of its own. This default performs the request on the
+  /// caller's thread, which is what fakes in tests want.
+  virtual void start(Request request, Completion done) { done(perform(request)); }
 };
 
 }  // namespace mb::http

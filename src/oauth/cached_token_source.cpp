@@ -12,6 +12,10 @@ TokenResult CachedTokenSource::token() {
   return cache_->get(key_, *fetcher_);
 }
 
+std::optional<AccessToken> CachedTokenSource::cached() {
+  return cache_->fresh(key_);
+}
+
 void CachedTokenSource::invalidate(const std::string& value) {
   cache_->invalidate(key_, value);
 }

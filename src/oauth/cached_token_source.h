@@ -20,6 +20,7 @@ class CachedTokenSource final : public TokenSource {
 
   // TokenSource
   TokenResult token() override;
+  std::optional<AccessToken> cached() override;
   void invalidate(const std::string& value) override;
 
   const std::string& cacheKey() const { return key_; }

@@ -78,6 +78,16 @@ TokenResult TokenCache::get(const std::string& key, TokenFetcher& fetcher) {
   return result;
 }
 
+std::optional<AccessToken> TokenCache::fresh(const std::string& key) const {
+  std::lock_guard lock(mutex_);
+  const auto it = entries_.find(key);
+  if (it == entries_.end()) return std::nullopt;
+  const Entry& entry = it->second;
+  const auto now = clock_.steadyNow();
+  if (!entry.token || now >= entry.usable_until || now >= entry.refresh_at) return std::nullopt;
+  return entry.token;
+}
+
 TokenResult TokenCache::finishFlight(Entry& entry, TokenResult result) {
   const auto now = clock_.steadyNow();
   entry.in_flight = false;

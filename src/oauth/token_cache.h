@@ -61,6 +61,10 @@ class TokenCache {
 
   TokenResult get(const std::string& key, TokenFetcher& fetcher);
 
+  /// The token get() would return at once without fetching: held, usable
+  /// and not yet due for refresh. Never blocks on a fetch.
+  std::optional<AccessToken> fresh(const std::string& key) const;
+
   /// Drops the cached token for `key` if it is still `value` (a refreshed one
   /// stays) and lifts any back-off, so that the next get() fetches.
   void invalidate(const std::string& key, const std::string& value);

@@ -157,6 +157,37 @@ TEST(TokenCache, RefreshesAheadOfExpiry) {
   EXPECT_EQ(fetcher.calls(), 2);
 }
 
+TEST(TokenCache, FreshIsTheHeldTokenUntilARefreshIsDue) {
+  ManualClock clock;
+  TokenCache cache(clock);
+  FakeFetcher fetcher(clock, 3600s);
+  EXPECT_FALSE(cache.fresh("k"));  // nothing held yet; fresh() never fetches
+  EXPECT_EQ(fetcher.calls(), 0);
+  ASSERT_TRUE(cache.get("k", fetcher));
+  ASSERT_TRUE(cache.fresh("k"));
+  EXPECT_EQ(cache.fresh("k")->value, "t1");
+  EXPECT_FALSE(cache.fresh("other"));
+
+  clock.advance(3600s - 300s - 1s);
+  EXPECT_TRUE(cache.fresh("k"));
+  clock.advance(1s);  // due for refresh: only get() may hand it out now
+  EXPECT_FALSE(cache.fresh("k"));
+  EXPECT_EQ(valueOf(cache.get("k", fetcher)), "t2");
+  EXPECT_EQ(cache.fresh("k")->value, "t2");
+
+  cache.invalidate("k", "t2");
+  EXPECT_FALSE(cache.fresh("k"));
+  EXPECT_EQ(fetcher.calls(), 2);
+
+  // Through the source a provider holds.
+  auto source_fetcher = std::make_unique<FakeFetcher>(clock, 3600s);
+  CachedTokenSource source(std::make_shared<TokenCache>(clock), std::move(source_fetcher));
+  EXPECT_FALSE(source.cached());
+  ASSERT_TRUE(source.token());
+  ASSERT_TRUE(source.cached());
+  EXPECT_EQ(source.cached()->value, "t1");
+}
+
 TEST(TokenCache, ShortLivedTokensUseTenPercent) {
   ManualClock clock;
   TokenCache cache(clock);

@@ -59,6 +59,12 @@ class TokenSource {
   /// A token valid for a while yet, from the cache or freshly fetched.
   virtual TokenResult token() = 0;
 
+  /// The token token() would return at once, without a request and without
+  /// waiting for one: the cached token while it is fresh (not yet due for
+  /// refresh). nullopt otherwise — then token(), on a thread that may block.
+  /// Never blocks; callable from any thread, I/O threads included.
+  virtual std::optional<AccessToken> cached() { return std::nullopt; }
+
   /// The resource server refused `value` (Graph 401 InvalidAuthenticationToken):
   /// if it is still the cached token, drop it so that the next token() fetches
   /// anew. A provider calls this once, fetches once more and retries once.

@@ -61,6 +61,20 @@ class FakeHttpClient final : public http::HttpClient {
     return requests_.size();
   }
 
+  /// Answered like perform(), on the caller's thread before returning, and
+  /// counted apart: tests see which way a request went.
+  void start(http::Request request, Completion done) override {
+    {
+      std::lock_guard lock(mutex_);
+      ++started_;
+    }
+    done(perform(request));
+  }
+  std::size_t startedCount() const {
+    std::lock_guard lock(mutex_);
+    return started_;
+  }
+
   http::Outcome perform(const http::Request& request) override {
     std::unique_lock lock(mutex_);
     requests_.push_back(request);
@@ -79,6 +93,7 @@ class FakeHttpClient final : public http::HttpClient {
   std::vector<http::Request> requests_;
   http::Outcome fallback_ = http::Response{500, {}, "fake: no response queued"};
   bool held_ = false;
+  std::size_t started_ = 0;
 };
 
 }  // namespace mb::http::testing
