@@ -18,8 +18,6 @@ BearerCaller::BearerCaller(http::HttpClient& http, oauth::TokenSource& tokens, s
       service_(std::move(service)),
       drop_token_on_(std::move(drop_token_on)) {}
 
-namespace {
-
 RecipientResult transportFailure(const http::TransportError& err, const std::string& id, const std::string& service,
                                  const char* what) {
   // A POST that timed out may have been carried out: a send may have gone
@@ -29,13 +27,19 @@ RecipientResult transportFailure(const http::TransportError& err, const std::str
   return temporaryFailure(service + " unreachable (" + what + "): " + err.message, err.timeout ? "4.4.2" : "4.4.1");
 }
 
-}  // namespace
+std::string addBearerHeaders(http::Request& request, const std::string& token, const std::string& queue_id) {
+  const auto guid = oauth::randomGuid();
+  std::string client_request_id = guid ? *guid : queue_id;
+  request.headers.emplace_back("Authorization", "Bearer " + token);
+  request.headers.emplace_back("client-request-id", client_request_id);
+  return client_request_id;
+}
 
 CallOutcome BearerCaller::call(http::Request request, const char* what) {
   request.timeout = timeout_;
   const auto headers = request.headers;
-  bool resent = false;
-  for (int round = 0; round < 2; ++round) {
+  bool resent = connection_lost_;
+  for (int round = token_refused_ ? 1 : 0; round < 2; ++round) {
     auto token = tokens_.token();
     if (!token) {
       const oauth::TokenFailure& f = token.failure();
@@ -49,11 +53,8 @@ CallOutcome BearerCaller::call(http::Request request, const char* what) {
       r.retry_after = f.retry_after;
       return r;
     }
-    const auto guid = oauth::randomGuid();
-    const std::string client_request_id = guid ? *guid : id_;
     request.headers = headers;
-    request.headers.emplace_back("Authorization", "Bearer " + token->value);
-    request.headers.emplace_back("client-request-id", client_request_id);
+    const std::string client_request_id = addBearerHeaders(request, token->value, id_);
     spdlog::debug("{}: {} {} (client-request-id {})", id_, service_, what, client_request_id);
     http::Outcome out = http_.perform(request);
     if (const auto* err = std::get_if<http::TransportError>(&out); err != nullptr && err->connection_lost && !resent) {

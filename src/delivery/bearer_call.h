@@ -21,6 +21,16 @@ namespace mb::delivery {
 /// token refused twice).
 using CallOutcome = std::variant<http::Response, queue::RecipientResult>;
 
+/// Adds "Authorization: Bearer <token>" and a fresh client-request-id (a
+/// GUID; the queue id if none can be made) to `request`; returns that id.
+std::string addBearerHeaders(http::Request& request, const std::string& token, const std::string& queue_id);
+
+/// What a request that got no response comes to for every recipient: a
+/// temporary failure (4.4.2 after a timeout, else 4.4.1), logged here with
+/// the queue id, `service` ("Graph") and `what` ("sendMail").
+queue::RecipientResult transportFailure(const http::TransportError& err, const std::string& queue_id,
+                                        const std::string& service, const char* what);
+
 /// BearerCaller: sends the API requests of one delivery attempt (Graph,
 /// Gmail) with a bearer token from the provider's TokenSource. Each request
 /// gets a fresh client-request-id (a GUID, logged with the queue id so that
@@ -55,6 +65,15 @@ class BearerCaller {
   /// that user (unknown, not delegated).
   void setTokenFailuresPermanent(bool permanent) { token_failures_permanent_ = permanent; }
 
+  /// For an attempt that goes on from a request sent elsewhere (without
+  /// blocking) that was refused with a 401 (`token_refused`) or lost with
+  /// its connection (`connection_lost`): that request took the one retry
+  /// for it, so the same answer to call() is now final.
+  void retriesSpent(bool token_refused, bool connection_lost) {
+    token_refused_ = token_refused;
+    connection_lost_ = connection_lost;
+  }
+
   const std::string& queueId() const { return id_; }
   std::chrono::seconds timeout() const { return timeout_; }
 
@@ -66,6 +85,8 @@ class BearerCaller {
   std::string service_;
   TokenVerdict drop_token_on_;
   bool token_failures_permanent_ = false;
+  bool token_refused_ = false;
+  bool connection_lost_ = false;
 };
 
 }  // namespace mb::delivery

@@ -1,12 +1,15 @@
 #include "delivery/graph/graph_provider.h"
 
 #include <gtest/gtest.h>
+#include <pthread.h>
 #include <sodium.h>
 
+#include <atomic>
 #include <deque>
 #include <future>
 #include <fstream>
 #include <mutex>
+#include <thread>
 
 #include "base/testing/temp_dir.h"
 #include "http/http_client.h"
@@ -26,7 +29,16 @@ class FakeTokens final : public oauth::TokenSource {
     if (failure) return *failure;
     return oauth::AccessToken{"tok-" + std::to_string(++issued), std::chrono::system_clock::now() + 1h};
   }
-  void invalidate(const std::string& value) override { invalidated.push_back(value); }
+  void invalidate(const std::string& value) override {
+    invalidated.push_back(value);
+    if (fresh == value) fresh.reset();
+  }
+  // A token held in a cache: what cached() hands out without a request.
+  std::optional<oauth::AccessToken> cached() override {
+    if (!fresh) return std::nullopt;
+    return oauth::AccessToken{*fresh, std::chrono::system_clock::now() + 1h};
+  }
+  std::optional<std::string> fresh;
   int issued = 0;
   std::vector<std::string> invalidated;
   std::optional<oauth::TokenFailure> failure;
@@ -280,6 +292,163 @@ TEST_F(GraphProviderTest, DeliverRunsOnThePoolAndCallsDoneOnce) {
   auto f = got.get_future();
   ASSERT_EQ(f.wait_for(10s), std::future_status::ready);
   EXPECT_EQ(f.get().results.at(0).outcome, Outcome::Delivered);
+}
+
+// deliver() with a token at hand: the request goes out without a worker.
+class GraphStartTest : public GraphProviderTest {
+ protected:
+  GraphStartTest() { tokens_->fresh = "cached-tok"; }
+
+  struct Delivered {
+    queue::DeliveryResult result;
+    std::string thread;  // the name of the thread that reported it
+  };
+  Delivered deliver(const queue::DeliveryJob& j) {
+    GraphProvider p(config_, http_, tokens_, scratch_.path(), 1);
+    std::promise<Delivered> got;
+    p.deliver(j, [&got](queue::DeliveryResult r) {
+      char name[16] = {};
+      pthread_getname_np(pthread_self(), name, sizeof name);
+      got.set_value({std::move(r), name});
+    });
+    auto f = got.get_future();
+    EXPECT_EQ(f.wait_for(10s), std::future_status::ready);
+    return f.get();
+  }
+  static std::string header(const http::Request& r, const std::string& name) {
+    for (const auto& [k, v] : r.headers) {
+      if (k == name) return v;
+    }
+    return {};
+  }
+};
+
+TEST_F(GraphStartTest, ACachedTokenSendsWithoutAWorkerAndReportsOnTheCompletionThread) {
+  http_.push(http::Response{202, {{"request-id", "rid-s"}}, ""});
+  const auto got = deliver(job(kMessage, {"alice@example.com", "bob@example.com"}));
+  EXPECT_EQ(http_.startedCount(), 1u);
+  EXPECT_EQ(tokens_->issued, 0) << "no blocking token() call";
+  ASSERT_EQ(got.result.results.size(), 2u);
+  EXPECT_EQ(got.result.results[1].outcome, Outcome::Delivered);
+  EXPECT_EQ(got.result.remote_id, "rid-s");
+  EXPECT_EQ(got.result.provider, "m365");
+  EXPECT_EQ(got.thread, "mb-graph-done");
+  const auto r = http_.requests().at(0);
+  EXPECT_EQ(r.url, "https://graph.test/v1.0/users/scanner%40example.com/sendMail");
+  EXPECT_EQ(header(r, "Authorization"), "Bearer cached-tok");
+  EXPECT_EQ(header(r, "client-request-id").size(), 36u);
+  EXPECT_EQ(r.timeout, std::chrono::duration_cast<std::chrono::milliseconds>(config_.timeout));
+  EXPECT_NE(decodeBase64(r.body).find("Bcc: bob@example.com"), std::string::npos);
+}
+
+TEST_F(GraphStartTest, FailuresAreReportedFromAWorker) {
+  // A failure may write the spool and store a bounce: not on the HTTP thread.
+  http_.push(http::Response{500, {}, R"({"error":{"code":"generalException","message":"x"}})"});
+  auto got = deliver(job(kMessage, {"alice@example.com"}));
+  EXPECT_EQ(http_.startedCount(), 1u);
+  EXPECT_EQ(got.result.results.at(0).outcome, Outcome::TemporaryFailure);
+  EXPECT_EQ(got.thread, "mb-graph");
+
+  http_.push(http::TransportError{"Operation timed out", true});
+  got = deliver(job(kMessage, {"alice@example.com"}));
+  EXPECT_EQ(got.result.results.at(0).enhanced, "4.4.2");
+  EXPECT_EQ(got.thread, "mb-graph");
+
+  // Nothing to send (no sender mailbox): the verdict also comes from a worker.
+  got = deliver(job("Subject: no from\r\nTo: alice@example.com\r\n\r\nx\r\n", {"alice@example.com"}, ""));
+  EXPECT_EQ(got.result.results.at(0).outcome, Outcome::PermanentFailure);
+  EXPECT_EQ(got.thread, "mb-graph");
+  EXPECT_EQ(http_.requestCount(), 2u);
+}
+
+TEST_F(GraphStartTest, ALaterAttemptDeliveredReportsFromAWorker) {
+  // An earlier attempt settled one recipient: this one's end may bounce it.
+  auto j = job(kMessage, {"alice@example.com", "bob@example.com"});
+  j.recipients = {1};
+  const auto got = deliver(j);
+  EXPECT_EQ(http_.startedCount(), 1u);
+  ASSERT_EQ(got.result.results.size(), 1u);
+  EXPECT_EQ(got.result.results[0].outcome, Outcome::Delivered);
+  EXPECT_EQ(got.thread, "mb-graph");
+}
+
+TEST_F(GraphStartTest, A401DropsTheCachedTokenAndAWorkerSendsOnceMore) {
+  http_.push(http::Response{401, {}, R"({"error":{"code":"InvalidAuthenticationToken","message":"expired"}})"});
+  http_.push(http::Response{202, {{"request-id", "rid-2"}}, ""});
+  auto got = deliver(job(kMessage, {"alice@example.com"}));
+  EXPECT_EQ(got.result.results.at(0).outcome, Outcome::Delivered);
+  EXPECT_EQ(tokens_->invalidated, std::vector<std::string>{"cached-tok"});
+  ASSERT_EQ(http_.requestCount(), 2u);
+  EXPECT_EQ(header(http_.requests()[1], "Authorization"), "Bearer tok-1") << "a fresh token, fetched on the worker";
+
+  // Refused again: the worker does not ask a third time.
+  tokens_->fresh = "cached-tok";
+  http_.push(http::Response{401, {}, ""});
+  http_.push(http::Response{401, {}, ""});
+  http_.push(http::Response{202, {}, ""});
+  got = deliver(job(kMessage, {"alice@example.com"}));
+  EXPECT_EQ(got.result.results.at(0).outcome, Outcome::TemporaryFailure);
+  EXPECT_EQ(http_.requestCount(), 4u);
+}
+
+TEST_F(GraphStartTest, ABrokenConnectionIsSentOnceMoreFromAWorker) {
+  http::TransportError lost{"Error in the HTTP2 framing layer", false, true};
+  http_.push(lost);
+  http_.push(http::Response{202, {}, ""});
+  auto got = deliver(job(kMessage, {"alice@example.com"}));
+  EXPECT_EQ(got.result.results.at(0).outcome, Outcome::Delivered);
+  EXPECT_EQ(http_.requestCount(), 2u);
+  EXPECT_EQ(http_.startedCount(), 1u);
+  EXPECT_TRUE(tokens_->invalidated.empty());
+
+  http_.push(lost);
+  http_.push(lost);
+  http_.push(http::Response{202, {}, ""});
+  got = deliver(job(kMessage, {"alice@example.com"}));
+  EXPECT_EQ(got.result.results.at(0).outcome, Outcome::TemporaryFailure);
+  EXPECT_EQ(got.result.results.at(0).enhanced, "4.4.1");
+  EXPECT_EQ(http_.requestCount(), 4u) << "one resend in all, as on a worker";
+}
+
+TEST_F(GraphStartTest, WithoutACachedTokenOrForALargeMessageAWorkerSends) {
+  tokens_->fresh.reset();
+  auto got = deliver(job(kMessage, {"alice@example.com"}));
+  EXPECT_EQ(got.result.results.at(0).outcome, Outcome::Delivered);
+  EXPECT_EQ(http_.startedCount(), 0u);
+  EXPECT_EQ(tokens_->issued, 1);
+
+  tokens_->fresh = "cached-tok";
+  const std::string big = "From: scanner@example.com\r\nTo: alice@example.com\r\n\r\n" +
+                          std::string(GraphProvider::kMaxStartedBytes, 'x') + "\r\n";
+  got = deliver(job(big, {"alice@example.com"}));
+  EXPECT_EQ(got.result.results.at(0).outcome, Outcome::Delivered);
+  EXPECT_EQ(http_.startedCount(), 0u);
+  EXPECT_EQ(tokens_->issued, 2);
+  EXPECT_EQ(got.thread, "mb-graph");
+}
+
+TEST_F(GraphStartTest, TheProviderOutlivesItsStartedRequests) {
+  http::testing::FakeHttpClient held;
+  held.setFallback(http::Response{202, {}, ""});
+  held.hold();
+  auto p = std::make_unique<GraphProvider>(config_, held, tokens_, scratch_.path(), 1);
+  std::promise<queue::DeliveryResult> got;
+  std::thread sender([&] {
+    p->deliver(job(kMessage, {"alice@example.com"}), [&got](queue::DeliveryResult r) { got.set_value(std::move(r)); });
+  });
+  ASSERT_TRUE(held.waitForRequests(1));
+  std::atomic<bool> destroyed{false};
+  std::thread destroyer([&] {
+    p.reset();
+    destroyed = true;
+  });
+  std::this_thread::sleep_for(100ms);
+  EXPECT_FALSE(destroyed) << "the destructor waits for the request in flight";
+  held.release();
+  destroyer.join();
+  sender.join();
+  EXPECT_TRUE(destroyed);
+  EXPECT_EQ(got.get_future().get().results.at(0).outcome, Outcome::Delivered);
 }
 
 }  // namespace
