@@ -171,7 +171,10 @@ struct FileSpool::PendingCommit {
 FileSpool::FileSpool(stdfs::path state_dir)
     : queue_dir_(state_dir / "queue"),
       corrupt_dir_(state_dir / "corrupt"),
-      committer_([this] { committerLoop(); }) {}
+      committer_([this] {
+        nameThisThread("mb-spool-commit");
+        committerLoop();
+      }) {}
 
 FileSpool::~FileSpool() {
   stop();

@@ -71,7 +71,7 @@ class FileSpool final : public Spool {
   std::condition_variable cv_;
   std::deque<PendingCommit> pending_;
   static constexpr std::size_t kSyncThreads = 32;  // they wait on the disk, not the CPU
-  WorkerPool sync_pool_{kSyncThreads};
+  WorkerPool sync_pool_{kSyncThreads, WorkerPool::kUnbounded, "mb-spool-sync"};
   bool stopping_ = false;
   bool stopped_ = false;  // the committer has exited
   bool removals_unsynced_ = false;  // a remove() since the last directory fsync began

@@ -7,8 +7,10 @@ tokens, a 401 answered with one refresh, throttling, the permanent errors
 seen by the client (wait_for_delivery) and a credential problem that keeps
 mail queued until it is fixed."""
 
+import re
 import time
 import unittest
+from pathlib import Path
 
 from harness import Relay, send_message, split_received
 from microsoft import CLIENT, SENDER, TENANT, MicrosoftTestCase
@@ -92,6 +94,27 @@ class GraphTest(MicrosoftTestCase):
             self.assertEqual(len(self.fake.wait_sent(2)), 2)
             self.assertEqual(self.fake.token_count("client_credentials", ok=True), 2)
             self.assertTrue(relay.wait_log(r"refused the access token \(401\); fetching a new one"))
+
+    def test_threads_carry_the_names_the_documentation_gives(self):
+        # The second message finds the token cached and is sent without a
+        # worker; the first fetched it on one. Both ways show in the threads.
+        relay = self.relay()
+        with relay:
+            for _ in range(2):
+                self.assertEqual(self.send(relay, ["alice@example.com"])[0], 250)
+            self.assertEqual(len(self.fake.wait_sent(2)), 2)
+            self.assertEqual(self.fake.token_count("client_credentials", ok=True), 1)
+            tasks = Path(f"/proc/{relay.proc.pid}/task")
+            names = {(t / "comm").read_text().strip() for t in tasks.iterdir()}
+        table = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+        section = table.split("### Which part uses the CPU", 1)[1].split("\n## ", 1)[0]
+        documented = set()
+        for row in section.splitlines():
+            if row.startswith("| `"):
+                documented.update(re.findall(r"`([^`]+)`", row.split("|")[1]))
+        self.assertLessEqual(names, documented, "every thread is in docs/operations.md")
+        self.assertLessEqual({"mailbridge", "mb-spool-commit", "mb-spool-sync", "mb-queue", "mb-graph",
+                              "mb-graph-done", "mb-http", "mb-tracker"}, names)
 
     def test_permanent_errors_reach_the_client(self):
         self.fake.add_user(TENANT, "nobox@contoso.example", mailbox=False)
