@@ -387,6 +387,11 @@ void Tracker::enqueue(Event event) {
     }
     pending_bytes_ += bytes;
     pending_.push_back(std::move(event));
+    // Only the first event of a batch wakes the writer. Later ones find it
+    // gathering (batch_delay, which waits for nothing but stopping) or
+    // writing, and are taken with the batch or the next one; waking it for
+    // each would cost two context switches per message for nothing.
+    if (pending_.size() > 1) return;
   }
   wake_.notify_one();
 }
