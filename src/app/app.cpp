@@ -43,6 +43,7 @@
 #include "queue/file_spool.h"
 #include "queue/queue_manager.h"
 #include "server/smtp_server.h"
+#include "tracker/accept_times.h"
 #include "tracker/statistics.h"
 #include "tracker/tracker.h"
 
@@ -188,40 +189,9 @@ tracker::Accepted acceptedEvent(const queue::Envelope& env, std::string header, 
   return a;
 }
 
-// When messages were accepted, to the millisecond (the envelope keeps whole
-// seconds), for the delivery times of their first attempt: most mail is
-// delivered then, in well under a second. Entries go with the first attempt's
-// report; beyond kMax (reports that never came), those older than kMaxAge go.
-class AcceptTimes {
- public:
-  void add(const std::string& id, Clock::WallTime t) {
-    std::lock_guard lock(mutex_);
-    if (times_.size() >= kMax) {
-      std::erase_if(times_, [t](const auto& entry) { return t - entry.second > kMaxAge; });
-      if (times_.size() >= kMax) return;
-    }
-    times_.emplace(id, t);
-  }
-  // The time `id` was accepted, forgotten on the way; nullopt when unknown.
-  std::optional<Clock::WallTime> take(const std::string& id) {
-    std::lock_guard lock(mutex_);
-    const auto it = times_.find(id);
-    if (it == times_.end()) return std::nullopt;
-    const auto t = it->second;
-    times_.erase(it);
-    return t;
-  }
-
- private:
-  static constexpr std::size_t kMax = 10000;
-  static constexpr auto kMaxAge = std::chrono::minutes(10);
-  std::mutex mutex_;
-  std::unordered_map<std::string, Clock::WallTime> times_;
-};
-
 // What the statistics and the mail log (when on) keep of one attempt: each
 // recipient's new state.
-void recordAttempt(tracker::Statistics& stats, tracker::Tracker* log, AcceptTimes& accept_times,
+void recordAttempt(tracker::Statistics& stats, tracker::Tracker* log, tracker::AcceptTimes& accept_times,
                    const queue::Envelope& env, const std::vector<std::size_t>& recipients,
                    const queue::DeliveryResult& result, const Clock& clock) {
   const auto now = clock.wallNow();
@@ -466,7 +436,7 @@ int App::run() {
   // Before the queue and the server, which report to them: they outlive both.
   std::unique_ptr<tracker::Tracker> mail_log = openMailLog(config_, clock_);
   tracker::Statistics stats(clock_);
-  AcceptTimes accept_times;
+  tracker::AcceptTimes accept_times;
   queue::QueueManager queue_manager(config_.queue, spool, router, clock_);
   queue_manager.setAttemptObserver([log = mail_log.get(), &stats, &accept_times, this](
                                        const queue::Envelope& env, const std::vector<std::size_t>& recipients,
