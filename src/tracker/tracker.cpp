@@ -446,8 +446,10 @@ void Tracker::run() {
       // Let a burst gather into one transaction.
       wake_.wait_for(lock, options_.batch_delay, [&] { return stopping_; });
     }
-    std::vector<Event> batch(std::make_move_iterator(pending_.begin()), std::make_move_iterator(pending_.end()));
-    pending_.clear();
+    // Swapped, not moved event by event: the spool's committer waits on
+    // this lock to enqueue, and this thread runs at a low priority.
+    std::deque<Event> batch;
+    batch.swap(pending_);
     pending_bytes_ = 0;
     lock.unlock();
     const mb::Status st = writeBatch(batch);
@@ -468,7 +470,7 @@ void Tracker::run() {
   }
 }
 
-mb::Status Tracker::writeBatch(std::vector<Event>& batch) {
+mb::Status Tracker::writeBatch(std::deque<Event>& batch) {
   std::lock_guard db_lock(writer_db_mutex_);
   sqlite3* db = writer_;
   if (!statements_) {

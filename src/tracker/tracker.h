@@ -226,7 +226,7 @@ class Tracker {
   static std::size_t eventBytes(const Event& event);
   void enqueue(Event event);
   void run();
-  mb::Status writeBatch(std::vector<Event>& batch);
+  mb::Status writeBatch(std::deque<Event>& batch);
   Result<std::size_t> purgeWith(sqlite3* db);
 
   const Options options_;
