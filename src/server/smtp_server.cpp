@@ -27,6 +27,7 @@
 #include "policy/sender_policy.h"
 #include "policy/user_store.h"
 #include "queue/spool.h"
+#include "smtp/header_capture.h"
 #include "smtp/server_session.h"
 
 namespace mb::server {
@@ -219,7 +220,6 @@ class Connection final : public std::enable_shared_from_this<Connection>,
                                     std::string_view recipient) override;
   std::optional<smtp::Reply> onDataStart(const smtp::Transaction& txn) override;
   void onDataChunk(std::string_view bytes) override;
-  void captureHeader(std::string_view bytes);
   void onDataEnd(const smtp::Transaction& txn) override;
   void onDataAbort(smtp::DataProblem why) override;
   void onAuth(const smtp::AuthRequest& request) override;
@@ -242,10 +242,9 @@ class Connection final : public std::enable_shared_from_this<Connection>,
   bool write_failed_ = false;
   std::string effective_sender_;  // MAIL FROM after the sender rules
   bool sender_overridden_ = false;  // an override decided effective_sender_
-  // The start of the content, up to the end of its header section (at most
-  // kHeaderCapture bytes), for senders.use_from_header.
-  std::string header_;
-  bool header_complete_ = false;
+  // The content's header section (at most 64 KB), for senders.use_from_header
+  // and the mail log.
+  smtp::HeaderCapture header_;
   std::optional<smtp::Reply> commit_reply_;
   // The current transaction's wait for its first delivery attempt: whoever
   // sets it first (the verdict or the timer) answers the client.
@@ -532,8 +531,7 @@ std::optional<smtp::Reply> Connection::onDataStart(const smtp::Transaction& txn)
   }
   message_ = std::move(created).value();
   write_failed_ = false;
-  header_.clear();
-  header_complete_ = false;
+  (void)header_.take();
 
   smtp::ReceivedInfo received;
   received.helo = txn.helo;
@@ -556,30 +554,13 @@ std::optional<smtp::Reply> Connection::onDataStart(const smtp::Transaction& txn)
 
 void Connection::onDataChunk(std::string_view bytes) {
   if (!message_ || write_failed_) return;
-  if (!header_complete_ && (settings_->senders.useFromHeader() || server_->accepted_with_header_)) {
-    captureHeader(bytes);
-  }
+  if (settings_->senders.useFromHeader() || server_->accepted_with_header_) header_.feed(bytes);
   if (Status st = message_->write(bytes); !st) {
     // Keep reading to the end of the content, then answer 451: the client
     // must not think a truncated message was accepted.
     spdlog::error("{}: cannot write to the spool: {}", message_->id(), st.error().message);
     write_failed_ = true;
   }
-}
-
-// Enough for any real header section's From field; a From below this is
-// not looked for.
-constexpr std::size_t kHeaderCapture = 64 * 1024;
-
-void Connection::captureHeader(std::string_view bytes) {
-  const std::size_t before = header_.size();
-  header_.append(bytes.substr(0, kHeaderCapture - before));
-  // The section ends at the first empty line; look from a little before the
-  // new bytes, in case the line end was split between chunks.
-  const std::size_t from = before >= 3 ? before - 3 : 0;
-  header_complete_ = header_.size() >= kHeaderCapture || header_.starts_with("\n") || header_.starts_with("\r\n") ||
-                     header_.find("\n\n", from) != std::string::npos ||
-                     header_.find("\n\r\n", from) != std::string::npos;
 }
 
 void Connection::onDataEnd(const smtp::Transaction& txn) {
@@ -596,7 +577,7 @@ void Connection::onDataEnd(const smtp::Transaction& txn) {
     // The device's From header names the mailbox, checked like MAIL FROM:
     // a user limited to some senders must not reach other mailboxes by
     // writing another From.
-    const std::string from = server_->header_from_ ? server_->header_from_(header_) : std::string();
+    const std::string from = server_->header_from_ ? server_->header_from_(header_.header()) : std::string();
     const config::UserConfig* user = txn.auth_user.empty() ? nullptr : settings_->users.find(txn.auth_user);
     std::string reason;
     if (from.empty()) {
@@ -615,7 +596,7 @@ void Connection::onDataEnd(const smtp::Transaction& txn) {
     }
   }
   // The observer gets the header; the connection keeps no copy.
-  std::string header = std::exchange(header_, std::string());
+  std::string header = header_.take();
   for (const auto& rcpt : txn.recipients) {
     queue::RecipientEntry entry;
     entry.address = rcpt;
