@@ -1,5 +1,7 @@
 #include "smtp/chunk_reader.h"
 
+#include "smtp/line_end_finder.h"
+
 namespace mb::smtp {
 
 void ChunkReader::feed(std::string_view in, std::string& out) {
@@ -17,9 +19,9 @@ void ChunkReader::feed(std::string_view in, std::string& out) {
       line_open_ = true;
     }
   }
+  LineEndFinder line_end(in);
   while (i < in.size()) {
-    const std::size_t stop = in.find_first_of("\r\n", i);
-    const std::size_t end = stop == std::string_view::npos ? in.size() : stop;
+    const std::size_t end = line_end.next(i);
     if (end > i) {
       out.append(in.substr(i, end - i));
       line_open_ = true;

@@ -1,5 +1,7 @@
 #include "smtp/data_reader.h"
 
+#include "smtp/line_end_finder.h"
+
 namespace mb::smtp {
 
 void LineMeter::count(std::string_view content) {
@@ -20,6 +22,7 @@ void LineMeter::count(std::string_view content) {
 std::size_t DataReader::feed(std::string_view in, std::string& out) {
   const std::size_t out_before = out.size();
   std::size_t i = 0;
+  LineEndFinder line_end(in);
   // Each case either consumes the byte (++i) or changes state and lets the
   // byte be looked at again in the new state; every such change leads to a
   // state that consumes, so the loop always advances.
@@ -37,8 +40,7 @@ std::size_t DataReader::feed(std::string_view in, std::string& out) {
         break;
 
       case State::Middle: {
-        const std::size_t stop = in.find_first_of("\r\n", i);
-        const std::size_t end = stop == std::string_view::npos ? in.size() : stop;
+        const std::size_t end = line_end.next(i);
         out.append(in.substr(i, end - i));
         i = end;
         if (i == in.size()) break;
