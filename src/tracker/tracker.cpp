@@ -97,6 +97,18 @@ class Statement {
     if (ok()) sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
     return *this;
   }
+  /// Binds without a copy, for the writer's hot path: `v` must stay alive
+  /// and unchanged until the statement has run. Temporaries are refused.
+  Statement& bindRef(int i, const std::string& v) {
+    if (ok()) sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+    return *this;
+  }
+  Statement& bindRef(int i, std::string&& v) = delete;
+  /// Binds text of static storage (a status name) without a copy.
+  Statement& bindName(int i, std::string_view name) {
+    if (ok()) sqlite3_bind_text(stmt_, i, name.data(), static_cast<int>(name.size()), SQLITE_STATIC);
+    return *this;
+  }
   Statement& bind(int i, std::int64_t v) {
     if (ok()) sqlite3_bind_int64(stmt_, i, v);
     return *this;
@@ -499,50 +511,62 @@ mb::Status Tracker::writeBatch(std::deque<Event>& batch) {
     if (!s.run() && failure.empty()) failure = s.error();
   };
   for (Event& event : batch) {
+    // Text is bound by reference (no copy per column): every string bound
+    // below lives until its statement has run.
     if (auto* a = std::get_if<Accepted>(&event)) {
       if (!a->header.empty() && options_.header_parser) options_.header_parser(a->header, *a);
       const std::int64_t time = toMillis(a->time);
-      upsert_message.bind(1, a->id).bind(2, time).bind(3, a->client_ip).bind(4, a->auth_user).bind(5, a->listener);
-      upsert_message.bind(6, privacy_.address(a->sender)).bind(7, privacy_.address(a->header_from));
-      upsert_message.bind(8, privacy_.subject(a->subject)).bind(9, a->message_id);
-      upsert_message.bind(10, static_cast<std::int64_t>(a->size));
+      const std::string sender = privacy_.address(a->sender);
+      const std::string header_from = privacy_.address(a->header_from);
+      const std::string subject = privacy_.subject(a->subject);
+      upsert_message.bindRef(1, a->id).bind(2, time).bindRef(3, a->client_ip).bindRef(4, a->auth_user);
+      upsert_message.bindRef(5, a->listener).bindRef(6, sender).bindRef(7, header_from).bindRef(8, subject);
+      upsert_message.bindRef(9, a->message_id).bind(10, static_cast<std::int64_t>(a->size));
       check(upsert_message);
       for (std::size_t i = 0; i < a->recipients.size(); ++i) {
-        insert_recipient.bind(1, a->id).bind(2, static_cast<std::int64_t>(i));
-        insert_recipient.bind(3, privacy_.address(a->recipients[i])).bind(4, time);
+        const std::string address = privacy_.address(a->recipients[i]);
+        insert_recipient.bindRef(1, a->id).bind(2, static_cast<std::int64_t>(i)).bindRef(3, address).bind(4, time);
         check(insert_recipient);
       }
     } else if (auto* o = std::get_if<Outcome>(&event)) {
       const std::int64_t time = toMillis(o->time);
       const std::string address = privacy_.address(o->recipient);
-      // An outcome for a message accepted before the tracker was on, or
-      // whose acceptance is still on its way.
-      insert_bare_message.bind(1, o->id).bind(2, time);
-      check(insert_bare_message);
+      const std::string_view status = statusName(o->status);
       const auto index = static_cast<std::int64_t>(o->index);
-      upsert_recipient.bind(1, o->id).bind(2, index).bind(3, address).bind(4, std::string(statusName(o->status)));
-      upsert_recipient.bind(5, std::int64_t{o->code}).bind(6, o->enhanced).bind(7, o->error);
-      upsert_recipient.bind(8, o->provider).bind(9, o->remote_id).bind(10, time);
+      upsert_recipient.bindRef(1, o->id).bind(2, index).bindRef(3, address).bindName(4, status);
+      upsert_recipient.bind(5, std::int64_t{o->code}).bindRef(6, o->enhanced).bindRef(7, o->error);
+      upsert_recipient.bindRef(8, o->provider).bindRef(9, o->remote_id).bind(10, time);
       check(upsert_recipient);
-      insert_event.bind(1, o->id).bind(2, time).bind(3, index).bind(4, address).bind(5, std::int64_t{o->attempt});
-      insert_event.bind(6, std::string(statusName(o->status))).bind(7, std::int64_t{o->code}).bind(8, o->enhanced);
-      insert_event.bind(9, o->error).bind(10, o->provider).bind(11, o->remote_id);
+      insert_event.bindRef(1, o->id).bind(2, time).bind(3, index).bindRef(4, address);
+      insert_event.bind(5, std::int64_t{o->attempt}).bindName(6, status).bind(7, std::int64_t{o->code});
+      insert_event.bindRef(8, o->enhanced).bindRef(9, o->error).bindRef(10, o->provider).bindRef(11, o->remote_id);
       check(insert_event);
       std::vector<Status> all;
-      statuses.bind(1, o->id);
+      statuses.bindRef(1, o->id);
       while (statuses.step() == SQLITE_ROW) all.push_back(statusFromName(statuses.text(0)).value_or(Status::Queued));
       if (!statuses.ok() && failure.empty()) failure = statuses.error();
       statuses.reset();
-      update_message.bind(1, o->id).bind(2, std::string(statusName(messageStatus(all))));
-      update_message.bind(3, std::int64_t{o->attempt}).bind(4, o->provider).bind(5, o->remote_id);
-      update_message.bind(6, std::int64_t{o->code}).bind(7, o->enhanced).bind(8, o->error).bind(9, time);
+      update_message.bindRef(1, o->id).bindName(2, statusName(messageStatus(all)));
+      update_message.bind(3, std::int64_t{o->attempt}).bindRef(4, o->provider).bindRef(5, o->remote_id);
+      update_message.bind(6, std::int64_t{o->code}).bindRef(7, o->enhanced).bindRef(8, o->error).bind(9, time);
       check(update_message);
+      if (failure.empty() && sqlite3_changes(db) == 0) {
+        // An outcome for a message accepted before the tracker was on, or
+        // whose acceptance is still on its way: a bare row, which the
+        // acceptance fills in. Looked for only when the update found no
+        // row, which saves a statement for every other outcome.
+        insert_bare_message.bindRef(1, o->id).bind(2, time);
+        check(insert_bare_message);
+        check(update_message);  // its bindings stay
+      }
     } else if (auto* r = std::get_if<Rejected>(&event)) {
       std::vector<std::string> recipients;
       for (const auto& rcpt : r->recipients) recipients.push_back(privacy_.address(rcpt));
-      insert_rejection.bind(1, toMillis(r->time)).bind(2, r->client_ip).bind(3, r->auth_user).bind(4, r->listener);
-      insert_rejection.bind(5, privacy_.address(r->sender)).bind(6, joinLines(recipients));
-      insert_rejection.bind(7, std::int64_t{r->code}).bind(8, r->enhanced).bind(9, r->reason);
+      const std::string sender = privacy_.address(r->sender);
+      const std::string joined = joinLines(recipients);
+      insert_rejection.bind(1, toMillis(r->time)).bindRef(2, r->client_ip).bindRef(3, r->auth_user);
+      insert_rejection.bindRef(4, r->listener).bindRef(5, sender).bindRef(6, joined);
+      insert_rejection.bind(7, std::int64_t{r->code}).bindRef(8, r->enhanced).bindRef(9, r->reason);
       check(insert_rejection);
     }
     if (!failure.empty()) break;
