@@ -381,7 +381,12 @@ class AdminApiTest(MicrosoftTestCase):
                 time.sleep(0.1)
             self.assertEqual(sorted(p.name for p in logs.iterdir()),
                              sorted({"mailbridge_%s.log" % yesterday, "mailbridge_%s.log" % today, "notes.txt"}))
-            self.assertIn("ready", (logs / ("mailbridge_%s.log" % today)).read_text())
+            # The old files go before the relay logs "ready": wait for the line.
+            todays = logs / ("mailbridge_%s.log" % today)
+            deadline = time.monotonic() + 10
+            while "ready" not in todays.read_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            self.assertIn("ready", todays.read_text())
             self.assertIn("deleted 1 older than 3 days", relay.log())
 
     def test_an_unwritable_mail_log_never_stops_mail(self):
