@@ -1,6 +1,5 @@
 #include "smtp/header_capture.h"
 
-#include <algorithm>
 #include <utility>
 
 namespace mb::smtp {
