@@ -7,7 +7,7 @@ import sqlite3
 import time
 import unittest
 
-from harness import Relay, send_message
+from harness import RawClient, Relay, send_message
 
 SENDER = "scanner@contoso.example"
 
@@ -71,6 +71,29 @@ class TrackerTest(unittest.TestCase):
             # Metadata only: no body text anywhere in the database.
             db_bytes = b"".join(p.read_bytes() for p in relay.state_dir.glob("tracker.db*"))
             self.assertNotIn(b"page 1", db_bytes)
+
+    def test_a_header_split_across_reads_before_a_large_body_is_summarised(self):
+        # The header's empty line arrives split between two writes, and the
+        # second write carries 200 KB of body after it: the mail log still
+        # gets the header's fields (the capture itself, which keeps only the
+        # header section, is unit-tested in every split).
+        relay = self.relay()
+        with relay:
+            client = RawClient(relay.port)
+            self.addCleanup(client.close)
+            self.assertEqual(client.code(), 220)
+            for command, want in ((b"EHLO raw.test", 250), (b"MAIL FROM:<%s>" % SENDER.encode(), 250),
+                                  (b"RCPT TO:<ok@example.com>", 250), (b"DATA", 354)):
+                client.send(command + b"\r\n")
+                self.assertEqual(client.code(), want)
+            head = message("Split scan", "split@contoso.example").split(b"\r\n\r\n")[0]
+            client.send(head + b"\r\n\r")
+            time.sleep(0.3)
+            client.send(b"\n" + (b"x" * 998 + b"\r\n") * 200 + b".\r\n")
+            self.assertEqual(client.code(), 250)
+            row = self.wait_status(relay, "split@contoso.example", "delivered")
+            self.assertEqual(row["subject"], "Split scan")
+            self.assertEqual(row["header_from"], SENDER)
 
     def test_privacy_settings_change_what_is_stored(self):
         relay = self.relay({"masking": "partial", "store_subject": False})
