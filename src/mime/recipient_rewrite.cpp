@@ -453,7 +453,19 @@ std::string headerFromAddress(std::string_view header) {
   auto block = headerBlockOf(header);
   if (!block) return {};
   for (const HeaderField& field : block->fields()) {
-    if (kindOf(field.name) == Kind::From) return fromAddress(field.value);
+    if (kindOf(field.name) != Kind::From) continue;
+    // A device sends the same From field with every message. The last field
+    // parsed on this thread is kept with its address, which spares GMime's
+    // parse and its objects (most of this function's cost) for the next one.
+    thread_local std::string last_value;
+    thread_local std::string last_address;
+    thread_local bool have_last = false;
+    if (!have_last || field.value != last_value) {
+      last_address = fromAddress(field.value);
+      last_value.assign(field.value);
+      have_last = true;
+    }
+    return last_address;
   }
   return {};
 }

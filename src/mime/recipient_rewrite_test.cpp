@@ -609,5 +609,26 @@ TEST(HeaderFromAddress, CopiersAndOddDisplayNames) {
   EXPECT_EQ(headerFromAddress("From: cut@example.com\r\nSubject: header cut off here"), "cut@example.com");
 }
 
+// The last From field is remembered per thread: a repeat, a change and a
+// change back each give their own address, and so does a field that differs
+// only in its folding or its display name.
+TEST(HeaderFromAddress, RepeatedAndAlternatingFields) {
+  const std::string a = "From: Scanner <scan@example.com>\r\n\r\n";
+  const std::string b = "From: Copier <copy@example.com>\r\n\r\n";
+  for (int round = 0; round < 3; ++round) {
+    EXPECT_EQ(headerFromAddress(a), "scan@example.com");
+    EXPECT_EQ(headerFromAddress(a), "scan@example.com");
+    EXPECT_EQ(headerFromAddress(b), "copy@example.com");
+    EXPECT_EQ(headerFromAddress("Subject: no from\r\n\r\n"), "");
+    EXPECT_EQ(headerFromAddress(a), "scan@example.com");
+    EXPECT_EQ(headerFromAddress("From: Scanner\r\n <scan2@example.com>\r\n\r\n"), "scan2@example.com");
+    EXPECT_EQ(headerFromAddress("From: scanner\r\n\r\n"), "");
+  }
+  std::string other_thread;
+  std::thread([&] { other_thread = headerFromAddress(b); }).join();
+  EXPECT_EQ(other_thread, "copy@example.com");
+  EXPECT_EQ(headerFromAddress("From: Scanner <scan@example.com>\r\n\r\n"), "scan@example.com");
+}
+
 }  // namespace
 }  // namespace mb::mime
