@@ -55,9 +55,9 @@ std::string decodeWords(const std::string& text) {
 
 HeaderSummary summarizeHeader(std::string_view header) {
   HeaderSummary out;
-  out.from = headerFromAddress(header);
   auto block = headerBlockOf(header);
   if (!block) return out;
+  out.from = headerFromAddress(*block);
   bool have_subject = false;
   bool have_id = false;
   for (const HeaderField& field : block->fields()) {

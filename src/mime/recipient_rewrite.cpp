@@ -449,10 +449,13 @@ Result<std::string> rewrittenMessage(const ContentFile& content, const Recipient
 }
 
 std::string headerFromAddress(std::string_view header) {
-  detail::ensureGMime();
   auto block = headerBlockOf(header);
-  if (!block) return {};
-  for (const HeaderField& field : block->fields()) {
+  return block ? headerFromAddress(*block) : std::string();
+}
+
+std::string headerFromAddress(const HeaderBlock& block) {
+  detail::ensureGMime();
+  for (const HeaderField& field : block.fields()) {
     if (kindOf(field.name) != Kind::From) continue;
     // A device sends the same From field with every message. The last field
     // parsed on this thread is kept with its address, which spares GMime's

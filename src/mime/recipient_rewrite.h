@@ -80,5 +80,7 @@ Result<std::string> rewrittenMessage(const ContentFile& content, const Recipient
 /// there is no From field, it names no mailbox, or the address has no
 /// domain. Safe from any thread.
 std::string headerFromAddress(std::string_view header);
+/// The same for a header section already split into fields.
+std::string headerFromAddress(const HeaderBlock& block);
 
 }  // namespace mb::mime
